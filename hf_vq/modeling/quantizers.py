@@ -6,6 +6,14 @@ A quantizer maps encoder outputs `z` of shape (B, D, h, w) to codes of the same 
 - `quantizer(z)` returns diffusers' tuple `(z_q, loss, (perplexity, None, indices))`, so pipelines written for
   `diffusers.VQModel` (aMUSEd's `vqvae.quantize(latents)[2][2]`, ...) run unchanged;
 - `quantizer(z, return_dict=True)` returns a [`QuantizerOutput`] with every loss term and statistic named.
+
+Codebook health (every quantizer): persistent buffers `usage_step` (training steps seen) and `code_last_used`
+(K,) (the step each code was last chosen) are updated in train mode only, all-reduced across processes, and
+give `running_usage` (fraction of codes used within the last `codebook_usage_window` steps) and `dead_codes`.
+
+Distributed: statistics that change buffers are summed with `torch.distributed.all_reduce` and random choices
+are broadcast from rank 0, checked at call time (`distributed_is_ready()`), so every rank keeps the same
+codebook without DDP having to broadcast buffers.
 """
 
 from __future__ import annotations
@@ -13,7 +21,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 
@@ -35,6 +45,12 @@ class QuantizerOutput(ModelOutput):
             `exp(entropy)` of the batch's code histogram: the effective number of codes in use.
         codebook_usage (`torch.FloatTensor` of shape `()`):
             Fraction of the codebook used at least once in the batch.
+        entropy_loss (`torch.FloatTensor` of shape `()`):
+            Weighted entropy term (0 unless `entropy_loss_weight > 0`); included in `loss`.
+        running_usage (`torch.FloatTensor` of shape `()`):
+            Fraction of the codebook used during the last `codebook_usage_window` training steps (all processes).
+        dead_codes (`torch.LongTensor` of shape `()`):
+            Number of codes unused for `codebook_usage_window` training steps or more.
     """
 
     quantized: torch.FloatTensor | None = None
@@ -44,13 +60,96 @@ class QuantizerOutput(ModelOutput):
     commitment_loss: torch.FloatTensor | None = None
     perplexity: torch.FloatTensor | None = None
     codebook_usage: torch.FloatTensor | None = None
+    entropy_loss: torch.FloatTensor | None = None
+    running_usage: torch.FloatTensor | None = None
+    dead_codes: torch.LongTensor | None = None
+
+
+# ------------------------------------------------------------------------------------------------- distributed
+
+
+def distributed_is_ready() -> bool:
+    """Checked at every call, never cached: a model is often built before the process group exists."""
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def all_reduce_sum_(tensor: torch.Tensor) -> torch.Tensor:
+    """Sums `tensor` in place over all processes (a no-op in a single process)."""
+    if distributed_is_ready():
+        torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.SUM)
+    return tensor
+
+
+def broadcast_from_main_(tensor: torch.Tensor) -> torch.Tensor:
+    """Overwrites `tensor` in place with rank 0's copy (a no-op in a single process)."""
+    if distributed_is_ready():
+        torch.distributed.broadcast(tensor, src=0)
+    return tensor
+
+
+# ------------------------------------------------------------------------------------------------- shared maths
+
+
+def entropy_loss(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """`H(p(code | z))` averaged over tokens minus `H(mean_z p(code | z))`, with `p = softmax(logits / T)`.
+
+    Minimising it makes each token's assignment confident and the batch's assignments uniform over the codebook
+    (MAGVIT-v2, https://arxiv.org/abs/2310.05737 eq. 5; LlamaGen's `compute_entropy_loss`). `logits`: (N, K).
+    """
+    scaled = logits / temperature
+    probs = F.softmax(scaled, dim=-1)
+    log_probs = F.log_softmax(scaled, dim=-1)
+    sample_entropy = -(probs * log_probs).sum(dim=-1).mean()
+    mean_probs = probs.mean(dim=0)
+    codebook_entropy = -(mean_probs * torch.log(mean_probs.clamp_min(1e-10))).sum()
+    return sample_entropy - codebook_entropy
+
+
+def project(linear: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Applies an optional `nn.Linear` projection in fp32 (the quantizer runs in fp32 whatever the model dtype)."""
+    if isinstance(linear, nn.Linear):
+        bias = linear.bias.float() if linear.bias is not None else None
+        return F.linear(x, linear.weight.float(), bias)
+    return x
 
 
 class BaseQuantizer(nn.Module):
-    """What the models rely on. Subclasses implement `quantize_latents`, `indices_to_codes` and `reset_parameters`."""
+    """What the models rely on. Subclasses implement `quantize_latents`, `indices_to_codes` and `reset_parameters`.
+
+    `register_health_buffers` adds the codebook-health buffers; `reset_health` initialises them (call it from
+    `reset_parameters`), `update_health` counts a training batch's ids, `health` reads them.
+    """
 
     codebook_size: int
     embed_dim: int
+    usage_window: int
+
+    def register_health_buffers(self, codebook_size: int, usage_window: int) -> None:
+        self.usage_window = usage_window
+        self.register_buffer("usage_step", torch.zeros((), dtype=torch.long))
+        self.register_buffer("code_last_used", torch.zeros(codebook_size, dtype=torch.long))
+
+    def reset_health(self) -> None:
+        init.zeros_(self.usage_step)
+        init.zeros_(self.code_last_used)
+
+    @torch.no_grad()
+    def update_health(self, indices: torch.Tensor) -> torch.Tensor:
+        """Counts a training batch's ids over all processes and stamps the codes used. Returns the counts (K,)."""
+        counts = torch.bincount(indices.reshape(-1), minlength=self.codebook_size).float()
+        all_reduce_sum_(counts)
+        self.usage_step += 1
+        self.code_last_used.copy_(torch.where(counts > 0, self.usage_step, self.code_last_used))
+        return counts
+
+    def dead_code_mask(self) -> torch.Tensor:
+        """Codes not used for `usage_window` training steps or more (a code never used counts from step 0)."""
+        return (self.usage_step - self.code_last_used) >= self.usage_window
+
+    def health(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """`running_usage` (fraction of codes used in the last min(window, steps) steps) and `dead_codes`."""
+        recent = self.code_last_used > (self.usage_step - self.usage_window).clamp_min(0)
+        return recent.float().mean(), self.dead_code_mask().sum()
 
     def quantize_latents(self, latents: torch.Tensor) -> QuantizerOutput:
         raise NotImplementedError
@@ -85,17 +184,57 @@ def codebook_statistics(indices: torch.Tensor, codebook_size: int) -> tuple[torc
     return perplexity, usage
 
 
+def vector_quantizer_kwargs(config) -> dict:
+    """The keyword arguments of `VectorQuantizer` (also each stage of `ResidualVectorQuantizer`)."""
+    return dict(
+        num_embeddings=config.num_vq_embeddings,
+        embed_dim=config.vq_embed_dim,
+        commitment_cost=config.commitment_cost,
+        codebook_loss_weight=config.codebook_loss_weight,
+        beta_placement=config.beta_placement,
+        chunk_size=config.quantizer_chunk_size,
+        codebook_update=config.codebook_update,
+        ema_decay=config.ema_decay,
+        ema_epsilon=config.ema_epsilon,
+        kmeans_init=config.kmeans_init,
+        kmeans_iters=config.kmeans_iters,
+        codebook_dim=config.codebook_dim,
+        l2_norm=config.codebook_l2_norm,
+        usage_window=config.codebook_usage_window,
+        dead_code_restart=config.dead_code_restart,
+        entropy_loss_weight=config.entropy_loss_weight,
+        entropy_temperature=config.entropy_temperature,
+        gradient_estimator=config.gradient_estimator,
+    )
+
+
 def build_quantizer(config) -> BaseQuantizer:
     """Builds the quantizer named by `config.quantizer_type`, unpacking the config's fields in one place."""
     if config.quantizer_type == "vq":
         from .quantizer_vq import VectorQuantizer
 
-        return VectorQuantizer(
+        return VectorQuantizer(**vector_quantizer_kwargs(config))
+    if config.quantizer_type == "residual_vq":
+        from .quantizer_residual import ResidualVectorQuantizer
+
+        return ResidualVectorQuantizer(num_quantizers=config.num_quantizers, **vector_quantizer_kwargs(config))
+    if config.quantizer_type == "fsq":
+        from .quantizer_fsq import FiniteScalarQuantizer
+
+        return FiniteScalarQuantizer(
+            levels=config.fsq_levels, embed_dim=config.vq_embed_dim, usage_window=config.codebook_usage_window
+        )
+    if config.quantizer_type == "lfq":
+        from .quantizer_lfq import LookupFreeQuantizer
+
+        return LookupFreeQuantizer(
             num_embeddings=config.num_vq_embeddings,
             embed_dim=config.vq_embed_dim,
             commitment_cost=config.commitment_cost,
-            codebook_loss_weight=config.codebook_loss_weight,
-            beta_placement=config.beta_placement,
-            chunk_size=config.quantizer_chunk_size,
+            entropy_loss_weight=config.entropy_loss_weight,
+            entropy_temperature=config.entropy_temperature,
+            usage_window=config.codebook_usage_window,
         )
-    raise ValueError(f"Unknown `quantizer_type` {config.quantizer_type!r}; expected one of ('vq',).")
+    raise ValueError(
+        f"Unknown `quantizer_type` {config.quantizer_type!r}; expected one of ('vq', 'fsq', 'lfq', 'residual_vq')."
+    )
