@@ -83,6 +83,12 @@ class VQModelOutput(ModelOutput):
             Effective number of codes used in the batch.
         codebook_usage (`torch.FloatTensor` of shape `()`):
             Fraction of the codebook used in the batch.
+        entropy_loss (`torch.FloatTensor` of shape `()`):
+            Weighted entropy term of the quantizer (0 unless `config.entropy_loss_weight > 0`); part of `quantizer_loss`.
+        running_usage (`torch.FloatTensor` of shape `()`):
+            Fraction of the codebook used over the last `config.codebook_usage_window` training steps.
+        dead_codes (`torch.LongTensor` of shape `()`):
+            Codes unused for `config.codebook_usage_window` training steps or more.
     """
 
     reconstruction: torch.FloatTensor | None = None
@@ -96,6 +102,9 @@ class VQModelOutput(ModelOutput):
     indices: torch.LongTensor | None = None
     perplexity: torch.FloatTensor | None = None
     codebook_usage: torch.FloatTensor | None = None
+    entropy_loss: torch.FloatTensor | None = None
+    running_usage: torch.FloatTensor | None = None
+    dead_codes: torch.LongTensor | None = None
 
 
 class VQPreTrainedModel(PreTrainedModel):
@@ -188,10 +197,13 @@ class VQPreTrainedModel(PreTrainedModel):
         if not isinstance(indices, torch.Tensor) or indices.is_floating_point() or indices.is_complex():
             received = indices.dtype if isinstance(indices, torch.Tensor) else type(indices).__name__
             raise TypeError(f"Token ids must be an integer tensor of shape (B, h, w); got {received}. Use `.long()`.")
-        if indices.dim() != 3:
+        # residual_vq: one id per stage, (B, h, w, num_quantizers)
+        depth = self.config.num_quantizers if self.config.quantizer_type == "residual_vq" else None
+        layout = "batch, h, w" if depth is None else f"batch, h, w, {depth}"
+        if indices.dim() != (3 if depth is None else 4) or (depth is not None and indices.shape[-1] != depth):
             raise ValueError(
-                f"Token ids must have shape (batch, height, width); got {tuple(indices.shape)}. A flat sequence of "
-                f"length h*w reshapes with `indices.view(batch, h, w)`."
+                f"Token ids must have shape ({layout}); got {tuple(indices.shape)}. A flat sequence of "
+                f"h*w positions reshapes with `indices.view({layout})`."
             )
         size = self.quantize.codebook_size
         if indices.numel() and (indices.min() < 0 or indices.max() >= size):
@@ -252,11 +264,12 @@ class VQPreTrainedModel(PreTrainedModel):
     # ----------------------------------------------------------------------------------------- token API
 
     def encode_to_indices(self, pixel_values: torch.Tensor) -> torch.LongTensor:
-        """Images `(B, C, H, W)` -> token ids `(B, H / f, W / f)` with f = `downsampling_factor`."""
+        """Images `(B, C, H, W)` -> token ids `(B, H / f, W / f)` with f = `downsampling_factor`
+        (`(B, H / f, W / f, num_quantizers)` for `quantizer_type="residual_vq"`, coarse to fine)."""
         return self.encode(pixel_values).indices
 
     def decode_indices(self, indices: torch.LongTensor) -> torch.FloatTensor:
-        """Token ids `(B, h, w)` -> images `(B, C, h * f, w * f)` in `config.pixel_range`."""
+        """Token ids `(B, h, w)` (`(B, h, w, num_quantizers)` for residual_vq) -> images `(B, C, h * f, w * f)`."""
         self._check_indices(indices)
         return self._decode_codes(self.quantize.indices_to_codes(indices))
 
@@ -291,6 +304,9 @@ class VQPreTrainedModel(PreTrainedModel):
             indices=quantized.indices,
             perplexity=quantized.perplexity,
             codebook_usage=quantized.codebook_usage,
+            entropy_loss=quantized.entropy_loss,
+            running_usage=quantized.running_usage,
+            dead_codes=quantized.dead_codes,
         )
         return output if return_dict else output.to_tuple()
 
