@@ -199,11 +199,11 @@ class VQPreTrainedModel(PreTrainedModel):
             raise TypeError(f"Token ids must be an integer tensor of shape (B, h, w); got {received}. Use `.long()`.")
         # residual_vq: one id per stage, (B, h, w, num_quantizers)
         depth = self.config.num_quantizers if self.config.quantizer_type == "residual_vq" else None
-        layout = "batch, h, w" if depth is None else f"batch, h, w, {depth}"
+        layout = "batch, height, width" if depth is None else f"batch, height, width, {depth}"
         if indices.dim() != (3 if depth is None else 4) or (depth is not None and indices.shape[-1] != depth):
             raise ValueError(
                 f"Token ids must have shape ({layout}); got {tuple(indices.shape)}. A flat sequence of "
-                f"h*w positions reshapes with `indices.view({layout})`."
+                f"h*w positions reshapes with `indices.view({layout.replace('height', 'h').replace('width', 'w')})`."
             )
         size = self.quantize.codebook_size
         if indices.numel() and (indices.min() < 0 or indices.max() >= size):
