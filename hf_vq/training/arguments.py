@@ -109,6 +109,9 @@ class TrainArguments:
     perceptual_weight: float | None = _arg(
         None, "Weight of the LPIPS term (0 disables it). Unset: the objective's default."
     )
+    perceptual_net: Literal["vgg16", "alexnet"] = _arg(
+        "vgg16", "Backbone of the LPIPS perceptual loss: `vgg16` (taming's) or the ~10x cheaper `alexnet`."
+    )
 
     # --- checkpoints, logging, output ---
     output_dir: str = _arg("outputs/hf-vq-train", "Folder for checkpoints, logs, samples and the final model.")
@@ -259,6 +262,7 @@ def build_parser() -> HfArgumentParser:
         description="Train or fine-tune a VQ-GAN / VQ-VAE image tokenizer. With no arguments: a small VQ-GAN on "
         "the photos bundled with scikit-image, scikit-learn and matplotlib, offline, in about five minutes on a CPU.",
         allow_abbrev=False,
+        usage="hf-vq train [--config FILE] [--FLAG VALUE ...]  (hf-vq train --help lists every flag)",
     )
     parser.add_argument(
         "--config", metavar="FILE", default=None, help="YAML or JSON file of arguments; command-line flags override it."

@@ -1,0 +1,447 @@
+"""Training images as a `datasets` stream: a Hub dataset id, a local folder, parquet or webdataset shards, or the
+built-in photos.
+
+Pipeline (one example at a time, in the data loader's workers)::
+
+    load_dataset(..., streaming=True)      image column cast to undecoded bytes/path
+      -> shuffle(seed, buffer)             a seeded buffer; the shard order is shuffled too, per epoch
+      -> ImageTransform                    decode -> RGB -> resize + crop (random crop + flip for training,
+                                           center crop for eval) -> float tensor in the model's pixel range
+      -> DataLoader(collate_images)        {"pixel_values": (b, 3, H, W), "num_skipped": records dropped}
+
+Corrupt or non-image records (truncated files, text named `.png`, ...) become `pixel_values=None` in the
+transform and are dropped by `collate_images`, which counts them in the batch itself, so the count is exact
+and reaches the training loop from any worker process. The price: a batch that held bad records is smaller
+than `--train-batch-size` (b <= B), and a batch of nothing but bad records is empty (the loop skips it).
+
+Splitting across processes: `accelerator.prepare(dataloader)` gives each rank its own shards (it calls
+`datasets.IterableDataset.shard`, the shard assignment `split_dataset_by_node` makes, when the dataset has at
+least one shard per rank, and otherwise takes each rank's slice of every global batch), so every example is
+seen by exactly one rank. `split_dataset_by_node` is deliberately *not* applied on top: combined with
+`accelerator.prepare` it splits twice and, with 2 ranks and 4 shards, 8 of 16 examples are never seen.
+Within a rank, `datasets` spreads the shards over the loader workers (`--dataloader-num-workers`, capped by
+the shard count: a local image folder streams as one shard, parquet/webdataset folders as one per file).
+
+Data position: the stream is deterministic given the seed and the epoch: shuffling is seeded, and the random
+crop/flip of an example is drawn from an RNG keyed by `(seed, index in the worker's stream, image content)`,
+not from a global RNG. So the training loop saves `(epoch, batches consumed in that epoch)` in each checkpoint
+and resumes by `set_epoch(epoch)` + `accelerator.skip_first_batches`, which replays the stream to the same
+position (the shuffle buffer's contents are not in `IterableDataset.state_dict()`, so restoring that state
+would not be exact). Replaying costs reading the skipped batches again, not training on them.
+
+Built-in photos (`hf-vq train` with no `--dataset-name`): the RGB photographs that ship inside the
+scikit-image 0.26.0, scikit-learn and matplotlib wheels, so the main job runs offline on a fresh machine.
+The split is by photo, so evaluation images are never trained on:
+
+- train (9 photos): skimage `astronaut.png`, `coffee.png`, `hubble_deep_field.jpg`, `ihc.png`,
+  `motorcycle_left.png`, `motorcycle_right.png`, `retina.jpg`; sklearn `china.jpg`; matplotlib
+  `grace_hopper.jpg`. Streamed forever as random square crops (side between `resolution` and the whole photo,
+  after scaling the photo's shorter side to 256 px), so each step sees new views at several zooms.
+- eval (3 photos): skimage `chelsea.png` (a cat), `rocket.jpg`; sklearn `flower.jpg`. Five fixed crops of each:
+  the whole photo (center square), then its four corner quarters; ordered so the first three are the whole
+  photos.
+
+Grayscale, synthetic or RGBA images in those packages (camera, coins, logo, ...) are not used.
+"""
+
+from __future__ import annotations
+
+import glob
+import io
+import logging
+import os
+import zlib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+logger = logging.getLogger(__name__)
+
+# (package, path inside the installed package). Pinned to scikit-image 0.26.0 (see pyproject's `training` extra).
+BUILTIN_TRAIN_PHOTOS = (
+    ("skimage", "data/astronaut.png"),
+    ("skimage", "data/coffee.png"),
+    ("skimage", "data/hubble_deep_field.jpg"),
+    ("skimage", "data/ihc.png"),
+    ("skimage", "data/motorcycle_left.png"),
+    ("skimage", "data/motorcycle_right.png"),
+    ("skimage", "data/retina.jpg"),
+    ("sklearn", "datasets/images/china.jpg"),
+    ("matplotlib", "mpl-data/sample_data/grace_hopper.jpg"),
+)
+BUILTIN_EVAL_PHOTOS = (
+    ("skimage", "data/chelsea.png"),
+    ("sklearn", "datasets/images/flower.jpg"),
+    ("skimage", "data/rocket.jpg"),
+)
+BUILTIN_PHOTO_SHORT_SIDE = 256  # photos are scaled once so their shorter side has this many pixels
+BUILTIN_NUM_SHARDS = 64  # one independent crop stream per shard: enough for 64 ranks x workers
+IMAGE_COLUMN_NAMES = ("image", "img", "images", "jpg", "jpeg", "png", "webp", "pixel_values")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Decoding
+
+
+def builtin_photo_paths(split: str) -> list[Path]:
+    """Files of the built-in `"train"` or `"eval"` photos, checked to exist in the installed wheels."""
+    photos = BUILTIN_TRAIN_PHOTOS if split == "train" else BUILTIN_EVAL_PHOTOS
+    paths = []
+    for package, relative in photos:
+        try:
+            path = Path(str(resources.files(package).joinpath(relative)))
+        except ModuleNotFoundError:
+            path = None
+        if path is None or not path.is_file():
+            raise FileNotFoundError(
+                f"The built-in photo {package}/{relative} is missing. Install the training extra "
+                "(`pip install 'hf-vq[training]'`, which pins scikit-image==0.26.0) or pass --dataset-name."
+            )
+        paths.append(path)
+    return paths
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any PIL image as 8-bit RGB: EXIF rotation applied, palette and alpha composited on white, 16-bit scaled."""
+    image = ImageOps.exif_transpose(image)
+    if image.mode.startswith("I") or image.mode == "F":
+        # 16-bit (or 32-bit / float) grayscale: PIL's convert("L") clips at 255 instead of rescaling
+        array = np.asarray(image, dtype=np.float64)
+        peak = array.max(initial=0.0)
+        if image.mode == "F":
+            top = 1.0 if peak <= 1.0 else 255.0
+        else:
+            top = 255.0 if image.mode == "I" and peak <= 255 else 65535.0
+        image = Image.fromarray(np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8), mode="L")
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba)
+    return image.convert("RGB") if image.mode != "RGB" else image
+
+
+def decode_image(value: Any) -> Image.Image:
+    """Decodes one record's image (undecoded `{"bytes", "path"}`, bytes, a path, a PIL image or an array) to RGB.
+
+    Raises `OSError`/`ValueError` on anything that is not a readable image.
+    """
+    if isinstance(value, dict):
+        value = value.get("bytes") or value.get("path")
+    if isinstance(value, (bytes, bytearray)):
+        image = Image.open(io.BytesIO(value))
+    elif isinstance(value, (str, os.PathLike)):
+        image = Image.open(value)
+    elif isinstance(value, Image.Image):
+        image = value
+    elif isinstance(value, np.ndarray):
+        if value.dtype == np.uint16:
+            value = (value.astype(np.float64) / 257.0 + 0.5).astype(np.uint8)
+        elif value.dtype != np.uint8:
+            value = np.clip(np.asarray(value, dtype=np.float64) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        image = Image.fromarray(value)
+    else:
+        raise ValueError(f"not an image: {type(value).__name__}")
+    image.load()  # decode now, so a truncated file fails here and not later
+    if image.width < 1 or image.height < 1:
+        raise ValueError("empty image")
+    return to_rgb(image)
+
+
+def resize_shorter_side(image: Image.Image, size: int) -> Image.Image:
+    scale = size / min(image.size)
+    if scale == 1.0:
+        return image
+    width, height = max(size, round(image.width * scale)), max(size, round(image.height * scale))
+    return image.resize((width, height), Image.BICUBIC, reducing_gap=3.0)  # antialiased when downscaling
+
+
+def to_tensor(image: Image.Image, pixel_range: tuple[float, float]) -> torch.Tensor:
+    """(H, W, 3) uint8 -> (3, H, W) float32 mapped linearly from [0, 255] to `pixel_range`."""
+    low, high = pixel_range
+    array = np.asarray(image, dtype=np.float32).transpose(2, 0, 1) / 255.0
+    return torch.from_numpy(array * (high - low) + low)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Transform and collation
+
+
+class ImageTransform:
+    """Decodes and crops one example; a `datasets` map function called with `with_indices=True`.
+
+    Returns `{"pixel_values": (3, r, r) float32}`, or `{"pixel_values": None}` for a record that is not a readable
+    image (logged here, dropped and counted by `collate_images`).
+    """
+
+    def __init__(
+        self,
+        image_column: str,
+        resolution: int,
+        train: bool,
+        pixel_range: tuple[float, float] = (-1.0, 1.0),
+        random_flip: bool = True,
+        seed: int = 0,
+    ):
+        self.image_column = image_column
+        self.resolution = resolution
+        self.train = train
+        self.pixel_range = tuple(pixel_range)
+        self.random_flip = random_flip
+        self.seed = seed
+
+    def crop(self, image: Image.Image, index: int) -> Image.Image:
+        image = resize_shorter_side(image, self.resolution)
+        r = self.resolution
+        if not self.train:
+            left, top = (image.width - r) // 2, (image.height - r) // 2
+            return image.crop((left, top, left + r, top + r))
+        # Keyed, not global, randomness: the same stream position gives the same crop after a resume.
+        rng = np.random.default_rng([self.seed, index, zlib.crc32(image.tobytes())])
+        left = int(rng.integers(0, image.width - r + 1))
+        top = int(rng.integers(0, image.height - r + 1))
+        image = image.crop((left, top, left + r, top + r))
+        if self.random_flip and rng.random() < 0.5:
+            image = image.transpose(Image.FLIP_LEFT_RIGHT)
+        return image
+
+    def __call__(self, example: dict[str, Any], index: int) -> dict[str, Any]:
+        try:
+            image = decode_image(example[self.image_column])
+        except Exception as error:  # noqa: BLE001 - any undecodable record is skipped, never a crash
+            where = example[self.image_column].get("path") if isinstance(example[self.image_column], dict) else None
+            logger.warning("Skipping a record that is not a readable image (%s): %s", where or f"#{index}", error)
+            return {"pixel_values": None}
+        return {"pixel_values": to_tensor(self.crop(image, index), self.pixel_range)}
+
+
+def collate_images(examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    """Stacks the decoded images `(b, 3, r, r)` and counts the records that were not (`num_skipped`)."""
+    good = [e["pixel_values"] for e in examples if e["pixel_values"] is not None]
+    return {
+        "pixel_values": torch.stack(good) if good else torch.zeros(0, 3, 0, 0),
+        "num_skipped": torch.tensor(len(examples) - len(good)),
+    }
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Sources
+
+
+def _builtin_train_crops(shard_seeds: list[int], resolution: int):
+    """Endless random square crops of the built-in training photos; one independent stream per shard seed."""
+    photos = [resize_shorter_side(to_rgb(Image.open(p)), BUILTIN_PHOTO_SHORT_SIDE) for p in builtin_photo_paths("train")]
+    for shard_seed in shard_seeds:  # each shard is endless: a worker only ever reads its first one
+        rng = np.random.default_rng(shard_seed)
+        while True:
+            photo = photos[int(rng.integers(len(photos)))]
+            side = int(rng.integers(min(resolution, min(photo.size)), min(photo.size) + 1))
+            left = int(rng.integers(0, photo.width - side + 1))
+            top = int(rng.integers(0, photo.height - side + 1))
+            yield {"image": np.asarray(photo.crop((left, top, left + side, top + side)))}
+
+
+def builtin_eval_crops() -> list[Image.Image]:
+    """The fixed eval views of the built-in eval photos: whole photos first, then their corner quarters."""
+    photos = [resize_shorter_side(to_rgb(Image.open(p)), BUILTIN_PHOTO_SHORT_SIDE) for p in builtin_photo_paths("eval")]
+    views = []
+    for corner in (None, (0, 0), (1, 0), (0, 1), (1, 1)):
+        for photo in photos:
+            side = min(photo.size)
+            left, top = (photo.width - side) // 2, (photo.height - side) // 2
+            if corner is not None:
+                half = side // 2
+                left, top, side = left + corner[0] * half, top + corner[1] * half, half
+            views.append(photo.crop((left, top, left + side, top + side)))
+    return views
+
+
+def _load_source(name: str, config_name: str | None, split: str):
+    """`load_dataset(..., streaming=True)` for a Hub id, a local folder, or a glob / file of parquet or tar shards."""
+    import datasets
+
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return datasets.load_dataset(str(path), config_name, split=split, streaming=True)
+    if path.is_file() or any(c in name for c in "*?["):
+        files = sorted(glob.glob(str(path)))
+        if not files:
+            raise FileNotFoundError(f"--dataset-name {name!r}: no file matches.")
+        suffixes = {Path(f).suffix.lower() for f in files}
+        if suffixes <= {".parquet"}:
+            builder = "parquet"
+        elif suffixes <= {".tar"}:
+            builder = "webdataset"
+        elif suffixes <= set(IMAGE_SUFFIXES):
+            builder = "imagefolder"
+        else:
+            raise ValueError(f"--dataset-name {name!r}: expected .parquet, .tar or image files, found {sorted(suffixes)}.")
+        return datasets.load_dataset(builder, data_files={split: files}, split=split, streaming=True)
+    return datasets.load_dataset(name, config_name, split=split, streaming=True)
+
+
+def find_image_column(dataset, requested: str | None) -> str:
+    """The requested column, else the first column of `datasets.Image` type, else a column with an image-like name."""
+    import datasets
+
+    features = dataset.features or {}
+    columns = list(features) if features else list(dataset.column_names or [])
+    if requested is not None:
+        if columns and requested not in columns:
+            raise ValueError(f"--image-column {requested!r} is not a column of the dataset; columns: {columns}.")
+        return requested
+    for column, feature in features.items():
+        if isinstance(feature, datasets.Image):
+            return column
+    for column in columns:
+        if column.lower() in IMAGE_COLUMN_NAMES:
+            return column
+    raise ValueError(f"Found no image column among {columns}; name it with --image-column.")
+
+
+def load_raw_dataset(name: str, config_name: str | None, split: str, image_column: str | None):
+    """The undecoded stream of one split and its image column (images left as bytes/paths for `decode_image`)."""
+    import datasets
+
+    dataset = _load_source(name, config_name, split)
+    column = find_image_column(dataset, image_column)
+    if dataset.features is not None and isinstance(dataset.features.get(column), datasets.Image):
+        dataset = dataset.cast_column(column, datasets.Image(decode=False))
+    return dataset, column
+
+
+def default_eval_split(name: str, config_name: str | None) -> str | None:
+    """`validation` or `test` when the dataset has one (looked up without reading any data)."""
+    import datasets
+
+    path = Path(name).expanduser()
+    if path.is_file() or any(c in name for c in "*?["):
+        return None
+    try:
+        splits = datasets.load_dataset(str(path) if path.is_dir() else name, config_name, streaming=True).keys()
+    except Exception as error:  # noqa: BLE001 - no eval split is not an error
+        logger.info("Could not list the splits of %s (%s); no evaluation split.", name, error)
+        return None
+    return next((s for s in ("validation", "valid", "val", "test") if s in splits), None)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# What the training loop calls
+
+
+@dataclass
+class TrainStream:
+    dataset: Any  # datasets.IterableDataset yielding {"pixel_values": (3, r, r) tensor or None}
+    n_shards: int
+    num_examples: int | None  # size of the split when the dataset reports it (for --num-train-epochs)
+    description: str  # for the model card and the log
+
+
+def build_train_stream(
+    dataset_name: str | None,
+    *,
+    resolution: int,
+    pixel_range: tuple[float, float] = (-1.0, 1.0),
+    seed: int = 0,
+    dataset_config_name: str | None = None,
+    split: str = "train",
+    image_column: str | None = None,
+    random_flip: bool = True,
+    shuffle_buffer_size: int = 1000,
+) -> TrainStream:
+    """The shuffled, decoded, cropped training stream (built-in photos when `dataset_name` is None)."""
+    import datasets
+
+    if dataset_name is None:
+        shard_seeds = [seed * BUILTIN_NUM_SHARDS + i for i in range(BUILTIN_NUM_SHARDS)]
+        raw = datasets.IterableDataset.from_generator(
+            _builtin_train_crops, gen_kwargs={"shard_seeds": shard_seeds, "resolution": resolution}
+        )
+        column, num_examples, description = "image", None, "built-in photos (scikit-image, scikit-learn, matplotlib)"
+    else:
+        raw, column = load_raw_dataset(dataset_name, dataset_config_name, split, image_column)
+        splits = raw.info.splits or {}
+        num_examples = splits[split].num_examples if split in splits and splits[split].num_examples else None
+        description = f"{dataset_name} ({split})"
+    if shuffle_buffer_size > 0:
+        raw = raw.shuffle(seed=seed, buffer_size=shuffle_buffer_size)
+    transform = ImageTransform(column, resolution, True, pixel_range, random_flip, seed)
+    columns = list(raw.features) if raw.features else ["image"]
+    stream = raw.map(transform, with_indices=True, remove_columns=columns)
+    return TrainStream(stream, raw.n_shards, num_examples, description)
+
+
+def build_train_dataloader(
+    stream: TrainStream, batch_size: int, num_workers: int, num_processes: int = 1
+) -> torch.utils.data.DataLoader:
+    """A plain `DataLoader` over the stream, to be passed through `accelerator.prepare`."""
+    shards_per_process = max(1, stream.n_shards // num_processes)
+    workers = min(num_workers, shards_per_process)  # more workers than shards would sit idle
+    return torch.utils.data.DataLoader(
+        stream.dataset,
+        batch_size=batch_size,
+        collate_fn=collate_images,
+        num_workers=workers,
+        drop_last=True,
+        persistent_workers=False,  # new workers each epoch: they pick up the dataset's new epoch
+    )
+
+
+def load_eval_images(
+    dataset_name: str | None,
+    *,
+    num_images: int,
+    resolution: int,
+    pixel_range: tuple[float, float] = (-1.0, 1.0),
+    dataset_config_name: str | None = None,
+    split: str | None = None,
+    image_column: str | None = None,
+) -> tuple[torch.Tensor | None, int]:
+    """The first `num_images` held-out images, center-cropped: `((N, 3, r, r) or None, records skipped)`.
+
+    Held in memory: evaluation and the sample grid reuse the same images at every step.
+    """
+    transform = ImageTransform("image", resolution, False, pixel_range)
+    if dataset_name is None:
+        records = ({"image": view} for view in builtin_eval_crops())
+    else:
+        split = split or default_eval_split(dataset_name, dataset_config_name)
+        if split is None:
+            logger.warning("%s has no validation/test split: evaluation is off (give --eval-split).", dataset_name)
+            return None, 0
+        raw, column = load_raw_dataset(dataset_name, dataset_config_name, split, image_column)
+        transform.image_column = column
+        records = iter(raw)
+    images, skipped = [], 0
+    for index, record in enumerate(records):
+        out = transform(record, index)
+        if out["pixel_values"] is None:
+            skipped += 1
+            continue
+        images.append(out["pixel_values"])
+        if len(images) == num_images:
+            break
+    return (torch.stack(images) if images else None), skipped
+
+
+__all__ = [
+    "BUILTIN_TRAIN_PHOTOS",
+    "BUILTIN_EVAL_PHOTOS",
+    "ImageTransform",
+    "TrainStream",
+    "build_train_dataloader",
+    "build_train_stream",
+    "builtin_eval_crops",
+    "builtin_photo_paths",
+    "collate_images",
+    "decode_image",
+    "load_eval_images",
+    "to_rgb",
+]
