@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
+import functools
+import os
+
+import torch
 from torch import nn
 
 from .configuration_vqgan import VQGANConfig
 from .layers import Decoder, Encoder
 from .modeling_utils import VQPreTrainedModel
 from .quantizers import build_quantizer
+
+
+def _runs_forward_hooks(method):
+    """Runs accelerate's `pre_forward` hook (model CPU offload, device alignment) before a method other than
+    `forward`: diffusers pipelines call `encode` / `decode` directly, as diffusers' own `apply_forward_hook` does."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        hook = getattr(self, "_hf_hook", None)  # set by accelerate.hooks.add_hook_to_module, absent otherwise
+        if hook is not None and hasattr(hook, "pre_forward"):
+            hook.pre_forward(self)
+        return method(self, *args, **kwargs)
+
+    return wrapper
 
 
 class VQGANModel(VQPreTrainedModel):
@@ -64,6 +82,50 @@ class VQGANModel(VQPreTrainedModel):
             **blocks,
         )
         self.post_init()
+
+    @_runs_forward_hooks
+    def encode(self, pixel_values: torch.Tensor, return_dict: bool = True):
+        return super().encode(pixel_values, return_dict=return_dict)
+
+    encode.__doc__ = VQPreTrainedModel.encode.__doc__
+
+    @_runs_forward_hooks
+    def decode(self, h: torch.Tensor, force_not_quantize: bool = False, return_dict: bool = True, shape=None):
+        return super().decode(h, force_not_quantize=force_not_quantize, return_dict=return_dict, shape=shape)
+
+    decode.__doc__ = VQPreTrainedModel.decode.__doc__
+
+    @_runs_forward_hooks
+    def decode_indices(self, indices: torch.LongTensor) -> torch.FloatTensor:
+        return super().decode_indices(indices)
+
+    decode_indices.__doc__ = VQPreTrainedModel.decode_indices.__doc__
+
+    def to_diffusers(self, save_directory: str | os.PathLike | None = None):
+        """A stock `diffusers.VQModel` with this model's weights, computing the same images (needs hf_vq installed).
+
+        Args:
+            save_directory (`str` or `os.PathLike`, *optional*): also save the `VQModel` there.
+
+        Raises:
+            `ValueError` naming the options `VQModel` cannot express (FSQ, LFQ, residual VQ, l2 or low-dim codes...).
+        """
+        from ..integrations.diffusers import to_diffusers  # lazy: this folder also ships as remote code
+
+        return to_diffusers(self, save_directory)
+
+    @classmethod
+    def from_diffusers(cls, model_or_path, subfolder: str | None = None, **config_overrides) -> "VQGANModel":
+        """Imports a `diffusers.VQModel` (instance, folder or Hub id): LDM VQ first stages, aMUSEd's VQ, MoVQ.
+
+        Args:
+            model_or_path (`diffusers.VQModel`, `str` or `os.PathLike`): the model or where to load it from.
+            subfolder (`str`, *optional*): component folder inside a pipeline repository (`"vqvae"`, `"movq"`).
+            config_overrides: [`VQGANConfig`] fields set on top of the translated config, e.g. `pixel_range=(0, 1)`.
+        """
+        from ..integrations.diffusers import from_diffusers
+
+        return from_diffusers(cls, model_or_path, subfolder=subfolder, **config_overrides)
 
 
 __all__ = ["VQGANModel"]
