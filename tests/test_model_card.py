@@ -1,0 +1,163 @@
+"""Model cards: metadata that `huggingface_hub` parses back, an architecture summary that matches the model, a
+usage snippet that runs, and re-rendering that keeps what earlier steps recorded."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import torch
+from huggingface_hub import ModelCard
+from PIL import Image
+
+from hf_vq import VQGANConfig, VQGANModel, VQVAEConfig, VQVAEModel
+from hf_vq.hub import (
+    CARD_INFO_FILENAME,
+    load_card_info,
+    model_card_template_path,
+    update_model_card,
+    write_model_card,
+)
+
+TINY = dict(
+    block_out_channels=[8, 16],
+    down_block_types=["DownEncoderBlock2D", "AttnDownEncoderBlock2D"],
+    up_block_types=["AttnUpDecoderBlock2D", "UpDecoderBlock2D"],
+    layers_per_block=1,
+    latent_channels=4,
+    num_vq_embeddings=16,
+    norm_num_groups=4,
+    sample_size=32,
+)
+
+RESULTS = {
+    "metrics": {
+        "psnr": 21.5, "ssim": 0.61, "lpips": 0.21, "rfid": 12.5, "kid": 0.004, "kid_std": 0.001,
+        "codebook_usage": 0.75, "perplexity": 9.5, "tokens": 4096,
+    },
+    "num_images": 16,
+    "image_size": 32,
+    "dataset": "builtin",
+    "split": None,
+    "protocol": {"description": "16 images from `builtin`: pinned.", "lpips_net": "alexnet",
+                 "kid_subset_size": 8, "kid_subsets": 100},
+    "command": "hf-vq evaluate MODEL --dataset builtin --num-images 16 --image-size 32",
+}
+
+
+@pytest.fixture
+def model() -> VQGANModel:
+    return VQGANModel(VQGANConfig(**TINY)).eval()
+
+
+def python_blocks(text: str) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
+
+
+def test_template_ships_with_the_package():
+    assert model_card_template_path().name == "vq_tokenizer.md"
+    assert "{{ card_data }}" in model_card_template_path().read_text()
+
+
+def test_save_pretrained_writes_a_card_whose_metadata_parses(model, tmp_path):
+    model.save_pretrained(tmp_path)
+    card = ModelCard.load(tmp_path / "README.md")
+    assert card.data.library_name == "hf-vq"
+    assert card.data.license == "apache-2.0"
+    assert {"hf-vq", "vq-gan", "image-tokenizer", "vector-quantization"} <= set(card.data.tags)
+    assert card.data.eval_results is None and card.data.base_model is None
+    assert json.loads((tmp_path / CARD_INFO_FILENAME).read_text()) == {"model_id": str(tmp_path)}
+    text = card.text
+    assert "| Downsampling factor | f2 (32² → 16² tokens) |" in text
+    assert "| Codebook | 16 codes × 4 dims |" in text
+    total = model.num_parameters()
+    assert f"| Parameters | {total / 1e3:.3g}K (encoder" in text
+    assert "β = 0.25 on the commitment term" in text
+    assert "No training recipe was recorded" in text
+    assert "Not evaluated yet" in text
+    assert "trust_remote_code" not in text  # no code was shipped, so no transformers-only snippet
+
+
+def test_usage_snippet_runs_and_reproduces_the_model(model, tmp_path, monkeypatch):
+    model.save_pretrained(tmp_path / "tokenizer")
+    monkeypatch.chdir(tmp_path)
+    card = ModelCard.load(tmp_path / "tokenizer" / "README.md")
+    (snippet,) = python_blocks(card.text)
+    assert 'VQGANModel.from_pretrained("' in snippet
+    namespace: dict = {}
+    exec(compile(snippet, "README.md", "exec"), namespace)
+    assert namespace["tokens"].shape == (1, 16, 16)
+    assert namespace["images"].shape == (1, 3, 32, 32)
+    with torch.no_grad():
+        expected = model.decode_indices(namespace["tokens"])
+    assert torch.allclose(namespace["images"], expected, atol=1e-6)
+
+
+def test_card_reports_results_training_datasets_and_base_model(model, tmp_path):
+    grid = tmp_path / "elsewhere.png"
+    Image.new("RGB", (8, 4)).save(grid)
+    model.card_info = {
+        "training": {"dataset": "org/photos", "steps": 1000, "learning_rate": 1e-4, "losses": ["l1", "lpips"]},
+        "datasets": ["org/photos", "builtin"],
+        "tags": ["faces"],
+    }
+    folder = tmp_path / "model"
+    write_model_card(
+        model, folder, results=RESULTS, base_model="org/base-vqgan", grid_path=grid, grid_caption="Eight views."
+    )
+    card = ModelCard.load(folder / "README.md")
+    assert card.data.base_model == "org/base-vqgan"
+    assert card.data.datasets == ["org/photos"]  # only Hub ids go to the metadata
+    assert "faces" in card.data.tags
+    results = {r.metric_type: r for r in card.data.eval_results}
+    assert set(results) == {"psnr", "ssim", "lpips", "rfid", "kid", "codebook_usage", "perplexity"}
+    assert results["rfid"].metric_value == 12.5
+    assert results["rfid"].dataset_args == {"num_images": 16, "image_size": 32}
+    assert results["rfid"].task_type == "image-to-image"
+    assert card.data.model_name == str(folder)
+    text = card.text
+    assert "| PSNR ↑ | 21.5 dB | mean of per-image PSNR on 8-bit RGB |" in text
+    assert "| rFID ↓ | 12.5 | N = 16, Inception-v3 pool3 (pytorch-fid weights), vs. the inputs |" in text
+    assert "| KID ↓ | 0.004 ± 0.001 | N = 16, 100 subsets of 8 |" in text
+    assert "| Codebook usage ↑ | 75.0 % |" in text
+    assert "| LPIPS ↓ | 0.21 | LPIPS v0.1 (alexnet) |" in text
+    assert "**Protocol.** 16 images from `builtin`: pinned." in text
+    assert "hf-vq evaluate MODEL --dataset builtin --num-images 16 --image-size 32" in text
+    assert "| `learning_rate` | 0.0001 |" in text and "| `losses` | l1, lpips |" in text
+    assert "Eight views.\n\n![Reconstructions](elsewhere.png)" in text
+    assert (folder / "elsewhere.png").is_file()  # copied next to the card so the Hub can show it
+
+
+def test_update_keeps_the_recorded_recipe_and_adds_results(model, tmp_path):
+    model.card_info = {"training": {"steps": 7}}
+    model.save_pretrained(tmp_path)
+    update_model_card(tmp_path, results=RESULTS)  # loads the model from the folder
+    info = load_card_info(tmp_path)
+    assert info["training"] == {"steps": 7} and info["results"]["metrics"]["psnr"] == 21.5
+    text = (tmp_path / "README.md").read_text()
+    assert "| `steps` | 7 |" in text and "| PSNR ↑ | 21.5 dB |" in text
+    # A new save of other weights starts from that model's own card_info: stale results are not carried over.
+    VQGANModel(VQGANConfig(**TINY)).save_pretrained(tmp_path)
+    assert "Not evaluated yet" in (tmp_path / "README.md").read_text()
+
+
+def test_unknown_card_info_keys_are_rejected(model, tmp_path):
+    model.card_info = {"trainng": {}}
+    with pytest.raises(ValueError, match="trainng"):
+        write_model_card(model, tmp_path)
+    with pytest.raises(ValueError, match="bogus"):
+        model.card_info = None
+        model.save_pretrained(tmp_path)
+        update_model_card(tmp_path, model=model, bogus=1)
+
+
+def test_vqvae_card(tmp_path):
+    model = VQVAEModel(VQVAEConfig(hidden_channels=16, residual_hidden_channels=8, latent_channels=4,
+                                   num_vq_embeddings=32, sample_size=16))
+    model.save_pretrained(tmp_path)
+    card = ModelCard.load(tmp_path / "README.md")
+    assert "vq-vae" in card.data.tags
+    assert "| Downsampling factor | f4 (16² → 4² tokens) |" in card.text
+    assert "2 stride-2 4×4 convs, 16 channels" in card.text
+    assert "from hf_vq import VQVAEModel" in python_blocks(card.text)[0]
