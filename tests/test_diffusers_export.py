@@ -1,0 +1,116 @@
+"""`VQGANModel.to_diffusers()` / `VQGANModel.from_diffusers()`: stock diffusers.VQModel out, any VQModel in."""
+
+import pytest
+import torch
+
+diffusers = pytest.importorskip("diffusers")
+
+from hf_vq import VQGANConfig, VQGANModel  # noqa: E402
+
+TINY = dict(block_out_channels=[8, 16], down_block_types=["DownEncoderBlock2D", "AttnDownEncoderBlock2D"],
+            up_block_types=["AttnUpDecoderBlock2D", "UpDecoderBlock2D"], layers_per_block=1, latent_channels=4,
+            num_vq_embeddings=16, norm_num_groups=4, sample_size=32)
+# Kandinsky 2.2's MoVQ layout (spatial norms in the decoder); diffusers' SpatialNorm always has 32 groups.
+MOVQ = dict(block_out_channels=[32, 64], down_block_types=["DownEncoderBlock2D", "AttnDownEncoderBlock2D"],
+            up_block_types=["AttnUpDecoderBlock2D", "UpDecoderBlock2D"], layers_per_block=1, latent_channels=4,
+            num_vq_embeddings=12, norm_num_groups=32, norm_type="spatial", sample_size=32)
+
+
+def _images(channels=3, size=32):
+    return torch.rand(2, channels, size, size, generator=torch.Generator().manual_seed(0)) * 2 - 1
+
+
+def _assert_same_model(ours, vq_model, x, atol=1e-5):
+    with torch.no_grad():
+        ref_latents = vq_model.encode(x).latents
+        encoded = ours.encode(x)
+        assert (encoded.latents - ref_latents).abs().max() <= atol
+        ref = vq_model(x).sample
+        assert (ours(x).reconstruction - ref).abs().max() <= atol
+        # Decoding given codes (force_not_quantize) and given latents (quantized inside).
+        given = encoded.indices if ours.config.lookup_from_codebook else ours.quantize.indices_to_codes(encoded.indices)
+        shape = (*encoded.indices.shape, ours.config.vq_embed_dim)
+        ref_codes = vq_model.decode(given, force_not_quantize=True, shape=shape).sample
+        assert (ours.decode(given, force_not_quantize=True, shape=shape).sample - ref_codes).abs().max() <= atol
+        assert torch.equal(vq_model.quantize(encoded.latents)[2][2].view_as(encoded.indices), encoded.indices)
+
+
+@pytest.mark.parametrize("fields", [TINY, MOVQ], ids=["vqgan", "movq"])
+def test_export_is_a_stock_vqmodel_with_equal_outputs(fields, tmp_path):
+    model = VQGANModel(VQGANConfig(**fields, scaling_factor=0.5, force_upcast=True)).eval()
+    vq_model = model.to_diffusers(save_directory=tmp_path)
+    assert type(vq_model) is diffusers.VQModel
+    assert vq_model.config.scaling_factor == 0.5 and vq_model.config.force_upcast
+    assert vq_model.config.norm_type == fields.get("norm_type", "group")
+    _assert_same_model(model, vq_model, _images())
+    # The saved folder loads without hf-vq involved.
+    reloaded = diffusers.VQModel.from_pretrained(tmp_path).eval()
+    with torch.no_grad():
+        assert torch.equal(reloaded(_images()).sample, vq_model(_images()).sample)
+
+
+def test_export_lookup_from_codebook_decodes_ids():
+    model = VQGANModel(VQGANConfig(**TINY, lookup_from_codebook=True)).eval()
+    vq_model = model.to_diffusers()
+    ids = torch.randint(0, 16, (2, 16, 16), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ours = model.decode(ids.flatten(1), force_not_quantize=True, shape=(2, 16, 16, 4)).sample
+        ref = vq_model.decode(ids.flatten(1), force_not_quantize=True, shape=(2, 16, 16, 4)).sample
+    assert (ours - ref).abs().max() <= 1e-5
+    assert torch.equal(ours, model.decode_indices(ids))
+
+
+@pytest.mark.parametrize("fields", [TINY, MOVQ], ids=["vqgan", "movq"])
+def test_import_from_instance_and_folder(fields, tmp_path):
+    torch.manual_seed(1)
+    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
+    vq_model = diffusers.VQModel(**kwargs).eval()
+    ours = VQGANModel.from_diffusers(vq_model).eval()
+    assert ours.config.beta_placement == "codebook" and ours.config.commitment_cost == 0.25
+    _assert_same_model(ours, vq_model, _images())
+    with torch.no_grad():  # diffusers' legacy quantizer loss is reproduced
+        latents = vq_model.encode(_images()).latents
+        assert torch.allclose(ours.quantize(latents, return_dict=True).loss, vq_model.quantize(latents)[1], rtol=1e-5)
+    vq_model.save_pretrained(tmp_path / "vqvae")
+    from_folder = VQGANModel.from_diffusers(tmp_path, subfolder="vqvae").eval()
+    with torch.no_grad():
+        assert torch.equal(from_folder(_images()).reconstruction, ours(_images()).reconstruction)
+
+
+def test_import_amused_like_vq_with_pixel_range_override():
+    # aMUSEd's VQ: no mid-block attention, ids looked up from the codebook, works on [0, 1] images.
+    vq_model = diffusers.VQModel(
+        block_out_channels=(8, 16), down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+        layers_per_block=1, latent_channels=4, num_vq_embeddings=32, norm_num_groups=4, mid_block_add_attention=False,
+        lookup_from_codebook=True, force_upcast=True,
+    ).eval()
+    ours = VQGANModel.from_diffusers(vq_model, pixel_range=(0.0, 1.0)).eval()
+    assert ours.config.pixel_range == [0.0, 1.0] and ours.config.lookup_from_codebook and ours.config.force_upcast
+    _assert_same_model(ours, vq_model, _images() * 0.5 + 0.5)
+
+
+@pytest.mark.parametrize(
+    ("fields", "named"),
+    [
+        (dict(quantizer_type="fsq", fsq_levels=[4, 4], num_vq_embeddings=16, vq_embed_dim=2), "quantizer_type='fsq'"),
+        (dict(quantizer_type="lfq", num_vq_embeddings=16), "quantizer_type='lfq'"),
+        (dict(codebook_l2_norm=True), "codebook_l2_norm=True"),
+        (dict(codebook_dim=2), "codebook_dim=2"),
+        (dict(act_fn="gelu"), "act_fn='gelu'"),
+    ],
+)
+def test_inexpressible_exports_name_the_option(fields, named):
+    model = VQGANModel(VQGANConfig(**{**TINY, **fields}))
+    with pytest.raises(ValueError, match="cannot be exported to diffusers.VQModel.*" + named.replace("[", r"\[")):
+        model.to_diffusers()
+
+
+def test_import_errors_are_clear():
+    with pytest.raises(TypeError, match="diffusers.VQModel or a path"):
+        VQGANModel.from_diffusers(torch.nn.Linear(2, 2))
+    spatial_8_groups = diffusers.VQModel(
+        block_out_channels=(32, 64), down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+        layers_per_block=1, latent_channels=4, num_vq_embeddings=12, norm_num_groups=8, norm_type="spatial",
+    )
+    with pytest.raises(ValueError, match="norm_type='spatial' with norm_num_groups=8"):
+        VQGANModel.from_diffusers(spatial_8_groups)
