@@ -110,7 +110,9 @@ class TrainArguments:
         None, "Weight of the LPIPS term (0 disables it). Unset: the objective's default."
     )
     perceptual_net: Literal["vgg16", "alexnet"] = _arg(
-        "vgg16", "Backbone of the LPIPS perceptual loss: `vgg16` (taming's) or the ~10x cheaper `alexnet`."
+        "alexnet",
+        "Backbone of the LPIPS perceptual loss: `alexnet` (~20x cheaper, the CPU-sized default) or `vgg16` "
+        "(taming's choice, for GPU training).",
     )
 
     # --- checkpoints, logging, output ---

@@ -1,0 +1,102 @@
+"""The training loop's steps, run in-process on tiny models: the NaN/inf guard, bad records, the stop message."""
+
+import json
+
+import pytest
+import torch
+
+from hf_vq.training import parse_args, train
+from hf_vq.training.train import build_models, build_objective, build_optimizers, optimizer_step, train_step
+
+from test_data import write_mixed_folder
+
+TINY_MODEL = {
+    "block_out_channels": [8, 16],
+    "down_block_types": ["DownEncoderBlock2D", "AttnDownEncoderBlock2D"],
+    "up_block_types": ["AttnUpDecoderBlock2D", "UpDecoderBlock2D"],
+    "layers_per_block": 1,
+    "latent_channels": 4,
+    "num_vq_embeddings": 16,
+    "norm_num_groups": 4,
+    "sample_size": 32,
+}
+TINY_DISCRIMINATOR = {"base_channels": 8, "num_layers": 2, "norm_num_groups": 4}
+
+
+def tiny_flags(output_dir, *extra):
+    return [
+        "--output-dir", str(output_dir),
+        "--model-config", json.dumps(TINY_MODEL),
+        "--discriminator-config", json.dumps(TINY_DISCRIMINATOR),
+        "--resolution", "32",
+        "--train-batch-size", "2",
+        "--perceptual-weight", "0",
+        "--dataloader-num-workers", "0",
+        "--report-to", "none",
+        "--num-eval-images", "2",
+        *extra,
+    ]  # fmt: skip
+
+
+def snapshot(*modules):
+    return [{k: v.detach().clone() for k, v in m.state_dict().items()} for m in modules]
+
+
+def test_a_non_finite_batch_leaves_every_weight_unchanged(tmp_path):
+    from accelerate import Accelerator
+
+    args = parse_args(tiny_flags(tmp_path, "--discriminator-start", "0", "--lr-warmup-steps", "0"))
+    accelerator = Accelerator(cpu=True)
+    model, discriminator = build_models(args)
+    objective = build_objective(args, model, max_train_steps=10)
+    optimizers, schedulers = build_optimizers(args, model, discriminator, 10, 1)
+    model, discriminator, *optimizers = accelerator.prepare(model, discriminator, *optimizers)
+    assert objective.config.trains_discriminator(3) and objective.config.gan_factor(3) > 0  # every term is on
+
+    before = snapshot(model, discriminator)
+    # Finite inputs whose activations overflow: the loss is NaN/inf, as after a bad batch or a diverged step.
+    poisoned = {"pixel_values": torch.full((2, 3, 32, 32), 3e38)}
+    out = train_step(accelerator, model, discriminator, objective, poisoned, step=3)
+    assert not out.finite
+    stepped, _ = optimizer_step(accelerator, args, [model, discriminator], optimizers, schedulers, out.finite)
+    assert not stepped
+    for old, new in zip(before, snapshot(model, discriminator)):
+        assert [k for k in old if not torch.equal(old[k], new[k])] == []
+    assert all(p.grad is None for p in [*model.parameters(), *discriminator.parameters()])
+
+    good = {"pixel_values": torch.rand(2, 3, 32, 32) * 2 - 1}
+    out = train_step(accelerator, model, discriminator, objective, good, step=3)
+    assert out.finite and {"loss", "gan_loss", "adaptive_weight", "d_loss", "codebook_usage"} <= set(out.logs)
+    stepped, norms = optimizer_step(accelerator, args, [model, discriminator], optimizers, schedulers, out.finite)
+    assert stepped and norms["generator"] > 0 and norms["discriminator"] > 0
+    after = snapshot(model, discriminator)
+    for old, new in zip(before, after):
+        assert any(not torch.equal(old[k], new[k]) for k in old if old[k].is_floating_point())
+
+
+@pytest.mark.slow
+def test_diverging_run_stops_and_points_at_the_last_good_checkpoint(tmp_path, capsys):
+    flags = tiny_flags(
+        tmp_path, "--learning-rate", "1e30", "--lr-warmup-steps", "0", "--lr-scheduler", "constant_with_warmup",
+        "--max-train-steps", "30", "--checkpointing-steps", "1", "--max-consecutive-nonfinite", "3",
+        "--max-grad-norm", "0", "--no-use-ema", "--eval-steps", "0", "--image-logging-steps", "0",
+    )  # fmt: skip
+    assert train(parse_args(flags)) == 1
+    err = capsys.readouterr().err
+    assert "3 steps in a row had a non-finite loss or gradient" in err
+    assert "Last good checkpoint: " + str(tmp_path / "checkpoint-1") in err
+    assert not (tmp_path / "config.json").exists()  # no final model from a diverged run
+
+
+@pytest.mark.slow
+def test_training_on_a_folder_with_bad_files_skips_and_counts_them(tmp_path, capsys):
+    good, bad = write_mixed_folder(tmp_path / "images")
+    flags = tiny_flags(
+        tmp_path / "out", "--dataset-name", str(tmp_path / "images"), "--train-batch-size", str(good + bad),
+        "--max-train-steps", "2", "--checkpointing-steps", "0", "--eval-steps", "0", "--image-logging-steps", "0",
+    )  # fmt: skip
+    assert train(parse_args(flags)) == 0
+    out = capsys.readouterr().out
+    # Each step reads the whole folder (one batch of good + bad records): 2 steps, 2 x 2 unreadable records.
+    assert f"{2 * good} images, {2 * bad} unreadable records skipped" in out
+    assert (tmp_path / "out" / "model.safetensors").is_file()
