@@ -8,6 +8,10 @@ import os
 import torch
 from torch import nn
 
+# diffusers records a pipeline component from a library it does not know by its module ("hf_vq.modeling.modeling_vqgan")
+# and, when loading, picks the load method by finding a known base class *in that module*: PreTrainedModel.
+from transformers import PreTrainedModel  # noqa: F401
+
 from .configuration_vqgan import VQGANConfig
 from .layers import Decoder, Encoder
 from .modeling_utils import VQPreTrainedModel
