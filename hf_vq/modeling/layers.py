@@ -43,6 +43,16 @@ def _apply_norm(norm: nn.Module, hidden_states: torch.Tensor, zq: torch.Tensor |
     return norm(hidden_states, zq) if isinstance(norm, SpatialNorm) else norm(hidden_states)
 
 
+def _norm_act(norm: nn.Module, act: nn.Module, hidden_states: torch.Tensor, zq: torch.Tensor | None) -> torch.Tensor:
+    """norm → activation. Without autograd the activation overwrites the norm's output instead of allocating a
+    second full-size tensor (same values: SiLU/ReLU/GELU are elementwise). With autograd it cannot: the activation's
+    backward reads its input."""
+    hidden_states = _apply_norm(norm, hidden_states, zq)
+    if hidden_states.requires_grad or isinstance(act, nn.GELU):
+        return act(hidden_states)
+    return F.silu(hidden_states, inplace=True) if isinstance(act, nn.SiLU) else F.relu(hidden_states, inplace=True)
+
+
 class ResnetBlock(GradientCheckpointingLayer):
     """Norm → act → 3×3 conv, twice, with a 1×1 shortcut when the width changes (taming's `ResnetBlock`)."""
 
@@ -69,10 +79,12 @@ class ResnetBlock(GradientCheckpointingLayer):
 
     def forward(self, hidden_states: torch.Tensor, zq: torch.Tensor | None = None) -> torch.Tensor:
         residual = hidden_states if self.conv_shortcut is None else self.conv_shortcut(hidden_states)
-        hidden_states = self.conv1(self.nonlinearity(_apply_norm(self.norm1, hidden_states, zq)))
-        hidden_states = self.nonlinearity(_apply_norm(self.norm2, hidden_states, zq))
+        hidden_states = self.conv1(_norm_act(self.norm1, self.nonlinearity, hidden_states, zq))
+        hidden_states = _norm_act(self.norm2, self.nonlinearity, hidden_states, zq)
         hidden_states = self.conv2(self.dropout(hidden_states))
-        return residual + hidden_states
+        # In place: a conv's backward never reads its output, so this saves one full-size tensor per block
+        # (diffusers computes `(residual + h) / 1.0`: two more). x + r == r + x exactly in floating point.
+        return hidden_states.add_(residual)
 
 
 class AttentionBlock(GradientCheckpointingLayer):
@@ -123,8 +135,11 @@ class Downsample(nn.Module):
         return self.conv(F.pad(hidden_states, (0, 1, 0, 1)))
 
 
-class Upsample(nn.Module):
-    """Nearest-neighbour ×2 followed by a 3×3 conv."""
+class Upsample(GradientCheckpointingLayer):
+    """Nearest-neighbour ×2 followed by a 3×3 conv.
+
+    Checkpointed with the blocks: otherwise the conv keeps its 4×-larger upsampled input for the backward pass.
+    """
 
     def __init__(self, channels: int):
         super().__init__()
@@ -258,7 +273,7 @@ class Encoder(nn.Module):
         for block in self.down_blocks:
             hidden_states = block(hidden_states)
         hidden_states = self.mid_block(hidden_states)
-        return self.conv_out(self.conv_act(self.conv_norm_out(hidden_states)))
+        return self.conv_out(_norm_act(self.conv_norm_out, self.conv_act, hidden_states, None))
 
 
 class Decoder(nn.Module):
@@ -311,8 +326,7 @@ class Decoder(nn.Module):
         hidden_states = self.mid_block(hidden_states, zq)
         for block in self.up_blocks:
             hidden_states = block(hidden_states, zq)
-        hidden_states = _apply_norm(self.conv_norm_out, hidden_states, zq)
-        return self.conv_out(self.conv_act(hidden_states))
+        return self.conv_out(_norm_act(self.conv_norm_out, self.conv_act, hidden_states, zq))
 
 
 class VQVAEResidualBlock(GradientCheckpointingLayer):

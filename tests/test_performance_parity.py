@@ -1,0 +1,228 @@
+"""The speed and memory paths change no result: fp32 outputs stay within 1e-5 of the reference path.
+
+Reference paths: diffusers' `VQModel` with the same weights (blocks), `torch.cdist` + argmin in float64 (code
+search), the model without checkpointing (gradients), the untiled model (tiling, which is allowed to differ but must
+leave no seam on a real photo).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from hf_vq.modeling import VQGANConfig, VQGANModel
+from hf_vq.modeling import code_search
+from hf_vq.modeling.code_search import nearest_code
+from hf_vq.modeling.layers import AttentionBlock, ResnetBlock
+from hf_vq.modeling.tiling import tile_starts, tiled_decode_codes, tiled_decode_indices, tiled_encode
+
+TINY = dict(
+    block_out_channels=[8, 16],
+    down_block_types=["DownEncoderBlock2D", "AttnDownEncoderBlock2D"],
+    up_block_types=["AttnUpDecoderBlock2D", "UpDecoderBlock2D"],
+    layers_per_block=1,
+    latent_channels=4,
+    num_vq_embeddings=16,
+    norm_num_groups=4,
+    sample_size=32,
+)
+ATOL = 1e-5
+
+
+def tiny_model(**overrides) -> VQGANModel:
+    torch.manual_seed(0)
+    return VQGANModel(VQGANConfig(**{**TINY, **overrides}))
+
+
+def photo(size: int = 64) -> torch.Tensor:
+    """skimage's astronaut, area-downsampled to `size` x `size`, in [-1, 1], shape (1, 3, size, size)."""
+    from skimage import data
+
+    image = torch.from_numpy(np.ascontiguousarray(data.astronaut())).permute(2, 0, 1).float().unsqueeze(0)
+    return F.interpolate(image, size=(size, size), mode="area") / 127.5 - 1.0
+
+
+def diffusers_peer(model: VQGANModel):
+    diffusers = pytest.importorskip("diffusers")
+    peer = diffusers.VQModel(**{key: value for key, value in TINY.items()}, vq_embed_dim=model.config.vq_embed_dim)
+    weights = {name: tensor for name, tensor in model.state_dict().items() if name in peer.state_dict()}
+    peer.load_state_dict(weights, strict=True)
+    return peer
+
+
+# ----------------------------------------------------------------------------------------- blocks
+
+
+def test_inference_matches_diffusers_fp32():
+    model = tiny_model().eval()
+    peer = diffusers_peer(model).eval()
+    pixel_values = photo(32)
+    with torch.no_grad():  # the in-place (no-autograd) path
+        ours_latents = model.encode(pixel_values).latents
+        peer_latents = peer.encode(pixel_values).latents
+        torch.testing.assert_close(ours_latents, peer_latents, atol=ATOL, rtol=0)
+        codes = model.quantize.indices_to_codes(model.encode(pixel_values).indices)
+        ours = model.decode(codes, force_not_quantize=True).sample
+        theirs = peer.decode(codes, force_not_quantize=True).sample
+    torch.testing.assert_close(ours, theirs, atol=ATOL, rtol=0)
+
+
+def test_training_gradients_match_diffusers_fp32():
+    model = tiny_model().train()
+    peer = diffusers_peer(model).train()
+    pixel_values = photo(32)
+    # The reconstruction loss alone: diffusers' legacy VQ loss puts beta on the other term, by design.
+    F.l1_loss(model(pixel_values).reconstruction, pixel_values).backward()
+    F.l1_loss(peer(pixel_values).sample, pixel_values).backward()
+    peer_parameters = dict(peer.named_parameters())
+    for name, parameter in model.named_parameters():
+        if name.startswith("quantize."):
+            continue
+        torch.testing.assert_close(parameter.grad, peer_parameters[name].grad, atol=ATOL, rtol=0, msg=name)
+
+
+def test_in_place_inference_path_equals_autograd_path():
+    model = tiny_model().eval()
+    pixel_values = photo(32)
+    with torch.no_grad():
+        fast = model(pixel_values).reconstruction
+    reference = model(pixel_values.clone().requires_grad_(True)).reconstruction  # activations kept, no in-place
+    torch.testing.assert_close(fast, reference.detach(), atol=ATOL, rtol=0)
+
+
+# ----------------------------------------------------------------------------------------- code search
+
+
+@pytest.mark.parametrize("chunk_size", [1, 7, 333, 8192])
+def test_nearest_code_equals_exact_argmin(chunk_size):
+    generator = torch.Generator().manual_seed(0)
+    latents = torch.randn(2000, 32, generator=generator)
+    codebook = torch.randn(300, 32, generator=generator)
+    exact = torch.cdist(latents.double(), codebook.double()).argmin(dim=1)
+    torch.testing.assert_close(nearest_code(latents, codebook, chunk_size), exact, atol=0, rtol=0)
+
+
+def test_nearest_code_memory_cap_gives_the_same_ids(monkeypatch):
+    generator = torch.Generator().manual_seed(1)
+    latents = torch.randn(1000, 16, generator=generator)
+    codebook = torch.randn(500, 16, generator=generator)
+    uncapped = nearest_code(latents, codebook, chunk_size=1000)
+    monkeypatch.setattr(code_search, "MAX_SCORES_PER_CHUNK", 500 * 37)  # 37 rows per chunk, ragged last chunk
+    torch.testing.assert_close(nearest_code(latents, codebook, chunk_size=1000), uncapped, atol=0, rtol=0)
+
+
+# ----------------------------------------------------------------------------------------- checkpointing
+
+
+def _gradients(model: VQGANModel, pixel_values: torch.Tensor) -> dict[str, torch.Tensor]:
+    model.zero_grad(set_to_none=True)
+    model(pixel_values).loss.backward()
+    return {name: parameter.grad.clone() for name, parameter in model.named_parameters()}
+
+
+def test_gradient_checkpointing_gives_equal_gradients():
+    model = tiny_model().train()
+    pixel_values = photo(32)
+    reference = _gradients(model, pixel_values)
+    model.gradient_checkpointing_enable()
+    blocks = [m for m in model.modules() if isinstance(m, (ResnetBlock, AttentionBlock))]
+    assert len(blocks) == 15 and all(block.gradient_checkpointing for block in blocks)  # every block, both halves
+    checkpointed = _gradients(model, pixel_values)
+    for name, grad in reference.items():
+        torch.testing.assert_close(checkpointed[name], grad, atol=ATOL, rtol=0, msg=name)
+
+
+PEAK_SCRIPT = textwrap.dedent(
+    """
+    import json, sys, torch
+    from hf_vq.modeling import VQGANConfig, VQGANModel
+    torch.manual_seed(0)
+    # Convolutions only (attention at 64x64 tokens would dominate; the f16 models attend at 16x16 only).
+    model = VQGANModel(VQGANConfig(block_out_channels=[32, 64], down_block_types=["DownEncoderBlock2D"] * 2,
+                                   layers_per_block=2, latent_channels=4, num_vq_embeddings=16, norm_num_groups=8,
+                                   sample_size=32, mid_block_add_attention=False)).train()
+    if sys.argv[1] == "on":
+        model.gradient_checkpointing_enable()
+    pixel_values = torch.rand(2, 3, 128, 128) * 2 - 1
+    def status(field):
+        return int(next(l for l in open("/proc/self/status") if l.startswith(field + ":")).split()[1]) * 1024
+    with open("/proc/self/clear_refs", "w") as clear_refs:  # reset the resident-set high-water mark
+        clear_refs.write("5")
+    before = status("VmRSS")
+    model(pixel_values).loss.backward()
+    print(json.dumps(status("VmHWM") - before))
+    """
+)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the resident-set high-water mark from /proc")
+def test_gradient_checkpointing_cuts_step_peak_memory():
+    """Peak memory of one forward+backward (resident-set high-water mark above the idle process, in a fresh
+    process each): checkpointing every block must cut it to at most 0.4x.
+
+    A fixed mmap threshold makes glibc return every freed tensor to the OS at once, so the resident set follows
+    the live tensors instead of the allocator's cache.
+    """
+    environment = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "OMP_NUM_THREADS": "1"}
+    peaks = {}
+    for mode in ("off", "on"):
+        completed = subprocess.run(
+            [sys.executable, "-c", PEAK_SCRIPT, mode], capture_output=True, text=True, check=True, timeout=300,
+            env=environment,
+        )
+        peaks[mode] = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert peaks["on"] <= 0.4 * peaks["off"], peaks
+
+
+# ----------------------------------------------------------------------------------------- tiling
+
+
+def test_tile_starts_cover_and_align():
+    starts = tile_starts(100, 32, 8, align=4)
+    assert starts[0] == 0 and starts[-1] + 32 == 100 and all(s % 4 == 0 for s in starts)
+    assert all(later - earlier <= 32 - 8 for earlier, later in zip(starts, starts[1:]))
+    assert tile_starts(32, 32, 8) == [0]
+
+
+def test_tiling_is_exact_when_the_image_fits_one_tile():
+    model = tiny_model().eval()
+    pixel_values = photo(32)
+    with torch.no_grad():
+        plain, tiled = model.encode(pixel_values), tiled_encode(model, pixel_values)
+        torch.testing.assert_close(tiled.latents, plain.latents, atol=0, rtol=0)
+        torch.testing.assert_close(tiled_decode_indices(model, plain.indices), model.decode_indices(plain.indices))
+
+
+def _column_jumps(image: torch.Tensor, columns: list[int]) -> float:
+    return float(sum((image[..., c] - image[..., c - 1]).abs().mean() for c in columns) / len(columns))
+
+
+def test_tiled_decode_leaves_no_seam_on_a_photo():
+    model = tiny_model(mid_block_add_attention=False).eval()
+    pixel_values = photo(128)
+    with torch.no_grad():
+        encoded = tiled_encode(model, pixel_values, tile_sample_size=32)
+        assert encoded.indices.shape == (1, 64, 64)
+        codes = model.quantize.indices_to_codes(encoded.indices)
+        full = model.decode(codes, force_not_quantize=True).sample
+        blended = tiled_decode_codes(model, codes, tile_sample_size=32, overlap=0.25)
+        hard_cut = tiled_decode_codes(model, codes, tile_sample_size=32, overlap=0.0)
+    assert blended.shape == full.shape == (1, 3, 128, 128)
+    # Columns where a tile begins or ends: hard cuts at multiples of 32; blended tiles start every 24 pixels.
+    cut_columns = [32, 64, 96]
+    blend_columns = [c for s in tile_starts(128, 32, 8, align=2) for c in (s, s + 32) if 0 < c < 128]
+    seam_blended = _column_jumps(blended, blend_columns) / _column_jumps(full, blend_columns)
+    seam_hard = _column_jumps(hard_cut, cut_columns) / _column_jumps(full, cut_columns)
+    # Pixel-to-pixel change across tile edges is what it is in the untiled image: no visible step.
+    assert seam_blended < 1.1, (seam_blended, seam_hard)
+    assert seam_hard > seam_blended  # the metric does see a seam where tiles are simply butted together
+    # Away from the tile edges the blended result is the untiled one.
+    assert (blended - full).abs().mean() < 0.05 * full.abs().mean()
