@@ -185,7 +185,7 @@ def to_diffusers(model, save_directory: str | os.PathLike | None = None):
     if missing or extra:  # the module names are kept equal to VQModel's; this catches a drift
         raise RuntimeError(f"State dict does not match diffusers.VQModel: missing {missing[:5]}, unexpected {extra[:5]}.")
     parameter = next(model.parameters())
-    vq_model.load_state_dict({k: state_dict[k] for k in expected}, assign=True)
+    vq_model.load_state_dict({k: state_dict[k].clone() for k in expected}, assign=True)  # own copy, not shared
     vq_model.to(parameter.device)
     if parameter.dtype != torch.float32:  # diffusers warns on any dtype cast, so only cast when needed
         vq_model.to(parameter.dtype)
