@@ -5,7 +5,6 @@ command line override it. Keys are the field names below (`learning_rate` or `le
 or an invalid value stops the run with a message that names the flag.
 """
 
-import argparse
 import dataclasses
 import difflib
 import json

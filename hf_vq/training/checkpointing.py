@@ -117,7 +117,7 @@ def register_checkpoint_hooks(accelerator, *, model, discriminator=None, ema=Non
 
     def save_hook(models, weights, output_dir):
         if accelerator.is_main_process:
-            for name, m in zip(named(models), models):
+            for name in named(models):
                 if name == "model":
                     # No model card in checkpoints: the card belongs to the final model.
                     model.save_pretrained(os.path.join(output_dir, name), write_model_card=False)

@@ -19,21 +19,20 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 import torch
-from PIL import Image
 
 from .arguments import TrainArguments, parse_args, parse_json_or_file, resolve_max_train_steps
 from .checkpointing import list_checkpoints, register_checkpoint_hooks, resolve_resume_checkpoint, save_checkpoint
 from .data import build_train_dataloader, build_train_stream, load_eval_images
+from .monitoring import SAMPLES_NAME, card_info, eval_results, evaluate, log_grid, print_summary, save_grid
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +57,6 @@ DEFAULT_VQVAE_CONFIG = dict(
     hidden_channels=64, residual_hidden_channels=32, latent_channels=16, num_vq_embeddings=512, sample_size=64
 )
 DEFAULT_DISCRIMINATOR_CONFIG = dict(base_channels=32, num_layers=2, norm_num_groups=8)
-SAMPLES_NAME = "samples.png"
 
 
 @dataclass
@@ -81,10 +79,6 @@ class TrainingState:
     def load_state_dict(self, state: dict) -> None:
         for key, value in state.items():
             setattr(self, key, value)
-
-
-class NonFiniteLossError(RuntimeError):
-    pass
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -334,284 +328,262 @@ def optimizer_step(accelerator, args, models, optimizers, schedulers, window_ok:
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Watching it run: sample grid and evaluation
-
-
-def to_uint8_images(pixel_values: torch.Tensor, pixel_range) -> np.ndarray:
-    """(B, 3, H, W) in pixel_range -> (B, H, W, 3) uint8."""
-    low, high = pixel_range
-    unit = ((pixel_values.detach().float().cpu() - low) / (high - low)).clamp(0, 1)
-    return (unit * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-
-
-def make_grid(inputs: np.ndarray, reconstructions: np.ndarray, columns: int = 8, pad: int = 2) -> np.ndarray:
-    """Rows of inputs, each followed by the row of their reconstructions. (H', W', 3) uint8, white padding."""
-    n, h, w, _ = inputs.shape
-    columns = min(columns, n)
-    rows = math.ceil(n / columns)
-    grid = np.full((rows * 2 * (h + pad) + pad, columns * (w + pad) + pad, 3), 255, dtype=np.uint8)
-    for i in range(n):
-        r, c = divmod(i, columns)
-        x = pad + c * (w + pad)
-        for k, images in enumerate((inputs, reconstructions)):
-            y = pad + (2 * r + k) * (h + pad)
-            grid[y : y + h, x : x + w] = images[i]
-    return grid
-
-
-@torch.no_grad()
-def reconstruct(model, images: torch.Tensor, batch_size: int = 16):
-    """Reconstructions and token ids of `images` in eval mode (fp32), restoring the train/eval mode after."""
-    was_training = model.training
-    model.eval()
-    recons, indices = [], []
-    for chunk in images.split(batch_size):
-        out = model(chunk)
-        recons.append(out.reconstruction.float())
-        indices.append(out.indices)
-    model.train(was_training)
-    return torch.cat(recons), torch.cat(indices)
-
-
-def evaluate(model, images: torch.Tensor) -> dict[str, float]:
-    """PSNR / SSIM (hf_vq.evaluation's conventions: on 8-bit images) and code usage on the held-out images."""
-    from ..evaluation.metrics import codebook_statistics, psnr, ssim, to_uint8
-
-    recon, indices = reconstruct(model, images)
-    pixel_range = model.config.pixel_range
-    real8, fake8 = to_uint8(images.cpu(), pixel_range), to_uint8(recon.cpu(), pixel_range)
-    values = psnr(fake8, real8)
-    counts = torch.bincount(indices.flatten().cpu(), minlength=model.config.num_vq_embeddings)
-    stats = codebook_statistics(counts)
-    return {
-        "psnr": float(values[torch.isfinite(values)].mean()) if torch.isfinite(values).any() else float("inf"),
-        "ssim": float(ssim(fake8, real8).mean()),
-        "codebook_usage": stats["codebook_usage"],
-        "perplexity": stats["perplexity"],
-    }
-
-
-def save_grid(model, images: torch.Tensor, path: Path) -> np.ndarray:
-    recon, _ = reconstruct(model, images)
-    pixel_range = model.config.pixel_range
-    grid = make_grid(to_uint8_images(images, pixel_range), to_uint8_images(recon, pixel_range))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(grid).save(path)
-    return grid
-
-
-def log_grid(accelerator, grid: np.ndarray, step: int) -> None:
-    for tracker in accelerator.trackers:
-        if tracker.name == "tensorboard":
-            tracker.log_images({"samples": grid[None]}, step=step, dataformats="NHWC")
-        elif tracker.name == "wandb":
-            tracker.log_images({"samples": [grid]}, step=step)
-
-
-# ----------------------------------------------------------------------------------------------------------
 # The run
 
 
-def train(args: TrainArguments) -> int:
+@dataclass
+class Run:
+    """Everything one training run holds, prepared for the accelerator."""
+
+    args: TrainArguments
+    accelerator: Any
+    model: Any  # prepared (DDP-wrapped when distributed)
+    discriminator: Any | None
+    objective: Any | None
+    optimizers: list
+    schedulers: list
+    dataloader: Any
+    ema: Any | None
+    stream: Any
+    eval_images: torch.Tensor | None
+    max_train_steps: int
+    state: TrainingState = field(default_factory=TrainingState)
+
+    @property
+    def models(self) -> list:
+        return [self.model] + ([self.discriminator] if self.discriminator is not None else [])
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.args.output_dir)
+
+    def sample_model(self):
+        """What gets saved and shown: the EMA weights when enabled."""
+        return self.ema.module if self.ema is not None else self.accelerator.unwrap_model(self.model)
+
+
+def set_up(args: TrainArguments) -> Run:
+    """Count first, build second: data and step budget, then models, optimizers and schedules, all prepared."""
     from accelerate.utils import set_seed
-    from tqdm.auto import tqdm
 
     accelerator = build_accelerator(args)
     quiet_libraries()
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO if accelerator.is_main_process else logging.WARNING)
+    logging.basicConfig(
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        level=logging.INFO if accelerator.is_main_process else logging.WARNING,
+    )
     set_seed(args.seed)
-    output_dir = Path(args.output_dir)
     prepare_output_dir(args, accelerator)
-    start_time = time.perf_counter()
 
     model, discriminator = build_models(args)
     pixel_range = tuple(model.config.pixel_range)
+    data = dict(pixel_range=pixel_range, dataset_config_name=args.dataset_config_name, image_column=args.image_column)
     stream = build_train_stream(
         args.dataset_name,
         resolution=args.resolution,
-        pixel_range=pixel_range,
         seed=args.seed,
-        dataset_config_name=args.dataset_config_name,
         split=args.train_split,
-        image_column=args.image_column,
         random_flip=args.random_flip,
         shuffle_buffer_size=args.shuffle_buffer_size,
+        **data,
     )
     max_train_steps = resolve_max_train_steps(args, stream.num_examples, accelerator.num_processes)
     objective = build_objective(args, model, max_train_steps)
     optimizers, schedulers = build_optimizers(args, model, discriminator, max_train_steps, accelerator.num_processes)
     dataloader = build_train_dataloader(stream, args.train_batch_size, args.dataloader_num_workers, accelerator.num_processes)
-    eval_images, eval_skipped = load_eval_images(
-        args.dataset_name,
-        num_images=args.num_eval_images,
-        resolution=args.resolution,
-        pixel_range=pixel_range,
-        dataset_config_name=args.dataset_config_name,
-        split=args.eval_split,
-        image_column=args.image_column,
+    eval_images, _ = load_eval_images(
+        args.dataset_name, num_images=args.num_eval_images, resolution=args.resolution, split=args.eval_split, **data
     )
 
     models = [model] + ([discriminator] if discriminator is not None else [])
-    prepared = accelerator.prepare(*models, *optimizers, *schedulers, dataloader)
     n = len(models)
-    models, optimizers, schedulers, dataloader = list(prepared[:n]), list(prepared[n : 2 * n]), list(prepared[2 * n : 3 * n]), prepared[-1]
-    model = models[0]
-    discriminator = models[1] if n > 1 else None
+    prepared = accelerator.prepare(*models, *optimizers, *schedulers, dataloader)
+    models, optimizers, schedulers = list(prepared[:n]), list(prepared[n : 2 * n]), list(prepared[2 * n : 3 * n])
     if objective is not None:
         objective.to(accelerator.device)
-    ema = build_ema(args, accelerator.unwrap_model(model))
-    state = TrainingState()
-    accelerator.register_for_checkpointing(state)
+    run = Run(
+        args=args,
+        accelerator=accelerator,
+        model=models[0],
+        discriminator=models[1] if n > 1 else None,
+        objective=objective,
+        optimizers=optimizers,
+        schedulers=schedulers,
+        dataloader=prepared[-1],
+        ema=build_ema(args, accelerator.unwrap_model(models[0])),
+        stream=stream,
+        eval_images=eval_images.to(accelerator.device) if eval_images is not None else None,
+        max_train_steps=max_train_steps,
+    )
+    accelerator.register_for_checkpointing(run.state)
     register_checkpoint_hooks(
         accelerator,
-        model=accelerator.unwrap_model(model),
-        discriminator=accelerator.unwrap_model(discriminator) if discriminator is not None else None,
-        ema=ema,
+        model=accelerator.unwrap_model(run.model),
+        discriminator=accelerator.unwrap_model(run.discriminator) if run.discriminator is not None else None,
+        ema=run.ema,
     )
+    return run
 
-    # Resume: weights, optimizers, schedules, RNG, counters; then the data stream is replayed to its position.
-    resume_from = resolve_resume_checkpoint(args.resume_from_checkpoint, output_dir)
+
+def resume(run: Run) -> tuple[int, int]:
+    """Loads weights, optimizers, schedules, RNG and counters; returns this rank's (epoch, batches to replay)."""
+    accelerator, state = run.accelerator, run.state
+    checkpoint = resolve_resume_checkpoint(run.args.resume_from_checkpoint, run.output_dir)
+    if checkpoint is None:
+        return 0, 0
+    logger.info("Resuming from %s", checkpoint)
+    accelerator.load_state(str(checkpoint))
+    if run.ema is not None:
+        run.ema.n_averaged.fill_(state.ema_updates)
+    if len(state.epochs) != accelerator.num_processes:
+        raise ValueError(
+            f"{checkpoint} was written by {len(state.epochs)} processes; resume it with the same number (this run "
+            f"has {accelerator.num_processes}) so that every rank continues from its own data position."
+        )
     rank = accelerator.process_index
-    if resume_from is not None:
-        logger.info("Resuming from %s", resume_from)
-        accelerator.load_state(str(resume_from))
-        if ema is not None:
-            ema.n_averaged.fill_(state.ema_updates)
-        if len(state.epochs) != accelerator.num_processes:
-            raise ValueError(
-                f"{resume_from} was written by {len(state.epochs)} processes; resume it with the same number "
-                f"(this run has {accelerator.num_processes}) so every rank continues its own data position."
-            )
-    epoch, skip_batches = state.epochs[rank] if resume_from else 0, state.batches_in_epoch[rank] if resume_from else 0
+    return state.epochs[rank], state.batches_in_epoch[rank]
 
+
+def log_step(run: Run, step_out: StepOutput, grad_norms: dict, images_per_second: float, progress) -> None:
+    step, logs = run.state.global_step, {f"train/{k}": float(v) for k, v in step_out.logs.items()}
+    logs.update({f"grad_norm/{k}": v for k, v in grad_norms.items()})
+    logs.update({f"lr/{name}": s.get_last_lr()[0] for name, s in zip(("generator", "discriminator"), run.schedulers)})
+    logs["throughput/images_per_second"] = images_per_second
+    logs["data/skipped_records"] = run.state.skipped_records
+    logs["train/nonfinite_steps"] = run.state.nonfinite_steps
+    if run.objective is not None:
+        logs["train/gan_factor"] = run.objective.config.gan_factor(step - 1)
+    run.accelerator.log(logs, step=step)
+    shown = ("loss", "reconstruction_loss", "perceptual_loss", "gan_loss", "codebook_usage")
+    progress.set_postfix({k.split("/")[1]: f"{v:.3g}" for k, v in logs.items() if k.split("/")[1] in shown})
+
+
+def watch(run: Run) -> None:
+    """Every N steps, on the main process: the sample grid and the held-out evaluation."""
+    args, step = run.args, run.state.global_step
+    if not run.accelerator.is_main_process or run.eval_images is None:
+        return
+    if args.image_logging_steps and step % args.image_logging_steps == 0:
+        path = run.output_dir / "samples" / f"step-{step:07d}.png"
+        log_grid(run.accelerator, save_grid(run.sample_model(), run.eval_images, path), step)
+    if args.eval_steps and step % args.eval_steps == 0:
+        metrics = evaluate(run.sample_model(), run.eval_images)
+        run.accelerator.log({f"eval/{k}": v for k, v in metrics.items()}, step=step)
+        logger.info("step %d eval: %s", step, ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+
+
+def train(args: TrainArguments) -> int:
+    """Runs `hf-vq train` with parsed arguments. Returns 0, or 1 if the run was stopped by non-finite losses."""
+    from tqdm.auto import tqdm
+
+    start_time = time.perf_counter()
+    run = set_up(args)
+    accelerator, state, model = run.accelerator, run.state, run.model
+    epoch, replay = resume(run)
     if accelerator.is_main_process:
         config = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in asdict(args).items()}
         accelerator.init_trackers(args.tracker_project_name, config=config)
+        unwrapped = accelerator.unwrap_model(model)
         logger.info(
             "Training %s (%.2fM parameters) on %s for %d steps, %d images per step over %d process(es)",
-            type(accelerator.unwrap_model(model)).__name__,
-            sum(p.numel() for p in accelerator.unwrap_model(model).parameters()) / 1e6,
-            stream.description,
-            max_train_steps,
+            type(unwrapped).__name__,
+            sum(p.numel() for p in unwrapped.parameters()) / 1e6,
+            run.stream.description,
+            run.max_train_steps,
             args.train_batch_size * args.gradient_accumulation_steps * accelerator.num_processes,
             accelerator.num_processes,
         )
 
-    progress = tqdm(total=max_train_steps, initial=state.global_step, disable=not accelerator.is_main_process, desc="train", dynamic_ncols=True)
+    progress = tqdm(total=run.max_train_steps, initial=state.global_step, disable=not accelerator.is_main_process, desc="train", dynamic_ncols=True)
+    checkpoints = list_checkpoints(run.output_dir)
+    last_checkpoint = checkpoints[-1] if checkpoints else None
     window_ok, window_start, window_images = True, time.perf_counter(), 0
-    last_checkpoint = list_checkpoints(output_dir)[-1] if list_checkpoints(output_dir) else None
-    step_out = None
-    stopped_early = None
-    while state.global_step < max_train_steps and stopped_early is None:
-        dataloader.set_epoch(epoch)
-        batches = accelerator.skip_first_batches(dataloader, skip_batches) if skip_batches else dataloader
-        batches_in_epoch = skip_batches
-        skip_batches = 0
+    stop_message = None
+    while state.global_step < run.max_train_steps and stop_message is None:
+        run.dataloader.set_epoch(epoch)
+        # After a resume, replay this rank's stream to where the checkpoint left it (deterministic: see data.py).
+        batches = accelerator.skip_first_batches(run.dataloader, replay) if replay else run.dataloader
+        batches_in_epoch, replay = replay, 0
         for batch in batches:
             batches_in_epoch += 1
-            with accelerator.accumulate(*models):
-                step_out = train_step(accelerator, model, discriminator, objective, batch, state.global_step)
+            with accelerator.accumulate(*run.models):
+                step_out = train_step(accelerator, model, run.discriminator, run.objective, batch, state.global_step)
                 window_ok &= step_out.finite
-                sizes = accelerator.reduce(torch.tensor([step_out.batch_size, int(batch["num_skipped"])], device=accelerator.device), reduction="sum")
-                state.images_seen += int(sizes[0])
-                state.skipped_records += int(sizes[1])
-                window_images += int(sizes[0])
+                counts = torch.tensor([step_out.batch_size, int(batch["num_skipped"])], device=accelerator.device)
+                images, skipped = accelerator.reduce(counts, reduction="sum").tolist()
+                state.images_seen, state.skipped_records = state.images_seen + images, state.skipped_records + skipped
+                window_images += images
                 state.micro_steps += 1
                 if not accelerator.sync_gradients:
                     continue
-                stepped, grad_norms = optimizer_step(accelerator, args, models, optimizers, schedulers, window_ok)
+                stepped, grad_norms = optimizer_step(accelerator, args, run.models, run.optimizers, run.schedulers, window_ok)
             window_ok = True
-            if not stepped:
+
+            if not stepped:  # NaN/inf guard: nothing was updated; stop after too many in a row
                 state.nonfinite_steps += 1
                 state.consecutive_nonfinite += 1
                 logger.warning("Step %d skipped: non-finite loss or gradient (%d in a row)", state.global_step, state.consecutive_nonfinite)
                 accelerator.log({"train/nonfinite_steps": state.nonfinite_steps}, step=state.global_step)
                 if state.consecutive_nonfinite >= args.max_consecutive_nonfinite:
-                    stopped_early = (
+                    stop_message = (
                         f"{state.consecutive_nonfinite} steps in a row had a non-finite loss or gradient; stopping. "
                         f"Last good checkpoint: {last_checkpoint or 'none yet'}. Resume from it with "
                         f"--resume-from-checkpoint {last_checkpoint or 'latest'} and a lower --learning-rate "
-                        "(or --mixed-precision no / bf16 instead of fp16)."
+                        "(or --mixed-precision bf16 / no instead of fp16)."
                     )
                     break
                 continue
             state.consecutive_nonfinite = 0
-            if ema is not None:
-                ema.update_parameters(accelerator.unwrap_model(model))
+            if run.ema is not None:
+                run.ema.update_parameters(accelerator.unwrap_model(model))
                 state.ema_updates += 1
             state.global_step += 1
             progress.update(1)
             step = state.global_step
 
-            if step % args.logging_steps == 0 or step == max_train_steps:
-                elapsed = time.perf_counter() - window_start
-                logs = {f"train/{k}": float(v) for k, v in step_out.logs.items()}
-                logs.update({f"grad_norm/{k}": v for k, v in grad_norms.items()})
-                logs.update({f"lr/{name}": s.get_last_lr()[0] for name, s in zip(("generator", "discriminator"), schedulers)})
-                logs.update(
-                    {
-                        "throughput/images_per_second": window_images / max(elapsed, 1e-9),
-                        "data/skipped_records": state.skipped_records,
-                        "train/nonfinite_steps": state.nonfinite_steps,
-                    }
-                )
-                if objective is not None:
-                    logs["train/gan_factor"] = objective.config.gan_factor(step - 1)
-                accelerator.log(logs, step=step)
-                progress.set_postfix({k.split("/")[1]: f"{v:.3g}" for k, v in logs.items() if k.split("/")[1] in ("loss", "reconstruction_loss", "perceptual_loss", "gan_loss", "codebook_usage")})
+            if step % args.logging_steps == 0 or step == run.max_train_steps:
+                rate = window_images / max(time.perf_counter() - window_start, 1e-9)
+                log_step(run, step_out, grad_norms, rate, progress)
                 window_start, window_images = time.perf_counter(), 0
-
-            sample_model = ema.module if ema is not None else accelerator.unwrap_model(model)
-            if accelerator.is_main_process and eval_images is not None:
-                if args.image_logging_steps and step % args.image_logging_steps == 0:
-                    grid = save_grid(sample_model, eval_images.to(accelerator.device), output_dir / "samples" / f"step-{step:07d}.png")
-                    log_grid(accelerator, grid, step)
-                if args.eval_steps and step % args.eval_steps == 0:
-                    metrics = evaluate(sample_model, eval_images.to(accelerator.device))
-                    accelerator.log({f"eval/{k}": v for k, v in metrics.items()}, step=step)
-                    logger.info("step %d eval: %s", step, ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
-
+            watch(run)
             if args.checkpointing_steps and step % args.checkpointing_steps == 0:
                 state.epochs, state.batches_in_epoch = gather_positions(accelerator, epoch, batches_in_epoch)
-                last_checkpoint = save_checkpoint(accelerator, output_dir, step, args.checkpoints_total_limit)
+                last_checkpoint = save_checkpoint(accelerator, run.output_dir, step, args.checkpoints_total_limit)
                 logger.info("Saved checkpoint %s", last_checkpoint)
-            if step >= max_train_steps:
+            if step >= run.max_train_steps:
                 break
         else:
-            epoch += 1  # the stream ran out: next pass, reshuffled
             if batches_in_epoch == 0:
-                raise ValueError(f"The training split of {stream.description} yielded no full batch of images.")
+                raise ValueError(f"The training split of {run.stream.description} yielded no full batch of images.")
+            epoch += 1  # the stream ran out: next pass, reshuffled
     progress.close()
 
-    if stopped_early is not None:
-        logger.error(stopped_early)
+    if stop_message is not None:
         accelerator.end_training()
         if accelerator.is_main_process:
-            print(f"hf-vq train: {stopped_early}", file=sys.stderr)
+            print(f"hf-vq train: {stop_message}", file=sys.stderr)
         return 1
+    finish(run, time.perf_counter() - start_time)
+    return 0
 
-    # Finish: the final model (EMA weights when enabled), its discriminator, a sample grid and a model card.
+
+def finish(run: Run, seconds: float) -> None:
+    """The final model (EMA weights when enabled), its discriminator, a sample grid, a model card; then push."""
+    accelerator, args, output_dir = run.accelerator, run.args, run.output_dir
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        final_model = ema.module if ema is not None else accelerator.unwrap_model(model)
+        final_model = run.sample_model()
         results = None
-        if eval_images is not None:
-            save_grid(final_model, eval_images.to(accelerator.device), output_dir / SAMPLES_NAME)
-            metrics = evaluate(final_model, eval_images.to(accelerator.device))
-            accelerator.log({f"eval/{k}": v for k, v in metrics.items()}, step=state.global_step)
-            results = {
-                "metrics": metrics,
-                "dataset": args.dataset_name or "built-in photos",
-                "split": "eval (chelsea, flower, rocket)" if args.dataset_name is None else (args.eval_split or "validation/test"),
-                "num_images": int(eval_images.shape[0]),
-                "image_size": args.resolution,
-                "protocol": {"description": "held-out images evaluated by hf-vq train at the end of training"},
-                "command": "hf-vq train " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["train"] else sys.argv[1:]),
-            }
-        final_model.card_info = card_info(args, accelerator, final_model, objective, stream, state, max_train_steps, results, eval_images is not None)
+        if run.eval_images is not None:
+            save_grid(final_model, run.eval_images, output_dir / SAMPLES_NAME)
+            metrics = evaluate(final_model, run.eval_images)
+            accelerator.log({f"eval/{k}": v for k, v in metrics.items()}, step=run.state.global_step)
+            results = eval_results(args, metrics, int(run.eval_images.shape[0]))
+        has_grid = run.eval_images is not None
+        final_model.card_info = card_info(args, accelerator, final_model, run.objective, run.stream, run.state, results, has_grid)
         final_model.save_pretrained(output_dir)
-        if discriminator is not None:
-            accelerator.unwrap_model(discriminator).save_pretrained(output_dir / "discriminator")
+        if run.discriminator is not None:
+            accelerator.unwrap_model(run.discriminator).save_pretrained(output_dir / "discriminator")
         (output_dir / "training_args.json").write_text(json.dumps(asdict(args), indent=2) + "\n")
         if args.push_to_hub:
             from ..hub import push_folder
@@ -619,10 +591,9 @@ def train(args: TrainArguments) -> int:
             repo_id = args.hub_model_id or output_dir.resolve().name
             commit = push_folder(output_dir, repo_id, private=args.hub_private_repo)
             logger.info("Pushed to %s", getattr(commit, "commit_url", repo_id))
-        print_summary(args, output_dir, state, time.perf_counter() - start_time, eval_images is not None, type(final_model).__name__)
+        print_summary(args, output_dir, run.state, seconds, has_grid, type(final_model).__name__)
     accelerator.wait_for_everyone()
     accelerator.end_training()
-    return 0
 
 
 def quiet_libraries() -> None:
@@ -638,58 +609,6 @@ def gather_positions(accelerator, epoch: int, batches_in_epoch: int) -> tuple[li
     local = torch.tensor([[epoch, batches_in_epoch]], device=accelerator.device)
     everyone = accelerator.gather(local).cpu().tolist()
     return [e for e, _ in everyone], [b for _, b in everyone]
-
-
-def card_info(args, accelerator, model, objective, stream, state, max_train_steps, results, has_grid) -> dict:
-    if objective is None:
-        losses = f"{model.config.reconstruction_loss_type.upper()} + codebook + commitment (β={model.config.commitment_cost})"
-    else:
-        c = objective.config
-        losses = f"{c.reconstruction_loss_type.upper()}"
-        if c.perceptual_weight > 0:
-            losses += f" + {c.perceptual_weight:g}·LPIPS({args.perceptual_net})"
-        losses += f" + codebook + commitment + {c.gan_loss_type} GAN (adaptive weight × {c.disc_weight:g}, on from step {c.disc_start}, ramp {c.disc_ramp_steps})"
-    device = "CPU" if accelerator.device.type == "cpu" else torch.cuda.get_device_name(accelerator.device)
-    training = {
-        "dataset": stream.description,
-        "steps": state.global_step,
-        "batch_size": args.train_batch_size * args.gradient_accumulation_steps * accelerator.num_processes,
-        "learning_rate": args.learning_rate,
-        "lr_schedule": f"{args.lr_scheduler}, {args.lr_warmup_steps} warm-up steps",
-        "image_size": args.resolution,
-        "losses": losses,
-        "precision": args.mixed_precision if args.mixed_precision != "no" else "fp32",
-        "ema": f"decay {args.ema_decay} (saved weights)" if args.use_ema else "off",
-        "hardware": f"{accelerator.num_processes}x {device}",
-    }
-    if args.init_from:
-        frozen = [name for name, on in (("encoder", args.freeze_encoder), ("codebook", args.freeze_codebook)) if on]
-        training["fine_tuned_from"] = args.init_from + (f" ({' and '.join(frozen)} frozen)" if frozen else "")
-    info = {"training": training, "datasets": [args.dataset_name] if args.dataset_name else ["built-in photos (scikit-image, scikit-learn, matplotlib)"]}
-    if args.init_from and not Path(args.init_from).exists():
-        info["base_model"] = args.init_from
-    if has_grid:
-        info["grid"] = SAMPLES_NAME
-        info["grid_caption"] = f"Held-out images (odd rows) and their reconstructions (even rows) after {state.global_step} steps."
-    if results is not None:
-        info["results"] = results
-    return info
-
-
-def print_summary(args, output_dir: Path, state: TrainingState, seconds: float, has_grid: bool, model_class: str) -> None:
-    lines = [
-        f"Done: {state.global_step} steps in {seconds / 60:.1f} min ({state.images_seen} images"
-        + (f", {state.skipped_records} unreadable records skipped" if state.skipped_records else "")
-        + (f", {state.nonfinite_steps} non-finite steps skipped" if state.nonfinite_steps else "")
-        + ").",
-        f"Model (with model card README.md): {output_dir}",
-    ]
-    if has_grid:
-        lines.append(f"Inputs vs reconstructions:      {output_dir / SAMPLES_NAME} (and per-step grids in {output_dir / 'samples'})")
-    if args.report_to in ("tensorboard", "all"):
-        lines.append(f"Loss curves:                    tensorboard --logdir {output_dir / 'logs'}")
-    lines.append(f"Load it in Python:              {model_class}.from_pretrained({str(output_dir)!r})")
-    print("\n".join(lines))
 
 
 def main(argv: list[str] | None = None) -> int:
