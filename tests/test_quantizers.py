@@ -438,3 +438,28 @@ def test_residual_token_api_checks_the_depth():
     with pytest.raises(ValueError, match="batch, height, width, 3"):
         model.decode_indices(torch.zeros(1, 4, 4, dtype=torch.long))
     assert model.decode_indices(torch.zeros(1, 4, 4, 3, dtype=torch.long)).shape == (1, 3, 8, 8)
+
+
+def test_checkpoint_saved_without_health_buffers_loads_its_codebook_untouched(tmp_path):
+    """Checkpoints written before the health buffers existed (or converted ones) keep their codebook; counters start at 0."""
+    from safetensors.torch import load_file, save_file
+
+    model = VQGANModel(tiny_vqgan()).eval()
+    model.save_pretrained(tmp_path)
+    weights = load_file(tmp_path / "model.safetensors")
+    old = {key: value for key, value in weights.items() if "usage_step" not in key and "code_last_used" not in key}
+    assert len(old) == len(weights) - 2
+    save_file(old, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    reloaded = VQGANModel.from_pretrained(tmp_path)
+    assert torch.equal(reloaded.quantize.embedding.weight, model.quantize.embedding.weight)
+    assert int(reloaded.quantize.usage_step) == 0 and not reloaded.quantize.code_last_used.any()
+
+
+def test_restarted_codes_count_as_used_only_once_chosen():
+    quantizer = init_quantizer(quantizer_for(dict(dead_code_restart=True), codebook_usage_window=2)).train()
+    latents = photo_latents()[:1, :, :2, :2]  # 4 latents: at most 4 of the 16 codes can be used per step
+    with torch.no_grad():
+        for _ in range(6):
+            output = quantizer(latents, return_dict=True)
+    assert float(output.running_usage) <= 8 / 16
+    assert int(quantizer.code_restarted_at.max()) > 0

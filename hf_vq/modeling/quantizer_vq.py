@@ -47,7 +47,8 @@ class VectorQuantizer(BaseQuantizer):
     Options (all off by default, see `BaseVQConfig` for the papers): EMA codebook, k-means init, dead-code restart,
     cosine codes, a low-dimensional codebook (`codebook_dim`) with linear projections `project_in` / `project_out`,
     an entropy term and the rotation trick. Buffers: `usage_step`, `code_last_used` (health, always);
-    `ema_cluster_size`, `ema_embed_sum` (EMA); `kmeans_done` (k-means). All persist in the state dict.
+    `ema_cluster_size`, `ema_embed_sum` (EMA); `kmeans_done` (k-means); `code_restarted_at` (restarts). All persist
+    in the state dict.
     """
 
     def __init__(
@@ -104,6 +105,10 @@ class VectorQuantizer(BaseQuantizer):
             self.register_buffer("ema_embed_sum", torch.zeros(num_embeddings, code_dim))
         if kmeans_init:
             self.register_buffer("kmeans_done", torch.zeros((), dtype=torch.long))
+        if dead_code_restart:
+            # the step each code was last re-seeded: a restarted code gets a full window to be chosen before it is
+            # restarted again, but counts as used (in `running_usage`) only once it really is
+            self.register_buffer("code_restarted_at", torch.zeros(num_embeddings, dtype=torch.long))
         self.register_health_buffers(num_embeddings, usage_window)
 
     def reset_parameters(self) -> None:
@@ -116,6 +121,8 @@ class VectorQuantizer(BaseQuantizer):
             init.zeros_(self.ema_embed_sum)
         if self.kmeans_init:
             init.zeros_(self.kmeans_done)
+        if self.dead_code_restart:
+            init.zeros_(self.code_restarted_at)
         self.reset_health()
 
     # ------------------------------------------------------------------------------------------------- lookup
@@ -226,13 +233,13 @@ class VectorQuantizer(BaseQuantizer):
 
     def _restart_dead_codes(self, flat: torch.Tensor) -> None:
         # Jukebox §2.3 / SoundStream §3.2: a code unused for a whole window is moved onto a recent encoder output.
-        dead = self.dead_code_mask()
+        dead = self.dead_code_mask(since=self.code_restarted_at)
         num_dead = int(dead.sum())  # identical on every rank: the counts behind it were all-reduced
         if num_dead == 0:
             return
         rows = self._random_rows(flat, num_dead)
         self.embedding.weight[dead] = rows.to(self.embedding.weight.dtype)
-        self.code_last_used[dead] = self.usage_step
+        self.code_restarted_at[dead] = self.usage_step
         if self.use_ema:
             self.ema_cluster_size[dead] = 1.0
             self.ema_embed_sum[dead] = rows

@@ -142,9 +142,13 @@ class BaseQuantizer(nn.Module):
         self.code_last_used.copy_(torch.where(counts > 0, self.usage_step, self.code_last_used))
         return counts
 
-    def dead_code_mask(self) -> torch.Tensor:
-        """Codes not used for `usage_window` training steps or more (a code never used counts from step 0)."""
-        return (self.usage_step - self.code_last_used) >= self.usage_window
+    def dead_code_mask(self, since: torch.Tensor | None = None) -> torch.Tensor:
+        """Codes not used for `usage_window` training steps or more (a code never used counts from step 0).
+
+        `since` (K,): a later step to count from instead where it is later (a restart gives a code a full window).
+        """
+        last = self.code_last_used if since is None else torch.maximum(self.code_last_used, since)
+        return (self.usage_step - last) >= self.usage_window
 
     def health(self) -> tuple[torch.Tensor, torch.Tensor]:
         """`running_usage` (fraction of codes used in the last min(window, steps) steps) and `dead_codes`."""
