@@ -9,12 +9,12 @@ import torch
 import yaml
 
 taming_model = pytest.importorskip("taming.modules.diffusionmodules.model")
-from taming.modules.discriminator.model import NLayerDiscriminator, weights_init  # noqa: E402
-from taming.modules.vqvae.quantize import VectorQuantizer  # noqa: E402
+from taming.modules.discriminator.model import NLayerDiscriminator, weights_init
+from taming.modules.vqvae.quantize import VectorQuantizer
 
-from hf_vq import VQGANModel  # noqa: E402
-from hf_vq.integrations.convert import main as convert_main  # noqa: E402
-from hf_vq.integrations.taming import convert_taming_checkpoint, load_checkpoint_state_dict  # noqa: E402
+from hf_vq import VQGANModel
+from hf_vq.integrations.convert import main as convert_main
+from hf_vq.integrations.taming import convert_taming_checkpoint, load_checkpoint_state_dict
 
 TINY_DD = dict(double_z=False, z_channels=32, resolution=32, in_channels=3, out_ch=3, ch=32, ch_mult=[1, 2],
                num_res_blocks=1, attn_resolutions=[16], dropout=0.0)  # taming's GroupNorm(32) needs widths % 32 == 0

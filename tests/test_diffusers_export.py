@@ -5,7 +5,7 @@ import torch
 
 diffusers = pytest.importorskip("diffusers")
 
-from hf_vq import VQGANConfig, VQGANModel  # noqa: E402
+from hf_vq import VQGANConfig, VQGANModel
 
 TINY = dict(block_out_channels=[8, 16], down_block_types=["DownEncoderBlock2D", "AttnDownEncoderBlock2D"],
             up_block_types=["AttnUpDecoderBlock2D", "UpDecoderBlock2D"], layers_per_block=1, latent_channels=4,

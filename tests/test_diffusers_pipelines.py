@@ -8,9 +8,9 @@ import pytest
 import torch
 
 diffusers = pytest.importorskip("diffusers")
-from accelerate import cpu_offload_with_hook  # noqa: E402
-from accelerate.hooks import ModelHook, add_hook_to_module, remove_hook_from_module  # noqa: E402
-from diffusers import (  # noqa: E402
+from accelerate import cpu_offload_with_hook
+from accelerate.hooks import ModelHook, add_hook_to_module, remove_hook_from_module
+from diffusers import (
     AmusedImg2ImgPipeline,
     AmusedPipeline,
     AmusedScheduler,
@@ -27,12 +27,12 @@ from diffusers import (  # noqa: E402
     VQDiffusionPipeline,
     VQDiffusionScheduler,
 )
-from diffusers.pipelines.deprecated.vq_diffusion.pipeline_vq_diffusion import (  # noqa: E402
+from diffusers.pipelines.deprecated.vq_diffusion.pipeline_vq_diffusion import (
     LearnedClassifierFreeSamplingEmbeddings,
 )
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer  # noqa: E402
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
-from hf_vq import VQGANConfig, VQGANModel  # noqa: E402
+from hf_vq import VQGANConfig, VQGANModel
 
 IMAGE_TOLERANCE = 1e-5  # fp32; the two models differ only by rounding
 
@@ -143,7 +143,7 @@ def _amused_parts():
 def test_amused_text_to_image_and_img2img(clip_tokenizer):
     model, transformer, text_encoder = _amused_parts()
     parts = dict(transformer=transformer, text_encoder=text_encoder, tokenizer=clip_tokenizer)
-    common = lambda: dict(prompt="a cat", generator=_generator(), num_inference_steps=2, height=4, width=4)  # noqa: E731
+    common = lambda: dict(prompt="a cat", generator=_generator(), num_inference_steps=2, height=4, width=4)
     _run_both(lambda vq: AmusedPipeline(vqvae=vq, scheduler=AmusedScheduler(mask_token_id=31), **parts), model, common)
     image = torch.rand(1, 3, 4, 4, generator=_generator())
     # img2img reads token ids with `vqvae.quantize(latents)[2][2]`.

@@ -127,7 +127,7 @@ def _first_stage(config: dict[str, Any]) -> tuple[str, dict[str, Any]]:
 
 def taming_config_to_vqgan(config: dict[str, Any]) -> tuple[VQGANConfig, VQGANDiscriminatorConfig | None]:
     """Our configs for a taming / LDM yaml (already parsed): the tokenizer's, and the discriminator's if it has one."""
-    target, params = _first_stage(config)
+    _, params = _first_stage(config)
     dd = params["ddconfig"]
     unsupported = {
         "double_z": (dd.get("double_z", True), False),
@@ -203,7 +203,7 @@ _PATTERNS = [
     (re.compile(r"^(?P<side>decoder)\.up\.(?P<level>\d+)\.attn\.(?P<j>\d+)\.(?P<part>norm|q|k|v|proj_out)\.(?P<param>weight|bias)$"), "attention"),
     (re.compile(r"^(?P<side>encoder)\.down\.(?P<level>\d+)\.downsample\.conv\.(?P<param>weight|bias)$"), "downsample"),
     (re.compile(r"^(?P<side>decoder)\.up\.(?P<level>\d+)\.upsample\.conv\.(?P<param>weight|bias)$"), "upsample"),
-    (re.compile(r"^(?P<side>encoder|decoder)\.mid\.(?P<block>block_1|block_2)\.{0}$".format(_RESNET)), "mid_resnet"),
+    (re.compile(rf"^(?P<side>encoder|decoder)\.mid\.(?P<block>block_1|block_2)\.{_RESNET}$"), "mid_resnet"),
     (re.compile(r"^(?P<side>encoder|decoder)\.mid\.attn_1\.(?P<part>norm|q|k|v|proj_out)\.(?P<param>weight|bias)$"), "mid_attention"),
 ]
 _DIRECT = {
@@ -264,7 +264,7 @@ def split_taming_state_dict(
     ema = {k[len(EMA_PREFIX):]: v for k, v in state_dict.items() if k.startswith(EMA_PREFIX)}
     autoencoder, discriminator = {}, {}
     for key, value in state_dict.items():
-        if key.startswith(EMA_PREFIX) or key.startswith("loss.perceptual_loss.") or (
+        if key.startswith((EMA_PREFIX, "loss.perceptual_loss.")) or (
             key.startswith("loss.") and not key.startswith("loss.discriminator.")
         ):
             dropped.append(key)

@@ -119,7 +119,7 @@ class VQGANModel(VQPreTrainedModel):
         return to_diffusers(self, save_directory)
 
     @classmethod
-    def from_diffusers(cls, model_or_path, subfolder: str | None = None, **config_overrides) -> "VQGANModel":
+    def from_diffusers(cls, model_or_path, subfolder: str | None = None, **config_overrides) -> VQGANModel:
         """Imports a `diffusers.VQModel` (instance, folder or Hub id): LDM VQ first stages, aMUSEd's VQ, MoVQ.
 
         Args:
