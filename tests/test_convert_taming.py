@@ -193,3 +193,24 @@ def test_f16_imagenet_config_parity(tmp_path):
     assert torch.equal(ours.indices, ref_idx)
     assert (ours.reconstruction - ref_rec).abs().max() < 1e-10
     assert torch.allclose(ours.quantizer_loss.double(), ref_loss, rtol=1e-6, atol=0)  # our loss is computed in fp32
+
+
+@pytest.mark.slow
+def test_readme_convert_finetune_pipeline(tiny_taming, tmp_path):
+    """The README example: convert a taming checkpoint, fine-tune it with `hf-vq train --init-from`, run it in LDM."""
+    import subprocess
+    import sys
+
+    diffusers = pytest.importorskip("diffusers")
+    ckpt, config = tiny_taming.write(tmp_path, name="last")
+    cli = [sys.executable, "-m", "hf_vq.cli"]
+    subprocess.run([*cli, "convert", "taming", str(ckpt), "--config", str(config), str(tmp_path / "converted")], check=True)
+    subprocess.run([*cli, "train", "--init-from", str(tmp_path / "converted"), "--output-dir", str(tmp_path / "finetuned"),
+                    "--max-train-steps", "2", "--train-batch-size", "2", "--resolution", "32", "--perceptual-weight", "0",
+                    "--report-to", "none", "--num-eval-images", "2", "--dataloader-num-workers", "0"], check=True)
+    vqvae = VQGANModel.from_pretrained(tmp_path / "finetuned").eval()
+    unet = diffusers.UNet2DModel(sample_size=16, in_channels=16, out_channels=16, block_out_channels=(32, 64),
+                                 layers_per_block=1, down_block_types=("DownBlock2D",) * 2, up_block_types=("UpBlock2D",) * 2)
+    pipe = diffusers.LDMPipeline(vqvae=vqvae, unet=unet, scheduler=diffusers.DDIMScheduler())
+    image = pipe(num_inference_steps=2, generator=torch.manual_seed(0)).images[0]
+    assert image.size == (32, 32)
