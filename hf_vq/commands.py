@@ -55,10 +55,16 @@ def reconstruct_main(argv: list[str] | None = None) -> int:
     )
     _model_arguments(parser)
     parser.add_argument("images", nargs="+", help="image files")
-    parser.add_argument("--output-dir", default="reconstructions", help="where the PNGs go (default: ./reconstructions)")
-    parser.add_argument("--image-size", type=int, default=None,
-                        help="resize the shorter side and center-crop to this square size (default: keep the size, "
-                        "cropped to a multiple of the downsampling factor)")
+    parser.add_argument(
+        "--output-dir", default="reconstructions", help="where the PNGs go (default: ./reconstructions)"
+    )
+    parser.add_argument(
+        "--image-size",
+        type=int,
+        default=None,
+        help="resize the shorter side and center-crop to this square size (default: keep the size, "
+        "cropped to a multiple of the downsampling factor)",
+    )
     args = parser.parse_args(argv)
 
     model = _load_model(args.model, args.device, args.trust_remote_code)
@@ -87,8 +93,12 @@ def encode_main(argv: list[str] | None = None) -> int:
     _model_arguments(parser)
     parser.add_argument("images", nargs="+", help="image files")
     parser.add_argument("--output", required=True, help="tokens file: .safetensors or .npy")
-    parser.add_argument("--image-size", type=int, default=None,
-                        help="resize the shorter side and center-crop to this size (default: the model's sample_size)")
+    parser.add_argument(
+        "--image-size",
+        type=int,
+        default=None,
+        help="resize the shorter side and center-crop to this size (default: the model's sample_size)",
+    )
     parser.add_argument("--batch-size", type=int, default=16)
     args = parser.parse_args(argv)
     output = Path(args.output)
@@ -129,7 +139,7 @@ def read_tokens(path: str | Path) -> tuple[torch.Tensor, list[str] | None]:
 
     with safe_open(str(path), framework="pt") as f:
         metadata = f.metadata() or {}
-        if "indices" not in f.keys():
+        if "indices" not in f.keys():  # noqa: SIM118 - safe_open is not a dict
             raise ValueError(f"{path} has no `indices` tensor; was it written by `hf-vq encode`?")
         indices = f.get_tensor("indices").long()
     names = json.loads(metadata["images"]) if "images" in metadata else None

@@ -31,6 +31,7 @@ import logging
 import math
 import os
 import re
+import shlex
 import shutil
 import tempfile
 from collections.abc import Iterable, Mapping
@@ -57,14 +58,18 @@ CARD_INFO_KEYS = (
 )
 DEFAULT_LICENSE = "apache-2.0"
 
+# model_type -> (name, Hub tag, one-line description)
 _MODEL_TYPES = {
-    "hf_vq_vqgan": ("VQ-GAN", "vq-gan", "taming-transformers / latent-diffusion convolutional autoencoder "
-                    "(Esser et al. 2021, https://arxiv.org/abs/2012.09841)"),
-    "hf_vq_vqvae": ("VQ-VAE", "vq-vae", "strided-convolution autoencoder with residual stacks "
-                    "(van den Oord et al. 2017, https://arxiv.org/abs/1711.00937)"),
-}
-_QUANTIZERS = {
-    "vq": "nearest-code vector quantisation with a straight-through estimator",
+    "hf_vq_vqgan": (
+        "VQ-GAN",
+        "vq-gan",
+        "taming-transformers / latent-diffusion convolutional autoencoder (Esser et al. 2021, arXiv:2012.09841)",
+    ),
+    "hf_vq_vqvae": (
+        "VQ-VAE",
+        "vq-vae",
+        "strided-convolution autoencoder with residual stacks (van den Oord et al. 2017, arXiv:1711.00937)",
+    ),
 }
 
 
@@ -209,7 +214,7 @@ def render_model_card(model, info: Mapping[str, Any], *, remote_code: bool = Fal
         in_channels=config.in_channels,
         out_channels=config.out_channels,
         sample_size=config.sample_size,
-        grid_size=config.sample_size // factor,
+        token_shape=_token_shape(config),
         downsampling_factor=factor,
         codebook_size=config.num_vq_embeddings,
         pixel_range_text=f"[{low:g}, {high:g}]",
@@ -218,10 +223,49 @@ def render_model_card(model, info: Mapping[str, Any], *, remote_code: bool = Fal
         training=[(f"`{key}`", _format_value(value)) for key, value in (info.get("training") or {}).items()],
         metrics=_metric_rows(results),
         protocol=(results.get("protocol") or {}).get("description", ""),
-        evaluate_command=results.get("command", ""),
+        evaluate_command=results.get("command", "").replace(" MODEL ", f" {shlex.quote(model_id)} ", 1),
         grid=info.get("grid"),
         grid_caption=info.get("grid_caption") or "Sample inputs and their reconstructions:",
     )
+
+
+def _codebook_text(config) -> str:
+    size = f"{config.num_vq_embeddings:,}"
+    if config.quantizer_type == "fsq":
+        return f"{size} implicit codes: levels {list(config.fsq_levels)} per channel, nothing learned"
+    if config.quantizer_type == "lfq":
+        return f"{size} implicit codes: {int(math.log2(config.num_vq_embeddings))} sign bits, nothing learned"
+    dims = f"{config.vq_embed_dim} dims"
+    if config.codebook_dim is not None:
+        dims = f"{config.codebook_dim} dims (projected from {config.vq_embed_dim})"
+    levels = f" at each of {config.num_quantizers} residual levels" if config.quantizer_type == "residual_vq" else ""
+    return f"{size} codes × {dims}{levels}"
+
+
+def _quantizer_text(config) -> str:
+    kind = config.quantizer_type
+    if kind == "fsq":
+        return "`fsq`: finite scalar quantisation (Mentzer et al. 2023), rounding each channel to its levels"
+    if kind == "lfq":
+        return f"`lfq`: lookup-free quantisation (Yu et al. 2023), entropy weight {config.entropy_loss_weight:g}"
+    beta_on = "commitment" if config.beta_placement == "commitment" else "codebook (taming / diffusers legacy)"
+    parts = [
+        "nearest-code search" + (" on l2-normalised codes" if config.codebook_l2_norm else ""),
+        "EMA codebook updates" if config.codebook_update == "ema" else "codebook trained by its loss",
+        f"β = {config.commitment_cost:g} on the {beta_on} term",
+        "rotation-trick gradients" if config.gradient_estimator == "rotation" else "straight-through gradients",
+    ]
+    if config.dead_code_restart:
+        parts.append("dead-code restarts")
+    if config.entropy_loss_weight:
+        parts.append(f"entropy loss {config.entropy_loss_weight:g}")
+    return f"`{kind}`: " + ", ".join(parts)
+
+
+def _token_shape(config) -> str:
+    grid = config.sample_size // config.downsampling_factor
+    depth = f", {config.num_quantizers}" if config.quantizer_type == "residual_vq" else ""
+    return f"(1, {grid}, {grid}{depth})"
 
 
 def _example_input(config, low: float, high: float) -> str:
@@ -234,8 +278,9 @@ def _summary(model, kind: str) -> str:
     config = model.config
     factor, size = model.downsampling_factor, config.sample_size
     bits = math.log2(config.num_vq_embeddings)
+    tokens = f"stacks of {config.num_quantizers} tokens" if config.quantizer_type == "residual_vq" else "tokens"
     return (
-        f"A {kind} image tokenizer: {size}×{size} images become {size // factor}×{size // factor} grids of tokens "
+        f"A {kind} image tokenizer: {size}×{size} images become {size // factor}×{size // factor} grids of {tokens} "
         f"from a codebook of {config.num_vq_embeddings:,} codes ({bits:.3g} bits per token), and back. "
         f"It is a `transformers` model from [hf-vq](https://pypi.org/project/hf-vq/)."
     )
@@ -245,8 +290,6 @@ def _architecture_rows(model, kind: str) -> list[tuple[str, str]]:
     config = model.config
     _, _, description = _MODEL_TYPES.get(config.model_type, (kind, None, type(model).__name__))
     factor = model.downsampling_factor
-    quantizer = _QUANTIZERS.get(config.quantizer_type, config.quantizer_type)
-    beta_on = "commitment" if config.beta_placement == "commitment" else "codebook (taming / diffusers legacy)"
 
     def params(module) -> int:
         return sum(p.numel() for p in module.parameters())
@@ -257,61 +300,72 @@ def _architecture_rows(model, kind: str) -> list[tuple[str, str]]:
     rows = [
         ("Model", f"{kind}: {description}"),
         ("Downsampling factor", f"f{factor} ({config.sample_size}² → {config.sample_size // factor}² tokens)"),
-        ("Codebook", f"{config.num_vq_embeddings:,} codes × {config.vq_embed_dim} dims"),
-        ("Quantizer", f"`{config.quantizer_type}`: {quantizer}; β = {config.commitment_cost:g} on the {beta_on} term"),
+        ("Codebook", _codebook_text(config)),
+        ("Quantizer", _quantizer_text(config)),
         ("Latent channels", str(config.latent_channels)),
     ]
     if config.model_type == "hf_vq_vqgan":
         attention = [i for i, t in enumerate(config.down_block_types) if t.startswith("Attn")]
-        rows.append((
-            "Encoder / decoder",
+        mid = " and in the mid-block" if config.mid_block_add_attention else ""
+        layout = (
             f"channels {list(config.block_out_channels)}, {config.layers_per_block} ResNet block(s) per level, "
-            f"self-attention at levels {attention or 'none'}"
-            f"{' and in the mid-block' if config.mid_block_add_attention else ''}, GroupNorm({config.norm_num_groups})",
-        ))
+            f"self-attention at levels {attention or 'none'}{mid}, GroupNorm({config.norm_num_groups})"
+        )
+        rows.append(("Encoder / decoder", layout))
     elif config.model_type == "hf_vq_vqvae":
-        rows.append((
-            "Encoder / decoder",
+        layout = (
             f"{config.num_downsample_layers} stride-2 4×4 convs, {config.hidden_channels} channels, "
-            f"{config.num_residual_layers} residual blocks ({config.residual_hidden_channels} hidden)",
-        ))
+            f"{config.num_residual_layers} residual blocks ({config.residual_hidden_channels} hidden)"
+        )
+        rows.append(("Encoder / decoder", layout))
+    total = _count(encoder + decoder + quantizer_params)
     rows += [
         (
             "Parameters",
-            f"{_count(encoder + decoder + quantizer_params)} (encoder {_count(encoder)}, "
-            f"quantizer {_count(quantizer_params)}, decoder {_count(decoder)})",
+            f"{total} (encoder {_count(encoder)}, quantizer {_count(quantizer_params)}, decoder {_count(decoder)})",
         ),
         ("Pixel range", f"[{config.pixel_range[0]:g}, {config.pixel_range[1]:g}], {config.in_channels} channels"),
     ]
     return rows
 
 
-# Card rows and model-index entries per metric: (key, label, unit, higher is better, how it is computed)
+# Card rows and model-index entries per metric: (key, label, unit, higher is better)
 _METRICS = (
-    ("psnr", "PSNR", " dB", True, "mean of per-image PSNR on 8-bit RGB"),
-    ("ssim", "SSIM", "", True, "Gaussian window 11, σ 1.5, on RGB"),
-    ("lpips", "LPIPS", "", False, "LPIPS v0.1 ({lpips_net})"),
-    ("rfid", "rFID", "", False, "N = {num_images}, Inception-v3 pool3 (pytorch-fid weights), vs. the inputs"),
-    ("kid", "KID", "", False, "N = {num_images}, {kid_subsets} subsets of {kid_subset_size}"),
-    ("codebook_usage", "Codebook usage", "", True, "fraction of the codes used on the N images"),
-    ("perplexity", "Code perplexity", "", True, "exp(entropy) of the token histogram"),
+    ("psnr", "PSNR", " dB", True),
+    ("ssim", "SSIM", "", True),
+    ("lpips", "LPIPS", "", False),
+    ("rfid", "rFID", "", False),
+    ("kid", "KID", "", False),
+    ("codebook_usage", "Codebook usage", "", True),
+    ("perplexity", "Code perplexity", "", True),
 )
 
 
-def _metric_context(results: Mapping[str, Any]) -> dict[str, Any]:
+def _how(key: str, results: Mapping[str, Any]) -> str:
+    """How a metric was computed, from what the results record (parts they do not record are left out)."""
     protocol = results.get("protocol") or {}
-    return {
-        "num_images": results.get("num_images", "?"),
-        "lpips_net": protocol.get("lpips_net", "?"),
-        "kid_subset_size": protocol.get("kid_subset_size", "?"),
-        "kid_subsets": protocol.get("kid_subsets", "?"),
-    }
+    n = results.get("num_images")
+    n_text = f"N = {n}, " if n is not None else ""
+    if key == "psnr":
+        return "mean of per-image PSNR on 8-bit RGB"
+    if key == "ssim":
+        return "Gaussian window 11, σ 1.5, on RGB"
+    if key == "lpips":
+        return f"LPIPS v0.1 ({protocol['lpips_net']})" if protocol.get("lpips_net") else "LPIPS v0.1"
+    if key == "rfid":
+        return f"{n_text}Inception-v3 pool3 (pytorch-fid weights), vs. the inputs"
+    if key == "kid":
+        subsets, size = protocol.get("kid_subsets"), protocol.get("kid_subset_size")
+        return n_text + (f"{subsets} subsets of {size}" if subsets and size else "polynomial-kernel MMD²")
+    if key == "codebook_usage":
+        return "fraction of the codes used on the evaluation images"
+    return "exp(entropy) of the token histogram"
 
 
 def _metric_rows(results: Mapping[str, Any]) -> list[tuple[str, str, str]]:
-    metrics, context = results.get("metrics") or {}, _metric_context(results)
+    metrics = results.get("metrics") or {}
     rows = []
-    for key, label, unit, higher, how in _METRICS:
+    for key, label, unit, higher in _METRICS:
         value = metrics.get(key)
         if value is None:
             continue
@@ -320,7 +374,7 @@ def _metric_rows(results: Mapping[str, Any]) -> list[tuple[str, str, str]]:
             text = f"{value:.4g} ± {metrics['kid_std']:.2g}"
         if key == "codebook_usage":
             text = f"{100 * value:.1f} %"
-        rows.append((f"{label} {'↑' if higher else '↓'}", text, how.format(**context)))
+        rows.append((f"{label} {'↑' if higher else '↓'}", text, _how(key, results)))
     return rows
 
 
@@ -329,9 +383,8 @@ def _eval_results(results: Mapping[str, Any]) -> list[EvalResult]:
     if not metrics:
         return []
     dataset = str(results.get("dataset", "unknown"))
-    context = _metric_context(results)
     entries = []
-    for key, label, _, _, how in _METRICS:
+    for key, label, _, _ in _METRICS:
         value = metrics.get(key)
         if value is None or not math.isfinite(value):
             continue
@@ -346,7 +399,7 @@ def _eval_results(results: Mapping[str, Any]) -> list[EvalResult]:
                 metric_type=key,
                 metric_name=label,
                 metric_value=round(float(value), 6),
-                metric_config=how.format(**context),
+                metric_config=_how(key, results),
             )
         )
     return entries
@@ -380,9 +433,12 @@ def upload_file_list(folder: str | os.PathLike) -> list[str]:
             files.append(relative)
         elif "/" in relative:
             continue
-        elif relative in top_level or relative == grid or path.suffix in (".safetensors", ".py"):
-            files.append(relative)
-        elif relative.endswith(".safetensors.index.json"):
+        elif (
+            relative in top_level
+            or relative == grid
+            or path.suffix in (".safetensors", ".py")
+            or relative.endswith(".safetensors.index.json")  # shard index of large weights
+        ):
             files.append(relative)
     return files
 

@@ -116,6 +116,9 @@ def test_codebook_statistics_hand_computed():
     assert codebook_statistics(torch.tensor([0, 9, 0]))["perplexity"] == pytest.approx(1.0)
     with pytest.raises(ValueError):
         codebook_statistics(torch.zeros(4))
+    # Residual levels (L, K): each level has its own codebook; usage and perplexity are averaged over levels.
+    levels = codebook_statistics(torch.tensor([[2, 2, 0, 0], [4, 0, 0, 0]]))
+    assert levels == {"codebook_usage": 0.375, "perplexity": pytest.approx(1.5), "tokens": 8}
 
 
 # ------------------------------------------------------------------------------------------------ FID / KID

@@ -33,15 +33,26 @@ TINY = dict(
 
 RESULTS = {
     "metrics": {
-        "psnr": 21.5, "ssim": 0.61, "lpips": 0.21, "rfid": 12.5, "kid": 0.004, "kid_std": 0.001,
-        "codebook_usage": 0.75, "perplexity": 9.5, "tokens": 4096,
+        "psnr": 21.5,
+        "ssim": 0.61,
+        "lpips": 0.21,
+        "rfid": 12.5,
+        "kid": 0.004,
+        "kid_std": 0.001,
+        "codebook_usage": 0.75,
+        "perplexity": 9.5,
+        "tokens": 4096,
     },
     "num_images": 16,
     "image_size": 32,
     "dataset": "builtin",
     "split": None,
-    "protocol": {"description": "16 images from `builtin`: pinned.", "lpips_net": "alexnet",
-                 "kid_subset_size": 8, "kid_subsets": 100},
+    "protocol": {
+        "description": "16 images from `builtin`: pinned.",
+        "lpips_net": "alexnet",
+        "kid_subset_size": 8,
+        "kid_subsets": 100,
+    },
     "command": "hf-vq evaluate MODEL --dataset builtin --num-images 16 --image-size 32",
 }
 
@@ -120,10 +131,10 @@ def test_card_reports_results_training_datasets_and_base_model(model, tmp_path):
     assert "| PSNR ↑ | 21.5 dB | mean of per-image PSNR on 8-bit RGB |" in text
     assert "| rFID ↓ | 12.5 | N = 16, Inception-v3 pool3 (pytorch-fid weights), vs. the inputs |" in text
     assert "| KID ↓ | 0.004 ± 0.001 | N = 16, 100 subsets of 8 |" in text
-    assert "| Codebook usage ↑ | 75.0 % |" in text
+    assert "| Codebook usage ↑ | 75.0 % | fraction of the codes used on the evaluation images |" in text
     assert "| LPIPS ↓ | 0.21 | LPIPS v0.1 (alexnet) |" in text
     assert "**Protocol.** 16 images from `builtin`: pinned." in text
-    assert "hf-vq evaluate MODEL --dataset builtin --num-images 16 --image-size 32" in text
+    assert f"hf-vq evaluate {folder} --dataset builtin --num-images 16 --image-size 32" in text
     assert "| `learning_rate` | 0.0001 |" in text and "| `losses` | l1, lpips |" in text
     assert "Eight views.\n\n![Reconstructions](elsewhere.png)" in text
     assert (folder / "elsewhere.png").is_file()  # copied next to the card so the Hub can show it
@@ -153,11 +164,55 @@ def test_unknown_card_info_keys_are_rejected(model, tmp_path):
 
 
 def test_vqvae_card(tmp_path):
-    model = VQVAEModel(VQVAEConfig(hidden_channels=16, residual_hidden_channels=8, latent_channels=4,
-                                   num_vq_embeddings=32, sample_size=16))
+    model = VQVAEModel(
+        VQVAEConfig(
+            hidden_channels=16, residual_hidden_channels=8, latent_channels=4, num_vq_embeddings=32, sample_size=16
+        )
+    )
     model.save_pretrained(tmp_path)
     card = ModelCard.load(tmp_path / "README.md")
     assert "vq-vae" in card.data.tags
     assert "| Downsampling factor | f4 (16² → 4² tokens) |" in card.text
     assert "2 stride-2 4×4 convs, 16 channels" in card.text
     assert "from hf_vq import VQVAEModel" in python_blocks(card.text)[0]
+
+
+@pytest.mark.parametrize(
+    ("quantizer", "codebook_row", "token_shape"),
+    [
+        (
+            {"quantizer_type": "fsq", "fsq_levels": [4, 4], "vq_embed_dim": 2},
+            "16 implicit codes: levels [4, 4]",
+            (1, 16, 16),
+        ),
+        (
+            {"quantizer_type": "residual_vq", "num_quantizers": 2},
+            "16 codes × 4 dims at each of 2 residual levels",
+            (1, 16, 16, 2),
+        ),
+    ],
+)
+def test_cards_of_other_quantizers_describe_them_and_their_snippet_runs(
+    tmp_path, quantizer, codebook_row, token_shape
+):
+    model = VQGANModel(VQGANConfig(**{**TINY, **quantizer})).eval()
+    model.save_pretrained(tmp_path)
+    text = (tmp_path / "README.md").read_text()
+    assert f"| Codebook | {codebook_row}" in text
+    assert f"`{quantizer['quantizer_type']}`" in text
+    (snippet,) = python_blocks(text)
+    namespace: dict = {}
+    exec(compile(snippet, "README.md", "exec"), namespace)
+    assert tuple(namespace["tokens"].shape) == token_shape
+    assert f"# {token_shape} token ids" in snippet
+
+
+def test_partial_results_render_without_placeholders(model, tmp_path):
+    """`hf-vq train` records only PSNR / SSIM / code usage: the card shows those and invents nothing."""
+    results = {"metrics": {"psnr": 18.25, "codebook_usage": 0.5}, "dataset": "builtin", "protocol": {}}
+    write_model_card(model, tmp_path, results=results)
+    text = (tmp_path / "README.md").read_text()
+    assert "| PSNR ↑ | 18.25 dB |" in text and "| Codebook usage ↑ | 50.0 % |" in text
+    assert "rFID" not in text.split("## Evaluation")[1] and "?" not in text.split("## Evaluation")[1]
+    card = ModelCard.load(tmp_path / "README.md")
+    assert {r.metric_type for r in card.data.eval_results} == {"psnr", "codebook_usage"}

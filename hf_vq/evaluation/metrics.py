@@ -59,22 +59,27 @@ def ssim(reconstruction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def codebook_statistics(counts: torch.Tensor) -> dict[str, float]:
-    """Usage and perplexity of a codebook from its token histogram `(K,)` over a whole dataset.
+    """Usage and perplexity of a codebook from its token histogram over a whole dataset.
+
+    Args:
+        counts (`torch.Tensor` of shape `(K,)`, or `(L, K)` for L residual levels): how often each code was used.
 
     Returns:
         `codebook_usage`: fraction of the K codes used at least once. `perplexity`: `exp(H)` of the empirical
-        code distribution, between 1 (one code) and K (all codes equally often). `tokens`: tokens counted.
+        code distribution, between 1 (one code) and K (all codes equally often). With several levels, both are
+        averaged over the levels. `tokens`: tokens counted (all levels).
     """
     counts = counts.double()
-    total = counts.sum()
-    if total <= 0:
+    counts = counts[None] if counts.dim() == 1 else counts
+    totals = counts.sum(dim=1, keepdim=True)
+    if (totals <= 0).any():
         raise ValueError("No tokens were counted: the histogram is empty.")
-    probs = counts[counts > 0] / total
-    entropy = -(probs * probs.log()).sum()
+    probs = counts / totals
+    entropy = -torch.where(probs > 0, probs * probs.clamp_min(1e-300).log(), torch.zeros_like(probs)).sum(dim=1)
     return {
-        "codebook_usage": float((counts > 0).double().mean()),
-        "perplexity": float(entropy.exp()),
-        "tokens": int(total),
+        "codebook_usage": float((counts > 0).double().mean(dim=1).mean()),
+        "perplexity": float(entropy.exp().mean()),
+        "tokens": int(counts.sum()),
     }
 
 
@@ -90,7 +95,7 @@ class _Precomputed(nn.Module):
 
 
 def frechet_distance(real_features: torch.Tensor, fake_features: torch.Tensor) -> float:
-    """FID between two sets of features `(N, D)`: `‖μ_r − μ_f‖² + Tr(Σ_r + Σ_f − 2 (Σ_r Σ_f)^½)`, in float64.
+    """FID between feature sets `(N, D)`: `‖μ_r − μ_f‖² + Tr(Σ_r + Σ_f − 2 (Σ_r Σ_f)^½)`, in float64.
 
     Needs at least 2 rows per set; with fewer rows than `D` the covariances are singular and FID is biased
     upwards, which is why the evaluation reports its N next to it (and KID, which is unbiased).

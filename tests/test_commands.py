@@ -1,0 +1,125 @@
+"""`hf-vq reconstruct`, `hf-vq encode` and `hf-vq decode` on real photos, through the CLI dispatcher."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors import safe_open
+
+from hf_vq import VQGANConfig, VQGANModel
+from hf_vq.cli import main
+from hf_vq.commands import read_tokens
+from hf_vq.evaluation.images import load_image
+from hf_vq.evaluation.metrics import from_uint8, to_uint8
+
+TINY = dict(
+    block_out_channels=[8, 16],
+    down_block_types=["DownEncoderBlock2D", "AttnDownEncoderBlock2D"],
+    up_block_types=["AttnUpDecoderBlock2D", "UpDecoderBlock2D"],
+    layers_per_block=1,
+    latent_channels=4,
+    num_vq_embeddings=16,
+    norm_num_groups=4,
+    sample_size=32,
+)
+
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory):
+    torch.manual_seed(0)
+    model = VQGANModel(VQGANConfig(**TINY)).eval()
+    folder = tmp_path_factory.mktemp("model")
+    model.save_pretrained(folder)
+    return model, folder
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    """Two real photos from scikit-image, shrunk so the tiny model runs fast; one is an odd size (61x41)."""
+    from skimage import data
+
+    folder = tmp_path_factory.mktemp("photos")
+    Image.fromarray(data.chelsea()).resize((61, 41)).save(folder / "cat.png")
+    Image.fromarray(data.coffee()).resize((48, 32)).save(folder / "coffee.jpg", quality=95)
+    return [folder / "cat.png", folder / "coffee.jpg"]
+
+
+def test_reconstruct_writes_side_by_side_pngs(saved_model, photos, tmp_path, capsys):
+    model, folder = saved_model
+    assert main(["reconstruct", str(folder), *map(str, photos), "--output-dir", str(tmp_path), "--device", "cpu"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split("\t")[0] for line in lines] == [
+        str(tmp_path / "cat_reconstruction.png"),
+        str(tmp_path / "coffee_reconstruction.png"),
+    ]
+    assert all("PSNR" in line and "dB" in line for line in lines)
+    side_by_side = np.asarray(Image.open(tmp_path / "cat_reconstruction.png"))
+    assert side_by_side.shape == (40, 60 + 4 + 60, 3)  # 61x41 cropped to a multiple of f=2, two panels, a 4 px gap
+    original = load_image(photos[0], multiple_of=2)
+    assert np.array_equal(side_by_side[:, :60], original.permute(1, 2, 0).numpy())
+    with torch.no_grad():
+        expected = to_uint8(model(from_uint8(original[None])).reconstruction)[0]
+    assert np.array_equal(side_by_side[:, 64:], expected.permute(1, 2, 0).numpy())
+
+
+def test_reconstruct_with_image_size(saved_model, photos, tmp_path):
+    _, folder = saved_model
+    assert main(["reconstruct", str(folder), str(photos[1]), "--output-dir", str(tmp_path), "--image-size", "16"]) == 0
+    assert Image.open(tmp_path / "coffee_reconstruction.png").size == (16 + 4 + 16, 16)
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".npy"])
+def test_encode_then_decode_round_trips_through_token_files(saved_model, photos, tmp_path, suffix):
+    model, folder = saved_model
+    tokens = tmp_path / f"tokens{suffix}"
+    assert main(["encode", str(folder), *map(str, photos), "--output", str(tokens), "--batch-size", "1"]) == 0
+    indices, names = read_tokens(tokens)
+    assert indices.shape == (2, 16, 16) and indices.dtype == torch.long  # sample_size 32, f = 2
+    images = torch.stack([load_image(p, 32) for p in photos])
+    with torch.no_grad():
+        assert torch.equal(indices, model.encode_to_indices(from_uint8(images)))
+    if suffix == ".safetensors":
+        assert names == ["cat.png", "coffee.jpg"]
+        with safe_open(str(tokens), framework="pt") as f:
+            metadata = f.metadata()
+        assert metadata["codebook_size"] == "16" and metadata["downsampling_factor"] == "2"
+        assert metadata["image_size"] == "32" and metadata["model"] == str(folder)
+    else:
+        assert names is None
+
+    out = tmp_path / "decoded"
+    assert main(["decode", str(folder), str(tokens), "--output-dir", str(out)]) == 0
+    expected_names = ["cat.png", "coffee.png"] if suffix == ".safetensors" else ["00000.png", "00001.png"]
+    assert sorted(p.name for p in out.iterdir()) == expected_names
+    with torch.no_grad():
+        expected = to_uint8(model.decode_indices(indices))
+    decoded = np.asarray(Image.open(out / expected_names[0]))
+    assert np.array_equal(decoded, expected[0].permute(1, 2, 0).numpy())
+
+
+def test_encode_rejects_unknown_output_format(saved_model, photos, tmp_path):
+    _, folder = saved_model
+    with pytest.raises(SystemExit):
+        main(["encode", str(folder), str(photos[0]), "--output", str(tmp_path / "tokens.txt")])
+
+
+def test_decode_rejects_out_of_range_tokens(saved_model, tmp_path):
+    _, folder = saved_model
+    np.save(tmp_path / "bad.npy", np.full((1, 4, 4), 99, dtype=np.int64))
+    with pytest.raises(ValueError, match=r"\[0, 16\)"):
+        main(["decode", str(folder), str(tmp_path / "bad.npy"), "--output-dir", str(tmp_path / "out")])
+
+
+def test_image_folder_is_an_evaluation_dataset(tmp_path, photos):
+    """`--dataset FOLDER` streams through the training data loader; unreadable files are skipped, not counted."""
+    from hf_vq.evaluation import iter_eval_images
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i, photo in enumerate(photos * 2):
+        Image.open(photo).save(folder / f"{i}.png")
+    (folder / "broken.png").write_bytes(b"not a png")
+    images = list(iter_eval_images(str(folder), image_size=24, split="train", num_images=3))
+    assert len(images) == 3 and all(im.shape == (3, 24, 24) and im.dtype == torch.uint8 for im in images)
