@@ -100,3 +100,34 @@ def test_training_on_a_folder_with_bad_files_skips_and_counts_them(tmp_path, cap
     # Each step reads the whole folder (one batch of good + bad records): 2 steps, 2 x 2 unreadable records.
     assert f"{2 * good} images, {2 * bad} unreadable records skipped" in out
     assert (tmp_path / "out" / "model.safetensors").is_file()
+
+
+@pytest.mark.slow
+def test_decoder_only_fine_tuning_from_a_saved_folder(tmp_path):
+    from safetensors.torch import load_file
+
+    from hf_vq import VQGANConfig, VQGANModel
+    from hf_vq.modeling.configuration_discriminator import VQGANDiscriminatorConfig
+    from hf_vq.modeling.modeling_discriminator import VQGANDiscriminator
+
+    base = tmp_path / "base"
+    VQGANModel(VQGANConfig(**TINY_MODEL)).save_pretrained(base)
+    VQGANDiscriminator(VQGANDiscriminatorConfig(**TINY_DISCRIMINATOR)).save_pretrained(base / "discriminator")
+    flags = [
+        "--init-from", str(base), "--freeze-encoder", "--freeze-codebook", "--output-dir", str(tmp_path / "tuned"),
+        "--resolution", "32", "--train-batch-size", "2", "--perceptual-weight", "0", "--dataloader-num-workers", "0",
+        "--report-to", "none", "--max-train-steps", "2", "--lr-warmup-steps", "0", "--no-use-ema",
+        "--discriminator-start", "0", "--num-eval-images", "2", "--checkpointing-steps", "0",
+    ]  # fmt: skip
+    assert train(parse_args(flags)) == 0
+    before, after = load_file(str(base / "model.safetensors")), load_file(str(tmp_path / "tuned" / "model.safetensors"))
+    frozen = [k for k in before if k.startswith(("encoder.", "quant_conv.", "quantize.embedding"))]
+    assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("decoder."))
+    # The discriminator was loaded from base/discriminator (two small steps away from it, not a fresh init).
+    d_before = load_file(str(base / "discriminator" / "model.safetensors"))
+    d_after = load_file(str(tmp_path / "tuned" / "discriminator" / "model.safetensors"))
+    assert d_before.keys() == d_after.keys() and any(not torch.equal(d_before[k], d_after[k]) for k in d_before)
+    assert max(float((d_before[k] - d_after[k]).abs().max()) for k in d_before) < 5e-3
+    card = json.loads((tmp_path / "tuned" / "card_info.json").read_text())
+    assert "encoder and codebook frozen" in card["training"]["fine_tuned_from"]
