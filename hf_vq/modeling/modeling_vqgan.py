@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import os
 
-import torch
 from torch import nn
 
 # diffusers records a pipeline component from a library it does not know by its module ("hf_vq.modeling.modeling_vqgan")
@@ -87,23 +86,10 @@ class VQGANModel(VQPreTrainedModel):
         )
         self.post_init()
 
-    @_runs_forward_hooks
-    def encode(self, pixel_values: torch.Tensor, return_dict: bool = True):
-        return super().encode(pixel_values, return_dict=return_dict)
-
-    encode.__doc__ = VQPreTrainedModel.encode.__doc__
-
-    @_runs_forward_hooks
-    def decode(self, h: torch.Tensor, force_not_quantize: bool = False, return_dict: bool = True, shape=None):
-        return super().decode(h, force_not_quantize=force_not_quantize, return_dict=return_dict, shape=shape)
-
-    decode.__doc__ = VQPreTrainedModel.decode.__doc__
-
-    @_runs_forward_hooks
-    def decode_indices(self, indices: torch.LongTensor) -> torch.FloatTensor:
-        return super().decode_indices(indices)
-
-    decode_indices.__doc__ = VQPreTrainedModel.decode_indices.__doc__
+    # Pipelines call these directly (not through `forward`): run accelerate's hooks for them too.
+    encode = _runs_forward_hooks(VQPreTrainedModel.encode)
+    decode = _runs_forward_hooks(VQPreTrainedModel.decode)
+    decode_indices = _runs_forward_hooks(VQPreTrainedModel.decode_indices)
 
     def to_diffusers(self, save_directory: str | os.PathLike | None = None):
         """A stock `diffusers.VQModel` with this model's weights, computing the same images (needs hf_vq installed).
