@@ -100,6 +100,9 @@ def test_training_on_a_folder_with_bad_files_skips_and_counts_them(tmp_path, cap
     # Each step reads the whole folder (one batch of good + bad records): 2 steps, 2 x 2 unreadable records.
     assert f"{2 * good} images, {2 * bad} unreadable records skipped" in out
     assert (tmp_path / "out" / "model.safetensors").is_file()
+    # No held-out split in a flat folder: the grid shows training images, and the card says so.
+    assert (tmp_path / "out" / "samples.png").is_file()
+    assert "Training images" in json.loads((tmp_path / "out" / "card_info.json").read_text())["grid_caption"]
 
 
 @pytest.mark.slow

@@ -93,7 +93,7 @@ def log_grid(accelerator, grid: np.ndarray, step: int) -> None:
 
 
 
-def card_info(args, accelerator, model, objective, stream, state, results: dict | None, has_grid: bool) -> dict:
+def card_info(args, accelerator, model, objective, stream, state, results: dict | None, has_grid: bool, held_out: bool = True) -> dict:
     """`model.card_info` for `save_pretrained`: the recipe, the data, the grid and the final evaluation."""
     if objective is None:
         losses = f"{model.config.reconstruction_loss_type.upper()} + codebook + commitment (β={model.config.commitment_cost})"
@@ -124,7 +124,8 @@ def card_info(args, accelerator, model, objective, stream, state, results: dict 
         info["base_model"] = args.init_from
     if has_grid:
         info["grid"] = SAMPLES_NAME
-        info["grid_caption"] = f"Held-out images (odd rows) and their reconstructions (even rows) after {state.global_step} steps."
+        shown = "Held-out images" if held_out else "Training images (the dataset has no held-out split)"
+        info["grid_caption"] = f"{shown} (odd rows) and their reconstructions (even rows) after {state.global_step} steps."
     if results is not None:
         info["results"] = results
     return info

@@ -345,7 +345,8 @@ class Run:
     dataloader: Any
     ema: Any | None
     stream: Any
-    eval_images: torch.Tensor | None
+    eval_images: torch.Tensor | None  # held-out images: evaluation and the sample grid
+    grid_images: torch.Tensor | None  # the grid's images: eval_images, else training images (no held-out split)
     max_train_steps: int
     state: TrainingState = field(default_factory=TrainingState)
 
@@ -394,6 +395,11 @@ def set_up(args: TrainArguments) -> Run:
     eval_images, _ = load_eval_images(
         args.dataset_name, num_images=args.num_eval_images, resolution=args.resolution, split=args.eval_split, **data
     )
+    grid_images = eval_images
+    if eval_images is None:  # no held-out split: the grid still shows (training) images, evaluation is off
+        grid_images, _ = load_eval_images(
+            args.dataset_name, num_images=args.num_eval_images, resolution=args.resolution, split=args.train_split, **data
+        )
 
     models = [model] + ([discriminator] if discriminator is not None else [])
     n = len(models)
@@ -413,6 +419,7 @@ def set_up(args: TrainArguments) -> Run:
         ema=build_ema(args, accelerator.unwrap_model(models[0])),
         stream=stream,
         eval_images=eval_images.to(accelerator.device) if eval_images is not None else None,
+        grid_images=grid_images.to(accelerator.device) if grid_images is not None else None,
         max_train_steps=max_train_steps,
     )
     accelerator.register_for_checkpointing(run.state)
@@ -461,12 +468,12 @@ def log_step(run: Run, step_out: StepOutput, grad_norms: dict, images_per_second
 def watch(run: Run) -> None:
     """Every N steps, on the main process: the sample grid and the held-out evaluation."""
     args, step = run.args, run.state.global_step
-    if not run.accelerator.is_main_process or run.eval_images is None:
+    if not run.accelerator.is_main_process:
         return
-    if args.image_logging_steps and step % args.image_logging_steps == 0:
+    if args.image_logging_steps and step % args.image_logging_steps == 0 and run.grid_images is not None:
         path = run.output_dir / "samples" / f"step-{step:07d}.png"
-        log_grid(run.accelerator, save_grid(run.sample_model(), run.eval_images, path), step)
-    if args.eval_steps and step % args.eval_steps == 0:
+        log_grid(run.accelerator, save_grid(run.sample_model(), run.grid_images, path), step)
+    if args.eval_steps and step % args.eval_steps == 0 and run.eval_images is not None:
         metrics = evaluate(run.sample_model(), run.eval_images)
         run.accelerator.log({f"eval/{k}": v for k, v in metrics.items()}, step=step)
         logger.info("step %d eval: %s", step, ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
@@ -574,13 +581,16 @@ def finish(run: Run, seconds: float) -> None:
     if accelerator.is_main_process:
         final_model = run.sample_model()
         results = None
+        if run.grid_images is not None:
+            save_grid(final_model, run.grid_images, output_dir / SAMPLES_NAME)
         if run.eval_images is not None:
-            save_grid(final_model, run.eval_images, output_dir / SAMPLES_NAME)
             metrics = evaluate(final_model, run.eval_images)
             accelerator.log({f"eval/{k}": v for k, v in metrics.items()}, step=run.state.global_step)
             results = eval_results(args, metrics, int(run.eval_images.shape[0]))
-        has_grid = run.eval_images is not None
-        final_model.card_info = card_info(args, accelerator, final_model, run.objective, run.stream, run.state, results, has_grid)
+        has_grid = run.grid_images is not None
+        final_model.card_info = card_info(
+            args, accelerator, final_model, run.objective, run.stream, run.state, results, has_grid, run.eval_images is not None
+        )
         final_model.save_pretrained(output_dir)
         if run.discriminator is not None:
             accelerator.unwrap_model(run.discriminator).save_pretrained(output_dir / "discriminator")
