@@ -463,3 +463,21 @@ def test_restarted_codes_count_as_used_only_once_chosen():
             output = quantizer(latents, return_dict=True)
     assert float(output.running_usage) <= 8 / 16
     assert int(quantizer.code_restarted_at.max()) > 0
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(dead_code_restart=True, codebook_l2_norm=True, codebook_dim=2, codebook_usage_window=1),
+        dict(codebook_update="ema", entropy_loss_weight=0.1),
+        dict(codebook_update="ema", dead_code_restart=True, codebook_usage_window=1, gradient_estimator="rotation"),
+    ],
+    ids=["restart-l2", "ema-entropy", "ema-restart-rotation"],
+)
+def test_in_place_codebook_updates_do_not_break_backward(options):
+    """EMA and restarts rewrite the codebook during forward; backward must still see this step's codes."""
+    model = VQGANModel(tiny_vqgan(**options)).train()
+    for _ in range(3):
+        output = model(photo_batch())
+        output.loss.backward()
+    assert model.quant_conv.weight.grad.abs().sum() > 0

@@ -150,7 +150,12 @@ class VectorQuantizer(BaseQuantizer):
                 flat = F.normalize(flat, dim=-1)
             if self.training and self.kmeans_init and not bool(self.kmeans_done):
                 self._kmeans_init(flat.detach())
-            codebook = self.codebook()
+            weight = self.embedding.weight.float()
+            if self.training and (self.use_ema or self.dead_code_restart):
+                # EMA and restarts write the codebook in place after this step's graph is built; the graph must
+                # keep the values it was built from (`.float()` of an fp32 weight is the weight itself)
+                weight = weight.clone()
+            codebook = F.normalize(weight, dim=-1) if self.l2_norm else weight
             indices = nearest_code(flat.detach(), codebook.detach(), self.chunk_size)
             codes = F.embedding(indices, codebook)  # (N, code_dim)
 
