@@ -285,9 +285,11 @@ def train_step(accelerator, model, discriminator, objective, batch, step: int) -
                 reconstruction_loss=g.reconstruction_loss,
                 perceptual_loss=g.perceptual_loss,
                 gan_loss=g.gan_loss,
-                adaptive_weight=g.gan_weight,
+                gan_weight=g.gan_weight,  # adaptive weight x disc_weight x ramp: what multiplies gan_loss
                 quantizer_loss=g.quantizer_loss,
             )
+            scale = objective.config.disc_weight * g.gan_factor
+            logs["adaptive_weight"] = g.gan_weight / scale if scale > 0 else torch.zeros_like(g.gan_weight)
         losses.append(g_loss)
         d_loss = None
         if objective is not None and objective.config.trains_discriminator(step):
