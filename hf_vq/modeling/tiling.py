@@ -6,6 +6,9 @@ tiles of the training size, runs the model on each, and blends the overlaps with
 every output position is a convex combination of the tiles that cover it, weighted by its distance from each tile's
 edge. Tiles are aligned to the downsampling factor, so token grids of neighbouring tiles line up exactly.
 
+Each tile is normalised with its own GroupNorm statistics (as in diffusers' tiled VAE decode), so a tiled result
+is close to, not equal to, the untiled one; the blend keeps those differences from showing as seams.
+
 Encoding blends the pre-quantisation latents and quantizes the blended result once, so the token grid of a tiled
 encode has no duplicated or conflicting tokens.
 """
