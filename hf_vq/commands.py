@@ -194,6 +194,12 @@ def push_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--commit-message", default=None)
     parser.add_argument("--token", default=None, help="Hub token (default: the logged-in one)")
     parser.add_argument("--no-card-update", action="store_true", help="upload the card as it is")
+    parser.add_argument(
+        "--remote-code",
+        action="store_true",
+        help="also upload the modeling code (auto_map), so the model loads with transformers alone "
+        "(AutoModel.from_pretrained(repo, trust_remote_code=True))",
+    )
     parser.add_argument("--dry-run", action="store_true", help="list the files that would be uploaded, upload nothing")
     args = parser.parse_args(argv)
 
@@ -210,6 +216,7 @@ def push_main(argv: list[str] | None = None) -> int:
         revision=args.revision,
         create_pr=args.create_pr,
         update_card=not args.no_card_update,
+        remote_code=args.remote_code,
     )
     print(commit.commit_url)
     return 0

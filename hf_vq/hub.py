@@ -162,16 +162,12 @@ def update_model_card(folder: str | os.PathLike, *, model=None, **updates: Any) 
     """Re-renders the card of a saved folder: its `card_info.json`, updated with `updates` (keys of
     [`write_model_card`]). The model is loaded from the folder unless given."""
     folder = Path(folder)
-    if model is None:
-        from transformers import AutoModel
-
-        from . import modeling  # noqa: F401  (registers the hf-vq model types with AutoModel)
-
-        model = AutoModel.from_pretrained(folder)
     grid_path = updates.pop("grid_path", None)
     unknown = sorted(set(updates) - set(CARD_INFO_KEYS))
     if unknown:
         raise ValueError(f"Unknown card fields {unknown}; expected some of {list(CARD_INFO_KEYS)} or `grid_path`.")
+    if model is None:
+        model = _load_folder_model(folder)
     info = {**load_card_info(folder), **{key: value for key, value in updates.items() if value is not None}}
     previous, model.card_info = model.card_info, info
     try:
@@ -383,6 +379,7 @@ def _eval_results(results: Mapping[str, Any]) -> list[EvalResult]:
     if not metrics:
         return []
     dataset = str(results.get("dataset", "unknown"))
+    name = "hf-vq built-in photos (held-out split)" if dataset == "builtin" else dataset
     entries = []
     for key, label, _, _ in _METRICS:
         value = metrics.get(key)
@@ -393,7 +390,7 @@ def _eval_results(results: Mapping[str, Any]) -> list[EvalResult]:
                 task_type="image-to-image",
                 task_name="Image reconstruction",
                 dataset_type=dataset,
-                dataset_name=dataset,
+                dataset_name=name,
                 dataset_split=results.get("split"),
                 dataset_args={"num_images": results.get("num_images"), "image_size": results.get("image_size")},
                 metric_type=key,
@@ -454,11 +451,13 @@ def push_folder(
     revision: str | None = None,
     create_pr: bool = False,
     update_card: bool = True,
+    remote_code: bool = False,
 ):
     """Uploads a saved model folder to the Hub in one commit (see [`upload_file_list`] for what goes up).
 
     The repo is created if needed. With `update_card`, the folder's card is first re-rendered so its snippets
-    use `repo_id` (the folder's `README.md` and `card_info.json` are updated in place).
+    use `repo_id`; with `remote_code`, the modeling code is first added to the folder (see [`add_remote_code`]).
+    Both change the folder in place (`README.md`, `card_info.json`; `config.json` and `*.py`).
 
     Returns:
         `huggingface_hub.CommitInfo` of the commit.
@@ -467,9 +466,12 @@ def push_folder(
     files = upload_file_list(folder)
     api = HfApi(token=token)
     repo_id = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model").repo_id
-    if update_card:
-        update_model_card(folder, model_id=repo_id)
-        files = upload_file_list(folder)
+    model = None
+    if remote_code:
+        model = add_remote_code(folder, update_card=False)
+    if update_card or remote_code:
+        update_model_card(folder, model=model, model_id=repo_id if update_card else None)
+    files = upload_file_list(folder)
     if revision is not None and not revision.startswith("refs/pr"):
         api.create_branch(repo_id, branch=revision, exist_ok=True)
     operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(folder / name)) for name in files]
@@ -566,6 +568,33 @@ def save_with_remote_code(model, save_directory: str | os.PathLike, **save_kwarg
 
 
 _MISSING = object()
+
+
+def add_remote_code(folder: str | os.PathLike, *, update_card: bool = True):
+    """Adds the modeling code and an `auto_map` to an already saved model folder (weights are not rewritten), so
+    that it loads with `trust_remote_code=True` where hf-vq is not installed. Returns the model loaded from it."""
+    from transformers.dynamic_module_utils import custom_object_save
+
+    folder = Path(folder)
+    model = _load_folder_model(folder)
+    config_path = folder / "config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    # Instance attributes, not transformers' class-level `register_for_auto_class`: nothing global changes.
+    model.config._auto_class, model._auto_class = "AutoConfig", "AutoModel"
+    custom_object_save(model.config, folder, config=config)
+    custom_object_save(model, folder, config=config)
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    if update_card:
+        update_model_card(folder, model=model)
+    return model
+
+
+def _load_folder_model(folder: Path):
+    from transformers import AutoModel
+
+    from . import modeling  # noqa: F401  (registers the hf-vq model types with AutoModel)
+
+    return AutoModel.from_pretrained(folder)
 
 
 # ------------------------------------------------------------------------------------------------ helpers

@@ -16,7 +16,7 @@ from safetensors.torch import save_file
 from transformers import AutoModel
 
 from hf_vq import VQGANConfig, VQGANModel
-from hf_vq.hub import push_folder, push_model_to_hub, save_with_remote_code, upload_file_list
+from hf_vq.hub import add_remote_code, push_folder, push_model_to_hub, save_with_remote_code, upload_file_list
 
 TINY = dict(
     block_out_channels=[8, 16],
@@ -131,6 +131,21 @@ def test_push_command_uploads_the_folder_in_one_commit(model, tmp_path, hub):
     assert commit["files"]["model.safetensors"] == (folder / "model.safetensors").read_bytes()
 
 
+def test_push_command_with_remote_code_adds_the_modeling_files(model, tmp_path, hub):
+    from hf_vq.commands import push_main
+
+    folder = trained_folder(model, tmp_path / "run")
+    assert push_main([str(folder), "org/name", "--remote-code"]) == 0
+    (commit,) = hub.commits
+    files = set(commit["files"])
+    assert {"modeling_vqgan.py", "configuration_vqgan.py", "modeling_utils.py", "layers.py"} <= files
+    assert {"samples.png", "discriminator/model.safetensors", "model.safetensors"} <= files
+    assert json.loads(commit["files"]["config.json"])["auto_map"]["AutoModel"] == "modeling_vqgan.VQGANModel"
+    card = commit["files"]["README.md"].decode()
+    assert 'AutoModel.from_pretrained("org/name", trust_remote_code=True)' in card
+    assert "| `steps` | 10 |" in card
+
+
 def test_push_dry_run_lists_files_and_uploads_nothing(model, tmp_path, hub, capsys):
     from hf_vq.commands import push_main
 
@@ -208,10 +223,19 @@ def test_from_pretrained_reads_the_hub_cache_offline(model, tmp_path, pixel_valu
 # ------------------------------------------------------------------------------------------------ remote code
 
 
-def test_remote_code_loads_with_transformers_alone(model, tmp_path, pixel_values):
+@pytest.mark.parametrize("how", ["save_with_remote_code", "add_remote_code"])
+def test_remote_code_loads_with_transformers_alone(model, tmp_path, pixel_values, how):
     folder = tmp_path / "remote"
-    written = save_with_remote_code(model, folder)
+    if how == "save_with_remote_code":
+        written = save_with_remote_code(model, folder)
+    else:  # a folder saved without code (as `hf-vq train` leaves it), given its code afterwards
+        model.save_pretrained(folder)
+        weights = (folder / "model.safetensors").read_bytes()
+        add_remote_code(folder)
+        assert (folder / "model.safetensors").read_bytes() == weights  # weights are not rewritten
+        written = sorted(folder.glob("*.py"))
     assert {p.name for p in written} >= {"modeling_vqgan.py", "configuration_vqgan.py"}
+    assert 'AutoModel.from_pretrained("' in (folder / "README.md").read_text()
     with torch.no_grad():
         expected = model.encode_to_indices(pixel_values)
         torch.save(

@@ -322,10 +322,14 @@ def main(argv: list[str] | None = None) -> int:
     from transformers import AutoModel
 
     from .. import modeling  # noqa: F401  (registers hf-vq models with AutoModel)
+    from ..hub import load_card_info, update_model_card
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = AutoModel.from_pretrained(args.model, trust_remote_code=args.trust_remote_code)
     folder = Path(args.model) if Path(args.model).is_dir() else None
+    update_card = folder is not None and not args.no_card
+    # A card keeps the grid it has (e.g. `hf-vq train`'s); otherwise the evaluation draws one.
+    draw_grid = update_card and not load_card_info(folder).get("grid")
     results = evaluate(
         model,
         args.dataset,
@@ -339,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
         fid_network=args.fid_network,
         lpips_net=None if args.no_lpips else args.lpips_net,
         lpips_weights=args.lpips_weights,
-        grid_path=folder / GRID_FILENAME if folder is not None and not args.no_card else None,
+        grid_path=folder / GRID_FILENAME if draw_grid else None,
     )
     results["model"] = args.model
     text = json.dumps(results, indent=2)
@@ -347,17 +351,11 @@ def main(argv: list[str] | None = None) -> int:
     if output is not None:
         output.write_text(text + "\n")
         logger.info("Wrote %s", output)
-    if folder is not None and not args.no_card:
-        from ..hub import load_card_info, update_model_card
-
-        grid = (
-            {}
-            if load_card_info(folder).get("grid")
-            else {
-                "grid": GRID_FILENAME,
-                "grid_caption": f"The first {GRID_IMAGES} evaluation images (top) and their reconstructions (bottom):",
-            }
-        )
+    if update_card:
+        grid = {}
+        if draw_grid:
+            caption = f"The first {GRID_IMAGES} evaluation images (top) and their reconstructions (bottom):"
+            grid = {"grid": GRID_FILENAME, "grid_caption": caption}
         readme = update_model_card(folder, model=model, results=results, **grid)
         logger.info("Updated the model card %s", readme)
     print(text)  # the command's output: the results, for piping into other tools
