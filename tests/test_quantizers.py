@@ -481,3 +481,13 @@ def test_in_place_codebook_updates_do_not_break_backward(options):
         output = model(photo_batch())
         output.loss.backward()
     assert model.quant_conv.weight.grad.abs().sum() > 0
+
+
+def test_recommended_fields_build_a_valid_config_and_plain_stays_the_default():
+    from hf_vq.modeling.configuration_utils import RECOMMENDED_QUANTIZER_FIELDS
+
+    recommended = tiny_vqgan(**RECOMMENDED_QUANTIZER_FIELDS)
+    assert recommended.kmeans_init and recommended.dead_code_restart
+    plain = VQGANConfig()
+    for name, value in LEGACY_QUANTIZER_FIELDS.items():
+        assert getattr(plain, name) == value, name
