@@ -3,9 +3,11 @@
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +17,7 @@ from safetensors.torch import load_file
 from test_training_loop import TINY_DISCRIMINATOR, TINY_MODEL
 
 pytestmark = pytest.mark.slow
+REPO_ROOT = str(Path(__file__).resolve().parents[1])
 
 CHECKPOINT_FILES = {
     "checkpoint_complete.json",
@@ -31,7 +34,7 @@ CHECKPOINT_FILES = {
 
 
 def run(argv, **kwargs):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": os.getcwd()}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": REPO_ROOT}
     result = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=600, **kwargs)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     return result
@@ -142,8 +145,12 @@ def test_two_process_cpu_run_sees_each_example_once_and_trains(tmp_path):
         "--checkpointing-steps", "2", "--dataloader-num-workers", "1", "--perceptual-weight", "0",
         "--discriminator-start", "0",
     )  # fmt: skip
+    with socket.socket() as probe:  # a free port: other tests may run a process group at the same time (xdist)
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
-    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": os.getcwd()}
+    launch += ["--main_process_port", str(port)]
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": REPO_ROOT}
     result = subprocess.run(
         [*launch, str(script), str(tmp_path / "data"), str(tmp_path), *flags],
         capture_output=True, text=True, env=env, timeout=600,
