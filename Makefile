@@ -17,4 +17,4 @@ train: install
 	hf-vq train $(ARGS)
 
 test: install
-	$(PYTHON) -m pytest -q -n 2 --timeout 900
+	OMP_NUM_THREADS=1 $(PYTHON) -m pytest -q -n 2 --timeout 900

@@ -8,6 +8,7 @@ covers every parameter and buffer, and a model card on every `save_pretrained`.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -105,6 +106,20 @@ class VQModelOutput(ModelOutput):
     entropy_loss: torch.FloatTensor | None = None
     running_usage: torch.FloatTensor | None = None
     dead_codes: torch.LongTensor | None = None
+
+
+def _runs_forward_hooks(method):
+    """Runs accelerate's `pre_forward` hook (model CPU offload, device alignment) before a method other than
+    `forward`: diffusers pipelines call `encode` / `decode` directly, as diffusers' own `apply_forward_hook` does."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        hook = getattr(self, "_hf_hook", None)  # set by accelerate.hooks.add_hook_to_module, absent otherwise
+        if hook is not None and hasattr(hook, "pre_forward"):
+            hook.pre_forward(self)
+        return method(self, *args, **kwargs)
+
+    return wrapper
 
 
 class VQPreTrainedModel(PreTrainedModel):
@@ -214,6 +229,7 @@ class VQPreTrainedModel(PreTrainedModel):
 
     # ----------------------------------------------------------------------------------------- diffusers surface
 
+    @_runs_forward_hooks
     def encode(self, pixel_values: torch.Tensor, return_dict: bool = True) -> VQEncoderOutput | tuple:
         """Encodes images to pre-quantisation latents (plus their codes and token ids).
 
@@ -227,6 +243,7 @@ class VQPreTrainedModel(PreTrainedModel):
         output = VQEncoderOutput(latents=latents, quantized=quantized.quantized, indices=quantized.indices)
         return output if return_dict else output.to_tuple()
 
+    @_runs_forward_hooks
     def decode(
         self,
         h: torch.Tensor,
@@ -268,6 +285,7 @@ class VQPreTrainedModel(PreTrainedModel):
         (`(B, H / f, W / f, num_quantizers)` for `quantizer_type="residual_vq"`, coarse to fine)."""
         return self.encode(pixel_values).indices
 
+    @_runs_forward_hooks
     def decode_indices(self, indices: torch.LongTensor) -> torch.FloatTensor:
         """Token ids `(B, h, w)` (`(B, h, w, num_quantizers)` for residual_vq) -> images `(B, C, h * f, w * f)`."""
         self._check_indices(indices)
@@ -321,9 +339,21 @@ class VQPreTrainedModel(PreTrainedModel):
         """
         super().save_pretrained(save_directory, *args, **kwargs)
         if write_model_card and kwargs.get("is_main_process", True):
-            try:
-                from ..hub import write_model_card as render_card
+            try:  # absolute, inside `try`: transformers' remote-code loader only accepts optional outside imports
+                from hf_vq.hub import write_model_card as render_card
             except ImportError:
                 # Loaded as remote code (`trust_remote_code=True`) without hf_vq installed: no card renderer here.
                 return
             render_card(self, save_directory)
+
+    def push_to_hub(self, repo_id: str, **kwargs):
+        """Uploads weights, config and the model card (its snippets naming `repo_id`) in one commit.
+
+        `remote_code=True` also ships the modeling files, so the model loads with transformers alone. See
+        `hf_vq.hub.push_model_to_hub` for the other arguments.
+        """
+        try:
+            from hf_vq.hub import push_model_to_hub
+        except ImportError:  # loaded as remote code without hf_vq: transformers' own upload
+            return super().push_to_hub(repo_id, **kwargs)
+        return push_model_to_hub(self, repo_id, **kwargs)

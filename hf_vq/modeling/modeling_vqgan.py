@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import os
 
 from torch import nn
@@ -15,20 +14,6 @@ from .configuration_vqgan import VQGANConfig
 from .layers import Decoder, Encoder
 from .modeling_utils import VQPreTrainedModel
 from .quantizers import build_quantizer
-
-
-def _runs_forward_hooks(method):
-    """Runs accelerate's `pre_forward` hook (model CPU offload, device alignment) before a method other than
-    `forward`: diffusers pipelines call `encode` / `decode` directly, as diffusers' own `apply_forward_hook` does."""
-
-    @functools.wraps(method)
-    def wrapper(self, *args, **kwargs):
-        hook = getattr(self, "_hf_hook", None)  # set by accelerate.hooks.add_hook_to_module, absent otherwise
-        if hook is not None and hasattr(hook, "pre_forward"):
-            hook.pre_forward(self)
-        return method(self, *args, **kwargs)
-
-    return wrapper
 
 
 class VQGANModel(VQPreTrainedModel):
@@ -86,11 +71,6 @@ class VQGANModel(VQPreTrainedModel):
         )
         self.post_init()
 
-    # Pipelines call these directly (not through `forward`): run accelerate's hooks for them too.
-    encode = _runs_forward_hooks(VQPreTrainedModel.encode)
-    decode = _runs_forward_hooks(VQPreTrainedModel.decode)
-    decode_indices = _runs_forward_hooks(VQPreTrainedModel.decode_indices)
-
     def to_diffusers(self, save_directory: str | os.PathLike | None = None):
         """A stock `diffusers.VQModel` with this model's weights, computing the same images (needs hf_vq installed).
 
@@ -100,7 +80,10 @@ class VQGANModel(VQPreTrainedModel):
         Raises:
             `ValueError` naming the options `VQModel` cannot express (FSQ, LFQ, residual VQ, l2 or low-dim codes...).
         """
-        from ..integrations.diffusers import to_diffusers  # lazy: this folder also ships as remote code
+        try:  # absolute, inside `try`: this folder also ships as remote code, where hf_vq may be missing
+            from hf_vq.integrations.diffusers import to_diffusers
+        except ImportError as error:
+            raise ImportError("`to_diffusers` needs hf-vq installed: `pip install 'hf-vq[diffusers]'`.") from error
 
         return to_diffusers(self, save_directory)
 
@@ -113,7 +96,10 @@ class VQGANModel(VQPreTrainedModel):
             subfolder (`str`, *optional*): component folder inside a pipeline repository (`"vqvae"`, `"movq"`).
             config_overrides: [`VQGANConfig`] fields set on top of the translated config, e.g. `pixel_range=(0, 1)`.
         """
-        from ..integrations.diffusers import from_diffusers
+        try:  # absolute, inside `try`: this folder also ships as remote code, where hf_vq may be missing
+            from hf_vq.integrations.diffusers import from_diffusers
+        except ImportError as error:
+            raise ImportError("`from_diffusers` needs hf-vq installed: `pip install 'hf-vq[diffusers]'`.") from error
 
         return from_diffusers(cls, model_or_path, subfolder=subfolder, **config_overrides)
 
