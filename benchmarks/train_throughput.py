@@ -118,7 +118,7 @@ def diffusers_worker(args, device) -> tuple[float, int]:
     _, model = build_pair(architecture(args.resolution), device)
     model.train()
     # The same optimizer settings as `hf-vq train`'s defaults.
-    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-4, betas=(0.5, 0.9), weight_decay=0.0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=4e-4, betas=(0.5, 0.9), weight_decay=0.0)
     memory = PeakMemory(device)
     batches = iter(data_loader(args))
 

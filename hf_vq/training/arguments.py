@@ -78,7 +78,7 @@ class TrainArguments:
     num_train_epochs: float | None = _arg(
         None, "Passes over the training split; needs a dataset whose size is known. Ignored if max_train_steps is set."
     )
-    learning_rate: float = _arg(2e-4, "Generator learning rate (per total batch if --scale-lr is set).")
+    learning_rate: float = _arg(4e-4, "Generator learning rate (per total batch if --scale-lr is set).")
     discriminator_learning_rate: float | None = _arg(None, "Discriminator learning rate. Unset: learning_rate.")
     scale_lr: bool = _arg(
         False, "Multiply the learning rates by train_batch_size * gradient_accumulation_steps * processes."

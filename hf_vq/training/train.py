@@ -47,7 +47,8 @@ DEFAULT_VQGAN_CONFIG = dict(
     vq_embed_dim=16,
     num_vq_embeddings=1024,
     # Low-dimensional, l2-normalised codes (ViT-VQGAN / LlamaGen) keep far more of the codebook in use in a short
-    # run: 19% of K after 45 steps, against 1% with 16-d unnormalised codes.
+    # run: 19% of K after 45 steps, against 1% with 16-d unnormalised codes. (RECOMMENDED_QUANTIZER_FIELDS, k-means
+    # init and dead-code restarts, are added to every model trained from scratch: see `build_models`.)
     codebook_dim=8,
     codebook_l2_norm=True,
     norm_num_groups=8,
@@ -127,6 +128,7 @@ def build_models(args: TrainArguments):
     from transformers import AutoModel
 
     from ..modeling import VQGANConfig, VQGANModel, VQVAEConfig, VQVAEModel
+    from ..modeling.configuration_utils import RECOMMENDED_QUANTIZER_FIELDS
     from ..modeling.configuration_discriminator import VQGANDiscriminatorConfig
     from ..modeling.modeling_discriminator import VQGANDiscriminator
 
@@ -140,12 +142,11 @@ def build_models(args: TrainArguments):
             logger.info("%s has no discriminator/ subfolder: the discriminator starts from scratch.", args.init_from)
     else:
         overrides = parse_json_or_file(args.model_config, "--model-config") if args.model_config else {}
-        if args.model_type == "vqgan":
-            fields = overrides or {**DEFAULT_VQGAN_CONFIG, "sample_size": args.resolution}
-            model = VQGANModel(VQGANConfig(**fields))
-        else:
-            fields = overrides or {**DEFAULT_VQVAE_CONFIG, "sample_size": args.resolution}
-            model = VQVAEModel(VQVAEConfig(**fields))
+        defaults = DEFAULT_VQGAN_CONFIG if args.model_type == "vqgan" else DEFAULT_VQVAE_CONFIG
+        # New models get the measured-best quantizer options (k-means init + dead-code restart) unless the config
+        # sets them; models loaded with --init-from keep theirs (k-means would overwrite a trained codebook).
+        fields = {**RECOMMENDED_QUANTIZER_FIELDS, **(overrides or {**defaults, "sample_size": args.resolution})}
+        model = VQGANModel(VQGANConfig(**fields)) if args.model_type == "vqgan" else VQVAEModel(VQVAEConfig(**fields))
     is_gan = model.config.model_type == "hf_vq_vqgan"
     if is_gan and discriminator is None:
         overrides = parse_json_or_file(args.discriminator_config, "--discriminator-config") if args.discriminator_config else {}
