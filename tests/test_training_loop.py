@@ -134,3 +134,22 @@ def test_decoder_only_fine_tuning_from_a_saved_folder(tmp_path):
     assert max(float((d_before[k] - d_after[k]).abs().max()) for k in d_before) < 5e-3
     card = json.loads((tmp_path / "tuned" / "card_info.json").read_text())
     assert "encoder and codebook frozen" in card["training"]["fine_tuned_from"]
+
+
+@pytest.mark.slow
+def test_vqvae_trains_with_its_own_objective_and_no_discriminator(tmp_path):
+    from hf_vq import VQVAEModel
+
+    tiny_vqvae = {"hidden_channels": 8, "residual_hidden_channels": 4, "latent_channels": 4, "num_vq_embeddings": 16}
+    flags = [
+        "--model-type", "vqvae", "--model-config", json.dumps(tiny_vqvae), "--output-dir", str(tmp_path),
+        "--resolution", "32", "--train-batch-size", "2", "--dataloader-num-workers", "0", "--report-to", "none",
+        "--max-train-steps", "2", "--num-eval-images", "2", "--checkpointing-steps", "0", "--lr-warmup-steps", "0",
+    ]  # fmt: skip
+    assert train(parse_args(flags)) == 0
+    model = VQVAEModel.from_pretrained(tmp_path)
+    assert model.config.kmeans_init  # new models get the recommended quantizer options
+    assert not (tmp_path / "discriminator").exists()
+    info = json.loads((tmp_path / "card_info.json").read_text())
+    assert info["training"]["losses"].startswith("MSE + codebook + commitment")
+    assert {"psnr", "ssim", "codebook_usage"} <= set(info["results"]["metrics"])
