@@ -354,3 +354,19 @@ def test_defaults_are_the_papers():
     assert gan.down_block_types[-1] == "AttnDownEncoderBlock2D" and gan.mid_block_add_attention
     vae = VQVAEConfig()  # van den Oord et al. 2017
     assert vae.hidden_channels == 256 and vae.num_vq_embeddings == 512 and vae.downsampling_factor == 4
+
+
+def test_enable_tiling_routes_large_images_through_tiles():
+    model = VQGANModel(VQGANTester.config()).eval()
+    pixel_values = torch.nn.functional.interpolate(photo_batch(), size=(64, 96), mode="area")
+    with torch.no_grad():
+        whole = model.decode(model.encode(pixel_values).latents).sample
+        model.enable_tiling(tile_sample_size=96)  # no side exceeds the tile: nothing changes
+        assert torch.equal(model.decode(model.encode(pixel_values).latents).sample, whole)
+        model.enable_tiling(tile_sample_size=32)
+        tokens = model.encode_to_indices(pixel_values)
+        tiled = model.decode_indices(tokens)
+        model.disable_tiling()
+        untiled_from_tiled_tokens = model.decode_indices(tokens)
+    assert tokens.shape == (2, 32, 48) and tiled.shape == whole.shape
+    assert not torch.equal(tiled, untiled_from_tiled_tokens)  # the tiled path really ran

@@ -23,6 +23,7 @@ from transformers.utils import ModelOutput
 
 from .configuration_utils import BaseVQConfig
 from .quantizers import BaseQuantizer
+from .tiling import tiled_decode_codes, tiled_encode
 
 logger = logging.getLogger(__name__)
 
@@ -141,6 +142,8 @@ class VQPreTrainedModel(PreTrainedModel):
 
     # Set by training / evaluation (see `hf_vq.hub`): what the model card reports beyond the architecture.
     card_info: dict | None = None
+    # (tile side in pixels or None for config.sample_size, overlap fraction) once `enable_tiling` is called.
+    _tiling: tuple[int | None, float] | None = None
 
     def _init_weights(self, module: nn.Module) -> None:
         # PyTorch's own default init for convs and linears (what taming trains from), not the N(0, 0.02) that
@@ -237,6 +240,9 @@ class VQPreTrainedModel(PreTrainedModel):
             pixel_values (`torch.FloatTensor` of shape `(batch_size, in_channels, height, width)`):
                 Images in `config.pixel_range`; height and width divisible by `downsampling_factor`.
         """
+        if self._tiling_applies(pixel_values.shape[-2:] if isinstance(pixel_values, torch.Tensor) else ()):
+            output = self.tiled_encode(pixel_values, *self._tiling)
+            return output if return_dict else output.to_tuple()
         self._check_pixel_values(pixel_values)
         latents = self.quant_conv(self.encoder(pixel_values))
         quantized = self.quantize(latents, return_dict=True)
@@ -270,13 +276,42 @@ class VQPreTrainedModel(PreTrainedModel):
             codes = self.quantize.get_codebook_entry(h, shape)
         else:
             codes = h
-        sample = self._decode_codes(codes)
+        sample = self._decode_codes_maybe_tiled(codes)
         return VQDecoderOutput(sample=sample, commit_loss=commit_loss) if return_dict else (sample, commit_loss)
 
     def _decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
         hidden_states = self.post_quant_conv(codes)
         # MoVQ's spatial norms are conditioned on the codes themselves.
         return self.decoder(hidden_states, codes if self.decoder.conditions_on_codes else None)
+
+    # ----------------------------------------------------------------------------------------- tiling
+
+    def enable_tiling(self, tile_sample_size: int | None = None, overlap: float = 0.25) -> None:
+        """Encode / decode images larger than `tile_sample_size` (default `config.sample_size`) tile by tile, with
+        overlaps of `overlap` of a tile blended linearly, so memory stays that of one tile."""
+        self._tiling = (tile_sample_size, overlap)
+
+    def disable_tiling(self) -> None:
+        self._tiling = None
+
+    def tiled_encode(self, pixel_values: torch.Tensor, tile_sample_size: int | None = None, overlap: float = 0.25):
+        """`encode` tile by tile: latents are blended, then quantized once (see `hf_vq.modeling.tiling`)."""
+        return tiled_encode(self, pixel_values, tile_sample_size, overlap)
+
+    def tiled_decode(self, codes: torch.Tensor, tile_sample_size: int | None = None, overlap: float = 0.25):
+        """Quantized latents `(B, D, h, w)` to images, tile by tile, blended in pixel space."""
+        return tiled_decode_codes(self, codes, tile_sample_size, overlap)
+
+    def _tiling_applies(self, spatial_shape, factor: int = 1) -> bool:
+        if self._tiling is None or not spatial_shape:
+            return False
+        tile = self._tiling[0] or self.config.sample_size
+        return max(spatial_shape) * factor > tile
+
+    def _decode_codes_maybe_tiled(self, codes: torch.Tensor) -> torch.Tensor:
+        if self._tiling_applies(codes.shape[-2:], factor=self.downsampling_factor):
+            return self.tiled_decode(codes, *self._tiling)
+        return self._decode_codes(codes)
 
     # ----------------------------------------------------------------------------------------- token API
 
@@ -289,7 +324,7 @@ class VQPreTrainedModel(PreTrainedModel):
     def decode_indices(self, indices: torch.LongTensor) -> torch.FloatTensor:
         """Token ids `(B, h, w)` (`(B, h, w, num_quantizers)` for residual_vq) -> images `(B, C, h * f, w * f)`."""
         self._check_indices(indices)
-        return self._decode_codes(self.quantize.indices_to_codes(indices))
+        return self._decode_codes_maybe_tiled(self.quantize.indices_to_codes(indices))
 
     # ----------------------------------------------------------------------------------------- forward
 
