@@ -32,3 +32,16 @@ def test_quick_start_runs(tmp_path, monkeypatch):
     assert tuple(namespace["tokens"].shape) == (2, 32, 32)
     assert tuple(namespace["decoded"].shape) == (2, 3, 64, 64)
     assert (tmp_path / "my-vqgan" / "model.safetensors").exists()
+
+
+def test_training_yaml_example_parses(tmp_path):
+    from hf_vq import VQGANConfig
+    from hf_vq.training.arguments import parse_args
+
+    text = (REPO_ROOT / "README.md").read_text()
+    (tmp_path / "run.yaml").write_text(re.search(r"```yaml\n(.*?)```", text, re.S).group(1))
+    args = parse_args(["--config", str(tmp_path / "run.yaml"), "--learning-rate", "2e-4"])
+    assert args.learning_rate == 2e-4 and args.max_train_steps == 200000
+    from hf_vq.training.arguments import parse_json_or_file
+
+    VQGANConfig(**parse_json_or_file(args.model_config, "model_config"))  # the example's model fields are valid
