@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import argparse
 import copy
-import multiprocessing
 import datetime
-import math
+import multiprocessing
 import platform
 import sys
 import time
@@ -32,8 +31,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from hf_vq.modeling import VQGANConfig, VQGANModel
-from hf_vq.modeling.configuration_utils import RECOMMENDED_QUANTIZER_FIELDS
 from hf_vq.modeling.configuration_discriminator import VQGANDiscriminatorConfig
+from hf_vq.modeling.configuration_utils import RECOMMENDED_QUANTIZER_FIELDS
 from hf_vq.modeling.losses import VQGANLoss, VQGANLossConfig
 from hf_vq.modeling.lpips import load_lpips
 from hf_vq.modeling.modeling_discriminator import VQGANDiscriminator
@@ -41,7 +40,9 @@ from hf_vq.modeling.modeling_discriminator import VQGANDiscriminator
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=400, help="Optimisation steps of each arm, shared prefix included.")
+    parser.add_argument(
+        "--steps", type=int, default=400, help="Optimisation steps of each arm, shared prefix included."
+    )
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--resolution", type=int, default=64)
     parser.add_argument("--learning-rate", type=float, default=4e-4)
@@ -49,6 +50,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--disc-pretrain-steps", type=int, default=50)
     parser.add_argument("--disc-ramp-steps", type=int, default=50)
     parser.add_argument("--disc-weight", type=float, default=0.8)
+    parser.add_argument("--disc-learning-rate", type=float, default=None, help="Unset: --learning-rate.")
     # AlexNet: ~10x cheaper than VGG16 on a CPU; the VGG16 variant is then the eval metric no arm trained on.
     parser.add_argument("--perceptual-net", default="alexnet", choices=["vgg16", "alexnet"])
     parser.add_argument("--eval-every", type=int, default=50)
@@ -80,7 +82,9 @@ def train_batches(steps: int, batch_size: int, resolution: int, seed: int) -> to
     sources = []
     for photo in photos("train"):
         scale = 256 / min(photo.size)
-        sources.append(photo.resize((round(photo.width * scale), round(photo.height * scale)), Image.Resampling.BICUBIC))
+        sources.append(
+            photo.resize((round(photo.width * scale), round(photo.height * scale)), Image.Resampling.BICUBIC)
+        )
     crops = []
     for _ in range(steps * batch_size):
         photo = sources[int(rng.integers(len(sources)))]
@@ -144,7 +148,9 @@ def make_loss(args, use_gan: bool, perceptual: torch.nn.Module) -> VQGANLoss:
     return VQGANLoss(config, perceptual=perceptual)
 
 
-def train_steps(state: dict, loss_fn: VQGANLoss, use_gan: bool, steps: range, args, batches, eval_set, metrics, label: str):
+def train_steps(
+    state: dict, loss_fn: VQGANLoss, use_gan: bool, steps: range, args, batches, eval_set, metrics, label: str
+):
     """Runs `steps` on `state` (models + optimisers), evaluating every `args.eval_every` steps."""
     model, discriminator, opt_g, opt_d = state["model"], state["discriminator"], state["opt_g"], state["opt_d"]
     history, logs = [], {}
@@ -180,12 +186,13 @@ def train_steps(state: dict, loss_fn: VQGANLoss, use_gan: bool, steps: range, ar
             history.append({"step": step + 1, **scores})
             d_part = ""
             if "d_loss" in logs:
-                d_part = f" | D {logs['d_loss']:.3f} real {logs['d_logits_real']:+.2f} fake {logs['d_logits_fake']:+.2f}"
+                d_part = (
+                    f" | D {logs['d_loss']:.3f} real {logs['d_logits_real']:+.2f} fake {logs['d_logits_fake']:+.2f}"
+                )
             print(
                 f"[{label}] step {step + 1:4d}  eval LPIPS {scores['lpips']:.4f} (VGG {scores['lpips_vgg']:.4f}) "
                 f"PSNR {scores['psnr']:.2f}  | train rec {logs['reconstruction_loss']:.4f} "
-                f"p {logs['perceptual_loss']:.4f} g {logs['gan_loss']:+.3f} w {logs['gan_weight']:.3f}"
-                + d_part,
+                f"p {logs['perceptual_loss']:.4f} g {logs['gan_loss']:+.3f} w {logs['gan_weight']:.3f}" + d_part,
                 flush=True,
             )
     return history
@@ -197,7 +204,9 @@ def fresh_state(args) -> dict:
         "model": model,
         "discriminator": discriminator,
         "opt_g": torch.optim.Adam(model.parameters(), lr=args.learning_rate, betas=(0.5, 0.9)),  # taming's betas
-        "opt_d": torch.optim.Adam(discriminator.parameters(), lr=args.learning_rate, betas=(0.5, 0.9)),
+        "opt_d": torch.optim.Adam(
+            discriminator.parameters(), lr=args.disc_learning_rate or args.learning_rate, betas=(0.5, 0.9)
+        ),
     }
 
 
@@ -211,8 +220,15 @@ def run_arm(args, use_gan: bool, snapshot: dict, batches: torch.Tensor, eval_set
         arm[part].load_state_dict(copy.deepcopy(values))
     name = "on" if use_gan else "off"
     history = train_steps(
-        arm, make_loss(args, use_gan, metrics[args.perceptual_net]), use_gan, range(args.disc_start, args.steps),
-        args, batches, eval_set, metrics, f"gan {name}",
+        arm,
+        make_loss(args, use_gan, metrics[args.perceptual_net]),
+        use_gan,
+        range(args.disc_start, args.steps),
+        args,
+        batches,
+        eval_set,
+        metrics,
+        f"gan {name}",
     )
     return {"history": history, "wall": time.perf_counter() - clock[0], "cpu": time.process_time() - clock[1]}
 
@@ -229,7 +245,9 @@ def run(args, batches, eval_set, metrics) -> dict:
     state = fresh_state(args)
     loss_fn = make_loss(args, True, metrics[args.perceptual_net])
     shared = train_steps(state, loss_fn, True, range(args.disc_start), args, batches, eval_set, metrics, "shared")
-    results = {"shared": {"history": shared, "wall": time.perf_counter() - clock[0], "cpu": time.process_time() - clock[1]}}
+    results = {
+        "shared": {"history": shared, "wall": time.perf_counter() - clock[0], "cpu": time.process_time() - clock[1]}
+    }
     snapshot = {name: part.state_dict() for name, part in state.items()}
     arms = (("off", False), ("on", True))
     if args.jobs == 1:
@@ -260,14 +278,16 @@ def markdown(args, argv: list[str], results: dict[str, dict]) -> str:
         "## Set-up",
         "",
         f"- Model: a tiny `VQGANModel` (block_out_channels [16, 32, 64], attention at the lowest level, f=4, K=256, "
-        f"16-d codes, `RECOMMENDED_QUANTIZER_FIELDS`: k-means init + dead-code restart) at {args.resolution}px; batch {args.batch_size}; Adam lr {args.learning_rate}, betas (0.5, 0.9) "
-        "for both networks.",
+        "16-d codes, `RECOMMENDED_QUANTIZER_FIELDS`: k-means init + dead-code restart) at "
+        f"{args.resolution}px; batch {args.batch_size}; Adam betas (0.5, 0.9), lr {args.learning_rate} "
+        f"(discriminator: {args.disc_learning_rate or args.learning_rate}).",
         "- Data: random square crops (with flips) of the built-in training photos, drawn once from a fixed seed, so "
         "both arms see the same batches.",
         f"- Objective of both arms: L1 + {args.perceptual_net} LPIPS + codebook/commitment. The GAN arm adds a "
         "`VQGANDiscriminator` (base_channels 32, 2 layers, GroupNorm) with the hinge loss: the discriminator "
         f"trains on reconstructions from step {first_d}, and the generator's GAN term (adaptive weight × "
-        f"{args.disc_weight}) ramps in linearly over steps {args.disc_start}–{args.disc_start + args.disc_ramp_steps}.",
+        f"{args.disc_weight}) ramps in linearly over steps "
+        f"{args.disc_start}–{args.disc_start + args.disc_ramp_steps}.",
         f"- Up to step {args.disc_start} the two arms are the same run (the GAN term is 0 and the discriminator's "
         "pre-training changes no autoencoder weight), so that prefix runs once and both arms continue from its "
         f"snapshot to step {args.steps}.",
@@ -290,6 +310,7 @@ def markdown(args, argv: list[str], results: dict[str, dict]) -> str:
             f"| {a['psnr']:.2f} | {b['psnr']:.2f} |"
         )
     a, b = off[-1], on[-1]
+    arms = "side by side, one thread each" if args.jobs == 2 else "one after the other"
     verdict = "sharper (lower LPIPS) with the GAN" if b["lpips"] < a["lpips"] else "NOT sharper with the GAN"
     lines += [
         "",
@@ -297,7 +318,8 @@ def markdown(args, argv: list[str], results: dict[str, dict]) -> str:
         f"{b['lpips_vgg'] / a['lpips_vgg']:.3f} ({verdict}); PSNR {b['psnr'] - a['psnr']:+.2f} dB with the GAN. "
         "No NaN or inf in either run (the script stops on one).",
         "",
-        f"Time (wall / CPU of that process; the arms ran {'side by side, one thread each' if args.jobs == 2 else 'one after the other'}): shared prefix {results['shared']['wall']:.0f} s / {results['shared']['cpu']:.0f} s; "
+        f"Time (wall / CPU of that process; the arms ran {arms}): "
+        f"shared prefix {results['shared']['wall']:.0f} s / {results['shared']['cpu']:.0f} s; "
         f"no-GAN arm {results['off']['wall']:.0f} s / {results['off']['cpu']:.0f} s; GAN arm "
         f"{results['on']['wall']:.0f} s / {results['on']['cpu']:.0f} s.",
         "",

