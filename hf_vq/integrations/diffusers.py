@@ -128,7 +128,7 @@ def inexpressible_options(config: BaseVQConfig) -> list[str]:
     for name, field in _declared_fields(config).items():
         if name in DIFFUSERS_FIELDS or name in TRAINING_ONLY_FIELDS or name == "quantizer_type":
             continue
-        value, default = getattr(config, name, None), _default(field)
+        value, default = getattr(config, name), _default(field)  # a declared field: always present
         if name == "num_quantizers" and value == 1:
             continue
         if default is dataclasses.MISSING or value != default:
