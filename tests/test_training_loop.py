@@ -74,6 +74,29 @@ def test_a_non_finite_batch_leaves_every_weight_unchanged(tmp_path):
         assert any(not torch.equal(old[k], new[k]) for k in old if old[k].is_floating_point())
 
 
+def test_optimizers_use_the_fused_adamw_kernel_and_take_the_same_step(tmp_path):
+    """CPU and CUDA get torch's fused AdamW; its update is the per-tensor AdamW's to rounding."""
+    args = parse_args(tiny_flags(tmp_path, "--adam-weight-decay", "0.01", "--lr-warmup-steps", "0"))
+    model, discriminator = build_models(args)
+    start = [p.detach().clone() for p in model.parameters()]
+    optimizers, _ = build_optimizers(args, model, discriminator, 10, 1, "cpu")
+    assert [opt.defaults["fused"] for opt in optimizers] == [True, True]
+    assert build_optimizers(args, model, discriminator, 10, 1, "mps")[0][0].defaults["fused"] is None
+
+    twins = [p.clone().requires_grad_(True) for p in start]
+    plain = torch.optim.AdamW(twins, **{k: optimizers[0].defaults[k] for k in ("lr", "betas", "eps", "weight_decay")})
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        for p, q in zip(model.parameters(), twins):
+            p.grad = torch.randn(p.shape, generator=generator)
+            q.grad = p.grad.clone()
+        optimizers[0].step()
+        plain.step()
+    for p, q, p0 in zip(model.parameters(), twins, start):
+        assert not torch.equal(p, p0)
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.slow
 def test_diverging_run_stops_and_points_at_the_last_good_checkpoint(tmp_path, capsys):
     flags = tiny_flags(
