@@ -185,7 +185,8 @@ def test_f16_imagenet_config_parity(tmp_path):
         ref_rec, ref_loss, ref_idx = taming(x)
         ours = converted.model(x)
     assert torch.equal(ours.indices, ref_idx)
-    assert (ours.reconstruction - ref_rec).abs().max() < 1e-4  # fp32 rounding, measured 3.5e-5 at 64 px
+    # fp32 rounding: 1.2e-5 at 32 px, where taming and diffusers.VQModel differ from each other by 1.0e-5
+    assert (ours.reconstruction - ref_rec).abs().max() < 1e-4
     taming.double(), converted.model.double()
     with torch.no_grad():
         ref_rec, ref_loss, ref_idx = taming(x.double())

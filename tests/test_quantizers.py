@@ -189,6 +189,21 @@ def test_bf16_autocast_gives_the_fp32_ids(name):
     assert autocast.quantized.dtype == torch.float32
 
 
+@pytest.mark.parametrize("name", ["vq", "vq-l2-lowdim", "fsq", "lfq", "residual_vq"])
+@pytest.mark.parametrize("grad", [False, True], ids=["inference", "training"])
+def test_codes_come_back_in_the_layout_the_latents_came_in(name, grad):
+    """Contiguous in, contiguous out (the convs after it then round as taming's and diffusers' do); channels-last
+    in, channels-last out (a channels-last model stays on its fast path). Same values either way."""
+    quantizer = init_quantizer(quantizer_for(OPTIONS[name])).eval()
+    latents = photo_latents(dim=4).requires_grad_(grad)
+    channels_last = latents.detach().contiguous(memory_format=torch.channels_last).requires_grad_(grad)
+    plain, strided = quantizer(latents)[0], quantizer(channels_last)[0]
+    assert plain.is_contiguous()
+    assert strided.is_contiguous(memory_format=torch.channels_last) and not strided.is_contiguous()
+    assert torch.equal(plain, strided)
+    assert quantizer.indices_to_codes(quantizer(latents)[2][2]).is_contiguous()
+
+
 # ----------------------------------------------------------------------------------------------------- health, EMA, restarts
 
 

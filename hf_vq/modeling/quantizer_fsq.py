@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from .quantizers import BaseQuantizer, QuantizerOutput, codebook_statistics, project
+from .quantizers import BaseQuantizer, QuantizerOutput, channels_first, codebook_statistics, flatten_latents, project
 
 
 class FiniteScalarQuantizer(BaseQuantizer):
@@ -52,15 +52,13 @@ class FiniteScalarQuantizer(BaseQuantizer):
         half_width = (levels // 2).float()
         codes = (digits.float() - half_width) / half_width
         codes = project(getattr(self, "project_out", None), codes)
-        return codes.permute(0, 3, 1, 2)
+        return channels_first(codes)
 
     def quantize_latents(self, latents: torch.Tensor) -> QuantizerOutput:
         input_dtype = latents.dtype
         with torch.autocast(device_type=latents.device.type, enabled=False):
-            latents = latents.float()
             batch, dim, height, width = latents.shape
-            flat = latents.permute(0, 2, 3, 1).reshape(-1, dim)  # (B, D, h, w) -> (N, D)
-            flat = project(getattr(self, "project_in", None), flat)  # -> (N, len(levels))
+            flat = flatten_latents(latents, getattr(self, "project_in", None))  # -> (N, len(levels))
             bounded = self.bound(flat)
             rounded = bounded + (torch.round(bounded) - bounded).detach()  # straight-through rounding
             levels, basis = self._grid(flat.device)
@@ -68,7 +66,7 @@ class FiniteScalarQuantizer(BaseQuantizer):
             indices = ((rounded.detach() + half_width).round().long() * basis).sum(dim=-1).view(batch, height, width)
             if latents.requires_grad:
                 codes = project(getattr(self, "project_out", None), rounded / half_width)
-                quantized = codes.view(batch, height, width, dim).permute(0, 3, 1, 2)
+                quantized = channels_first(codes.view(batch, height, width, dim))
             else:
                 quantized = self.indices_to_codes(indices)  # the grid point exactly, as decoding ids gives it
             perplexity, usage = codebook_statistics(indices, self.codebook_size)

@@ -8,7 +8,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .quantizers import BaseQuantizer, QuantizerOutput, codebook_statistics, entropy_loss, project
+from .quantizers import (
+    BaseQuantizer,
+    QuantizerOutput,
+    channels_first,
+    codebook_statistics,
+    entropy_loss,
+    flatten_latents,
+    project,
+)
 
 
 class LookupFreeQuantizer(BaseQuantizer):
@@ -58,15 +66,13 @@ class LookupFreeQuantizer(BaseQuantizer):
     def indices_to_codes(self, indices: torch.LongTensor) -> torch.Tensor:
         bits = (indices.unsqueeze(-1) // self._bit_values(indices.device)) % 2  # (B, h, w) -> (B, h, w, bits)
         codes = project(getattr(self, "project_out", None), bits.float() * 2 - 1)
-        return codes.permute(0, 3, 1, 2)
+        return channels_first(codes)
 
     def quantize_latents(self, latents: torch.Tensor) -> QuantizerOutput:
         input_dtype = latents.dtype
         with torch.autocast(device_type=latents.device.type, enabled=False):
-            latents = latents.float()
             batch, dim, height, width = latents.shape
-            flat = latents.permute(0, 2, 3, 1).reshape(-1, dim)  # (B, D, h, w) -> (N, D)
-            flat = project(getattr(self, "project_in", None), flat)  # -> (N, bits)
+            flat = flatten_latents(latents, getattr(self, "project_in", None))  # -> (N, bits)
             signs = torch.where(flat > 0, 1.0, -1.0)
             indices = ((flat.detach() > 0).long() * self._bit_values(flat.device)).sum(-1).view(batch, height, width)
             commitment_loss = self.commitment_cost * F.mse_loss(flat, signs)
@@ -79,7 +85,7 @@ class LookupFreeQuantizer(BaseQuantizer):
             if latents.requires_grad:
                 estimated = flat + (signs - flat).detach()  # straight-through estimator
                 quantized = project(getattr(self, "project_out", None), estimated)
-                quantized = quantized.view(batch, height, width, dim).permute(0, 3, 1, 2)
+                quantized = channels_first(quantized.view(batch, height, width, dim))
             else:
                 quantized = self.indices_to_codes(indices)
             perplexity, usage = codebook_statistics(indices, self.codebook_size)

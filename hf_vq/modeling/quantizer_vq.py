@@ -14,8 +14,10 @@ from .quantizers import (
     QuantizerOutput,
     all_reduce_sum_,
     broadcast_from_main_,
+    channels_first,
     codebook_statistics,
     entropy_loss,
+    flatten_latents,
     project,
 )
 
@@ -135,17 +137,15 @@ class VectorQuantizer(BaseQuantizer):
     def indices_to_codes(self, indices: torch.LongTensor) -> torch.Tensor:
         codes = F.embedding(indices, self.codebook())  # (B, h, w) -> (B, h, w, code_dim)
         codes = project(getattr(self, "project_out", None), codes)
-        return codes.to(self.embedding.weight.dtype).permute(0, 3, 1, 2)  # -> (B, D, h, w)
+        return channels_first(codes.to(self.embedding.weight.dtype))  # -> (B, D, h, w)
 
     # ------------------------------------------------------------------------------------------------- forward
 
     def quantize_latents(self, latents: torch.Tensor) -> QuantizerOutput:
         input_dtype = latents.dtype
         with torch.autocast(device_type=latents.device.type, enabled=False):
-            latents = latents.float()
             batch, dim, height, width = latents.shape
-            flat = latents.permute(0, 2, 3, 1).reshape(-1, dim)  # (B, D, h, w) -> (B*h*w, D)
-            flat = project(getattr(self, "project_in", None), flat)  # -> (N, code_dim)
+            flat = flatten_latents(latents, getattr(self, "project_in", None))  # -> (N, code_dim)
             if self.l2_norm:
                 flat = F.normalize(flat, dim=-1)
             if self.training and self.kmeans_init and not bool(self.kmeans_done):
@@ -179,7 +179,7 @@ class VectorQuantizer(BaseQuantizer):
                 else:
                     estimated = flat + (codes - flat).detach()  # straight-through estimator
                 quantized = project(getattr(self, "project_out", None), estimated)
-                quantized = quantized.view(batch, height, width, dim).permute(0, 3, 1, 2)
+                quantized = channels_first(quantized.view(batch, height, width, dim))
             else:
                 # inference: the codes exactly (the same lookup as `indices_to_codes`), so decoding ids and
                 # decoding latents agree bit for bit

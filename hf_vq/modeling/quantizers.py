@@ -113,6 +113,27 @@ def project(linear: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return x
 
 
+def flatten_latents(latents: torch.Tensor, project_in: nn.Module | None = None) -> torch.Tensor:
+    """(B, D, h, w) latents -> (B*h*w, code_dim) fp32 vectors, through the optional input projection."""
+    flat = latents.float().permute(0, 2, 3, 1).reshape(-1, latents.shape[1])
+    return project(project_in, flat)
+
+
+def channels_first(codes: torch.Tensor) -> torch.Tensor:
+    """(B, h, w, D) -> contiguous (B, D, h, w).
+
+    Contiguous, not the permuted (channels-last-strided) view: the convs after the quantizer then run the same
+    kernels as taming's and diffusers' (which both end their quantizers with `.contiguous()`), instead of oneDNN's
+    channels-last ones, whose different rounding compounds over the decoder. `BaseQuantizer.forward` hands
+    channels-last latents back in channels-last.
+    """
+    return codes.permute(0, 3, 1, 2).contiguous()
+
+
+def is_channels_last(x: torch.Tensor) -> bool:
+    return x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+
+
 class BaseQuantizer(nn.Module):
     """What the models rely on. Subclasses implement `quantize_latents`, `indices_to_codes` and `reset_parameters`.
 
@@ -168,6 +189,8 @@ class BaseQuantizer(nn.Module):
 
     def forward(self, latents: torch.Tensor, return_dict: bool = False):
         output = self.quantize_latents(latents)
+        if is_channels_last(latents):  # hand the layout back: a channels-last model stays on that path
+            output.quantized = output.quantized.contiguous(memory_format=torch.channels_last)
         if return_dict:
             return output
         return output.quantized, output.loss, (output.perplexity, None, output.indices)
