@@ -20,6 +20,7 @@ from diffusers import (
     KandinskyV22Pipeline,
     LDMPipeline,
     LDMSuperResolutionPipeline,
+    LDMTextToImagePipeline,
     Transformer2DModel,
     UNet2DConditionModel,
     UNet2DModel,
@@ -30,7 +31,8 @@ from diffusers import (
 from diffusers.pipelines.deprecated.vq_diffusion.pipeline_vq_diffusion import (
     LearnedClassifierFreeSamplingEmbeddings,
 )
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+from diffusers.pipelines.latent_diffusion.pipeline_latent_diffusion import LDMBertConfig, LDMBertModel
+from transformers import BertTokenizer, CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
 from hf_vq import VQGANConfig, VQGANModel
 
@@ -100,6 +102,28 @@ def test_ldm_super_resolution_pipeline():
     low_res = torch.rand(1, 3, 8, 8, generator=_generator()) * 2 - 1
     images = _run_both(lambda vq: LDMSuperResolutionPipeline(vqvae=vq, unet=unet, scheduler=DDIMScheduler()), model,
                        lambda: dict(image=low_res, generator=_generator(), num_inference_steps=2))
+    assert images.shape == (1, 16, 16, 3)
+
+
+def test_ldm_text_to_image_pipeline(tmp_path):
+    # LDMBert with a tiny offline WordPiece vocabulary (the pipeline pads every prompt to 77 tokens).
+    (tmp_path / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "cat", "photo"]))
+    tokenizer = BertTokenizer(str(tmp_path / "vocab.txt"))
+    torch.manual_seed(0)
+    bert = LDMBertModel(LDMBertConfig(vocab_size=8, max_position_embeddings=77, encoder_layers=1, encoder_ffn_dim=16,
+                                      encoder_attention_heads=2, head_dim=8, d_model=16)).eval()
+    unet = UNet2DConditionModel(sample_size=8, in_channels=3, out_channels=3, layers_per_block=1,
+                                block_out_channels=(8, 16), down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=16,
+                                norm_num_groups=4, attention_head_dim=8).eval()
+    images = _run_both(
+        lambda vq: LDMTextToImagePipeline(vqvae=vq, bert=bert, tokenizer=tokenizer, unet=unet, scheduler=DDIMScheduler()),
+        _vq(scaling_factor=0.5),
+        # diffusers 0.42 sizes the latents as height // 8 whatever the VQ model's factor: 64 -> 8x8 latents, which
+        # our factor-2 test model decodes to 16x16
+        lambda: dict(prompt="a cat photo", generator=_generator(), num_inference_steps=2, guidance_scale=2.0,
+                     height=64, width=64),
+    )
     assert images.shape == (1, 16, 16, 3)
 
 
