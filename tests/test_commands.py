@@ -14,16 +14,7 @@ from hf_vq.commands import read_tokens
 from hf_vq.evaluation.images import load_image
 from hf_vq.evaluation.metrics import from_uint8, to_uint8
 
-TINY = dict(
-    block_out_channels=[8, 16],
-    down_block_types=["DownEncoderBlock2D", "AttnDownEncoderBlock2D"],
-    up_block_types=["AttnUpDecoderBlock2D", "UpDecoderBlock2D"],
-    layers_per_block=1,
-    latent_channels=4,
-    num_vq_embeddings=16,
-    norm_num_groups=4,
-    sample_size=32,
-)
+from tiny import TINY_VQGAN as TINY
 
 
 @pytest.fixture(scope="module")

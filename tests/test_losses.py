@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from skimage import data as skdata
 
-from hf_vq.modeling import VQGANConfig, VQGANModel
+from hf_vq.modeling import VQGANModel
 from hf_vq.modeling.configuration_discriminator import VQGANDiscriminatorConfig
 from hf_vq.modeling.losses import (
     LeCamEMA,
@@ -32,22 +32,15 @@ from hf_vq.modeling.losses import (
 )
 from hf_vq.modeling.modeling_discriminator import VQGANDiscriminator
 
+from tiny import tiny_vqgan_config
+
 REAL = torch.tensor([2.0, 0.5, -1.0])
 FAKE = torch.tensor([-2.0, 0.0, 1.5])
 LOG3 = math.log(3.0)
 
 
 def tiny_vqgan() -> VQGANModel:
-    config = VQGANConfig(
-        block_out_channels=[8, 16],
-        down_block_types=["DownEncoderBlock2D", "AttnDownEncoderBlock2D"],
-        up_block_types=["AttnUpDecoderBlock2D", "UpDecoderBlock2D"],
-        layers_per_block=1,
-        latent_channels=4,
-        num_vq_embeddings=16,
-        norm_num_groups=4,
-        sample_size=32,
-    )
+    config = tiny_vqgan_config()
     return VQGANModel(config)
 
 

@@ -20,16 +20,7 @@ from hf_vq.hub import (
     write_model_card,
 )
 
-TINY = dict(
-    block_out_channels=[8, 16],
-    down_block_types=["DownEncoderBlock2D", "AttnDownEncoderBlock2D"],
-    up_block_types=["AttnUpDecoderBlock2D", "UpDecoderBlock2D"],
-    layers_per_block=1,
-    latent_channels=4,
-    num_vq_embeddings=16,
-    norm_num_groups=4,
-    sample_size=32,
-)
+from tiny import TINY_VQGAN as TINY
 
 RESULTS = {
     "metrics": {

@@ -10,6 +10,8 @@ from transformers import AutoConfig, AutoModel
 
 from hf_vq import VQGANConfig, VQGANModel, VQModelOutput, VQVAEConfig, VQVAEModel
 
+from tiny import tiny_vqgan_config
+
 
 def photo_batch(size: int = 32, channels: int = 3, batch: int = 2) -> torch.Tensor:
     """Real photo crops (astronaut, coffee) in [-1, 1], resized down so tiny models see real image statistics."""
@@ -29,17 +31,7 @@ class VQGANTester:
 
     @staticmethod
     def config(**overrides):
-        fields = dict(
-            block_out_channels=[8, 16],
-            down_block_types=["DownEncoderBlock2D", "AttnDownEncoderBlock2D"],
-            layers_per_block=1,
-            latent_channels=4,
-            num_vq_embeddings=16,
-            norm_num_groups=4,
-            sample_size=32,
-        )
-        fields.update(overrides)
-        return VQGANConfig(**fields)
+        return tiny_vqgan_config(**overrides)
 
 
 class VQVAETester:

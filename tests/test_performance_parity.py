@@ -18,22 +18,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hf_vq.modeling import VQGANConfig, VQGANModel
-from hf_vq.modeling import code_search
+from hf_vq.modeling import VQGANConfig, VQGANModel, code_search
 from hf_vq.modeling.code_search import nearest_code
 from hf_vq.modeling.layers import AttentionBlock, ResnetBlock
 from hf_vq.modeling.tiling import tile_starts, tiled_decode_codes, tiled_decode_indices, tiled_encode
 
-TINY = dict(
-    block_out_channels=[8, 16],
-    down_block_types=["DownEncoderBlock2D", "AttnDownEncoderBlock2D"],
-    up_block_types=["AttnUpDecoderBlock2D", "UpDecoderBlock2D"],
-    layers_per_block=1,
-    latent_channels=4,
-    num_vq_embeddings=16,
-    norm_num_groups=4,
-    sample_size=32,
-)
+from tiny import TINY_VQGAN as TINY
+
 ATOL = 1e-5
 
 

@@ -17,8 +17,10 @@ from hf_vq.modeling.configuration_utils import LEGACY_QUANTIZER_FIELDS
 from hf_vq.modeling.quantizer_fsq import FiniteScalarQuantizer
 from hf_vq.modeling.quantizer_lfq import LookupFreeQuantizer
 from hf_vq.modeling.quantizer_residual import ResidualVectorQuantizer
-from hf_vq.modeling.quantizer_vq import VectorQuantizer, rotate_onto
+from hf_vq.modeling.quantizer_vq import rotate_onto
 from hf_vq.modeling.quantizers import build_quantizer
+
+from tiny import tiny_vqgan_config
 
 
 def photo_batch(size: int = 32, batch: int = 2) -> torch.Tensor:
@@ -38,18 +40,7 @@ def photo_latents(dim: int = 4, batch: int = 2, size: int = 8) -> torch.Tensor:
     return torch.einsum("dc,bchw->bdhw", mix, patches)
 
 
-def tiny_vqgan(**fields) -> VQGANConfig:
-    base = dict(
-        block_out_channels=[8, 16],
-        down_block_types=["DownEncoderBlock2D", "AttnDownEncoderBlock2D"],
-        layers_per_block=1,
-        latent_channels=4,
-        num_vq_embeddings=16,
-        norm_num_groups=4,
-        sample_size=32,
-    )
-    base.update(fields)
-    return VQGANConfig(**base)
+tiny_vqgan = tiny_vqgan_config
 
 
 def tiny_vqvae(**fields) -> VQVAEConfig:

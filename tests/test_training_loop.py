@@ -9,17 +9,8 @@ from hf_vq.training import parse_args, train
 from hf_vq.training.train import build_models, build_objective, build_optimizers, optimizer_step, train_step
 
 from test_data import write_mixed_folder
+from tiny import TINY_VQGAN as TINY_MODEL
 
-TINY_MODEL = {
-    "block_out_channels": [8, 16],
-    "down_block_types": ["DownEncoderBlock2D", "AttnDownEncoderBlock2D"],
-    "up_block_types": ["AttnUpDecoderBlock2D", "UpDecoderBlock2D"],
-    "layers_per_block": 1,
-    "latent_channels": 4,
-    "num_vq_embeddings": 16,
-    "norm_num_groups": 4,
-    "sample_size": 32,
-}
 TINY_DISCRIMINATOR = {"base_channels": 8, "num_layers": 2, "norm_num_groups": 4}
 
 
