@@ -156,6 +156,17 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     return parser
 
 
+def parse_with_device_defaults(parser: argparse.ArgumentParser, argv: list[str], *, gpu: dict, cpu: dict):
+    """Parses `argv`; sizes left unset (batch size, resolution, warm-up, iterations) take the GPU or CPU defaults.
+    Returns the arguments and whether the run is on a GPU."""
+    args = parser.parse_args(argv)
+    on_gpu = pick_device(args.device).type == "cuda"
+    for name, value in (gpu if on_gpu else cpu).items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    return args, on_gpu
+
+
 def run_cases(script: str, cases: list[str], argv: list[str], repeats: int) -> dict[str, dict]:
     """Runs each case in a fresh worker process, interleaving the repeats, and keeps each case's fastest run."""
     results: dict[str, dict] = {}

@@ -23,6 +23,7 @@ from common import (
     emit,
     environment,
     format_table,
+    parse_with_device_defaults,
     pick_device,
     report_worker,
     run_cases,
@@ -65,12 +66,12 @@ def worker(case: str, args) -> None:
 
 def main(argv: list[str]) -> int:
     parser = base_parser(__doc__.splitlines()[0])
-    args = parser.parse_args(argv)
-    on_gpu = pick_device(args.device).type == "cuda"
-    defaults = dict(batch_size=16, resolution=256, warmup=3, iters=10) if on_gpu else dict(batch_size=2, resolution=128, warmup=1, iters=3)
-    for name, value in defaults.items():
-        if getattr(args, name) is None:
-            setattr(args, name, value)
+    args, on_gpu = parse_with_device_defaults(
+        parser,
+        argv,
+        gpu=dict(batch_size=16, resolution=256, warmup=3, iters=10),
+        cpu=dict(batch_size=2, resolution=128, warmup=1, iters=3),
+    )
     if args.worker:
         worker(args.worker, args)
         return 0
