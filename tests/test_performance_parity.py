@@ -92,6 +92,43 @@ def test_in_place_inference_path_equals_autograd_path():
 # ----------------------------------------------------------------------------------------- code search
 
 
+COMPILE_CASES = {
+    "plain": {},
+    "ema+kmeans+l2+entropy+rotation": dict(
+        codebook_update="ema", kmeans_init=True, codebook_l2_norm=True, codebook_dim=2, entropy_loss_weight=0.1,
+        gradient_estimator="rotation",
+    ),
+    "fsq": dict(quantizer_type="fsq", fsq_levels=[4, 4]),
+    "lfq": dict(quantizer_type="lfq", entropy_loss_weight=0.1),
+    "residual_vq": dict(quantizer_type="residual_vq", num_quantizers=2),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", COMPILE_CASES)
+def test_compiles_as_one_graph_and_trains_as_eager(name):
+    """`torch.compile(fullgraph=True)` traces the whole training forward (an error on any graph break) and three
+    compiled steps leave the same weights and codebook state as eager ones. Dead-code restarts are the one option
+    left out: how many codes to restart is data, so that check breaks the graph (and syncs with the host)."""
+    states = []
+    for compiled in (False, True):
+        torch._dynamo.reset()
+        torch.manual_seed(0)
+        model = VQGANModel(VQGANConfig(**TINY, **COMPILE_CASES[name])).train()
+        forward = torch.compile(model, fullgraph=True, backend="eager") if compiled else model
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        torch.manual_seed(1)
+        for _ in range(3):
+            forward(torch.rand(2, 3, 32, 32) * 2 - 1).loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+        states.append(model.state_dict())
+    for key, value in states[0].items():
+        torch.testing.assert_close(states[1][key], value, rtol=1e-5, atol=1e-6, msg=key)
+    with torch.no_grad():
+        model.eval()
+        torch.compile(model, fullgraph=True, backend="eager")(torch.rand(1, 3, 32, 32))
+
+
 @pytest.mark.parametrize("chunk_size", [1, 7, 333, 8192])
 def test_nearest_code_equals_exact_argmin(chunk_size):
     generator = torch.Generator().manual_seed(0)

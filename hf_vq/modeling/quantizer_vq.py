@@ -207,19 +207,20 @@ class VectorQuantizer(BaseQuantizer):
     @torch.no_grad()
     def _training_step_updates(self, flat: torch.Tensor, indices: torch.Tensor) -> None:
         """Health counters, EMA codebook and dead-code restarts; every sum is over all processes."""
-        first_step = bool(self.usage_step == 0)
+        first_step = self.usage_step == 0  # a tensor: no host sync, and no graph break under torch.compile
         counts = self.update_health(indices)
         if self.use_ema:
             self._ema_update(flat, indices.reshape(-1), counts, first_step)
         if self.dead_code_restart:
             self._restart_dead_codes(flat)
 
-    def _ema_update(self, flat: torch.Tensor, indices: torch.Tensor, counts: torch.Tensor, first_step: bool) -> None:
-        if first_step:
-            # Start the averages at the current codes with a count of one each, so a code that is never chosen
-            # decays towards itself instead of towards zero.
-            self.ema_cluster_size.fill_(1.0)
-            self.ema_embed_sum.copy_(self.codebook())
+    def _ema_update(
+        self, flat: torch.Tensor, indices: torch.Tensor, counts: torch.Tensor, first_step: torch.Tensor
+    ) -> None:
+        # On the first step the averages start at the current codes with a count of one each, so a code that is
+        # never chosen decays towards itself instead of towards zero.
+        self.ema_cluster_size.copy_(torch.where(first_step, 1.0, self.ema_cluster_size))
+        self.ema_embed_sum.copy_(torch.where(first_step, self.codebook(), self.ema_embed_sum))
         sums = torch.zeros_like(self.ema_embed_sum).index_add_(0, indices, flat)  # (K, code_dim)
         all_reduce_sum_(sums)
         decay = self.ema_decay
