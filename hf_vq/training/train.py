@@ -257,12 +257,14 @@ def build_ema(args: TrainArguments, model):
 class StepOutput:
     logs: dict[str, torch.Tensor]  # detached scalars
     finite: bool
-    batch_size: int
+    images: int  # summed over all processes
+    skipped_records: int  # summed over all processes
 
 
 def train_step(accelerator, model, discriminator, objective, batch, step: int) -> StepOutput:
     """Forward + backward of one batch. Nothing is backpropagated unless every rank's losses are finite and every
-    rank has images (agreed with one all-reduce), so a bad batch leaves the gradients untouched."""
+    rank has images, so a bad batch leaves the gradients untouched. That agreement and the image and skipped-record
+    counts travel in one all-reduce: one host sync per micro-step."""
     pixel_values = batch["pixel_values"]
     has_images = pixel_values.shape[0] > 0
     logs: dict[str, torch.Tensor] = {}
@@ -308,8 +310,16 @@ def train_step(accelerator, model, discriminator, objective, batch, step: int) -
             d_loss = d.loss
             losses.append(d_loss)
             logs.update(d_loss=d.loss, d_logits_real=d.logits_real, d_logits_fake=d.logits_fake)
-    ok = torch.tensor(float(has_images and all(bool(torch.isfinite(x)) for x in losses)), device=accelerator.device)
-    finite = bool(accelerator.reduce(ok, reduction="sum").item() == accelerator.num_processes)
+    ok = torch.stack([torch.isfinite(x) for x in losses]).all() if has_images else torch.tensor(False)
+    local = torch.stack(
+        [
+            ok.to(accelerator.device, torch.float32),
+            torch.tensor(float(pixel_values.shape[0]), device=accelerator.device),
+            torch.as_tensor(batch.get("num_skipped", 0), dtype=torch.float32).to(accelerator.device),
+        ]
+    )
+    agreed, images, skipped = accelerator.reduce(local, reduction="sum").tolist()
+    finite = agreed == accelerator.num_processes
     if finite:
         accelerator.backward(g_loss)
         if d_loss is not None:
@@ -318,7 +328,7 @@ def train_step(accelerator, model, discriminator, objective, batch, step: int) -
         with torch.no_grad():
             for tensor, saved in zip(quantizer_state, saved_quantizer):
                 tensor.copy_(saved)
-    return StepOutput({k: v.detach().float() for k, v in logs.items()}, finite, int(pixel_values.shape[0]))
+    return StepOutput({k: v.detach().float() for k, v in logs.items()}, finite, int(images), int(skipped))
 
 
 def optimizer_step(accelerator, args, models, optimizers, schedulers, window_ok: bool) -> tuple[bool, dict]:
@@ -530,10 +540,9 @@ def train(args: TrainArguments) -> int:
             with accelerator.accumulate(*run.models):
                 step_out = train_step(accelerator, model, run.discriminator, run.objective, batch, state.global_step)
                 window_ok &= step_out.finite
-                counts = torch.tensor([step_out.batch_size, int(batch["num_skipped"])], device=accelerator.device)
-                images, skipped = accelerator.reduce(counts, reduction="sum").tolist()
-                state.images_seen, state.skipped_records = state.images_seen + images, state.skipped_records + skipped
-                window_images += images
+                state.images_seen += step_out.images
+                state.skipped_records += step_out.skipped_records
+                window_images += step_out.images
                 state.micro_steps += 1
                 if not accelerator.sync_gradients:
                     continue
