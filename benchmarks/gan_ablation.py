@@ -51,6 +51,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--disc-ramp-steps", type=int, default=50)
     parser.add_argument("--disc-weight", type=float, default=0.8)
     parser.add_argument("--disc-learning-rate", type=float, default=None, help="Unset: --learning-rate.")
+    parser.add_argument("--adaptive-weight-max", type=float, default=1e4, help="Clamp of the adaptive weight.")
+    parser.add_argument("--lecam-weight", type=float, default=0.0)
+    parser.add_argument(
+        "--ema-decay",
+        type=float,
+        default=0.0,
+        help="> 0: evaluate an EMA of the generator (as `hf-vq train --use-ema` does) instead of the raw weights.",
+    )
     # AlexNet: ~10x cheaper than VGG16 on a CPU; the VGG16 variant is then the eval metric no arm trained on.
     parser.add_argument("--perceptual-net", default="alexnet", choices=["vgg16", "alexnet"])
     parser.add_argument("--eval-every", type=int, default=50)
@@ -144,6 +152,8 @@ def make_loss(args, use_gan: bool, perceptual: torch.nn.Module) -> VQGANLoss:
         disc_start=args.disc_start,
         disc_pretrain_steps=args.disc_pretrain_steps,
         disc_ramp_steps=args.disc_ramp_steps,
+        adaptive_weight_max=args.adaptive_weight_max,
+        lecam_weight=args.lecam_weight if use_gan else 0.0,
     )
     return VQGANLoss(config, perceptual=perceptual)
 
@@ -180,9 +190,11 @@ def train_steps(
             d.loss.backward()
             opt_d.step()
             logs.update(d.to_logs())
+        if "ema" in state:
+            state["ema"].update_parameters(model)
 
         if (step + 1) % args.eval_every == 0 or step + 1 == steps.stop:
-            scores = evaluate(model, eval_set, metrics)
+            scores = evaluate(state["ema"].module if "ema" in state else model, eval_set, metrics)
             history.append({"step": step + 1, **scores})
             d_part = ""
             if "d_loss" in logs:
@@ -200,7 +212,12 @@ def train_steps(
 
 def fresh_state(args) -> dict:
     model, discriminator = build_models(args.seed)
-    return {
+    state = {}
+    if args.ema_decay > 0:
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        state["ema"] = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(args.ema_decay), use_buffers=True)
+    return state | {
         "model": model,
         "discriminator": discriminator,
         "opt_g": torch.optim.Adam(model.parameters(), lr=args.learning_rate, betas=(0.5, 0.9)),  # taming's betas
@@ -286,14 +303,20 @@ def markdown(args, argv: list[str], results: dict[str, dict]) -> str:
         f"- Objective of both arms: L1 + {args.perceptual_net} LPIPS + codebook/commitment. The GAN arm adds a "
         "`VQGANDiscriminator` (base_channels 32, 2 layers, GroupNorm) with the hinge loss: the discriminator "
         f"trains on reconstructions from step {first_d}, and the generator's GAN term (adaptive weight × "
-        f"{args.disc_weight}) ramps in linearly over steps "
+        f"{args.disc_weight}, clamped at {args.adaptive_weight_max:g}; LeCam weight {args.lecam_weight:g}) ramps in "
+        "linearly over steps "
         f"{args.disc_start}–{args.disc_start + args.disc_ramp_steps}.",
         f"- Up to step {args.disc_start} the two arms are the same run (the GAN term is 0 and the discriminator's "
         "pre-training changes no autoencoder weight), so that prefix runs once and both arms continue from its "
         f"snapshot to step {args.steps}.",
         "- Eval: the 15 held-out views of the built-in eval photos (chelsea, rocket, flower; the whole photo and "
         "its four quarters), never trained on. LPIPS AlexNet (the metric asked for) and LPIPS VGG16 (a network "
-        "neither arm trains against): lower is better. PSNR in dB on [0, 1] pixels: higher is better.",
+        "neither arm trains against): lower is better. PSNR in dB on [0, 1] pixels: higher is better. "
+        + (
+            f"Evaluated on an EMA of the generator (decay {args.ema_decay}), the weights `hf-vq train --use-ema` saves."
+            if args.ema_decay > 0
+            else "Evaluated on the raw generator weights."
+        ),
         "",
         "## Results",
         "",
@@ -310,6 +333,11 @@ def markdown(args, argv: list[str], results: dict[str, dict]) -> str:
             f"| {a['psnr']:.2f} | {b['psnr']:.2f} |"
         )
     a, b = off[-1], on[-1]
+    tail = min(3, len(off))
+
+    def tail_mean(history: list[dict], key: str) -> float:
+        return sum(row[key] for row in history[-tail:]) / tail
+
     arms = "side by side, one thread each" if args.jobs == 2 else "one after the other"
     verdict = "sharper (lower LPIPS) with the GAN" if b["lpips"] < a["lpips"] else "NOT sharper with the GAN"
     lines += [
@@ -317,6 +345,11 @@ def markdown(args, argv: list[str], results: dict[str, dict]) -> str:
         f"At step {b['step']}: LPIPS-Alex GAN / no GAN = {b['lpips'] / a['lpips']:.3f}, LPIPS-VGG GAN / no GAN = "
         f"{b['lpips_vgg'] / a['lpips_vgg']:.3f} ({verdict}); PSNR {b['psnr'] - a['psnr']:+.2f} dB with the GAN. "
         "No NaN or inf in either run (the script stops on one).",
+        "",
+        f"Mean of the last {tail} evaluations (steps {off[-tail]['step']}–{a['step']}): LPIPS-Alex GAN / no GAN = "
+        f"{tail_mean(on, 'lpips') / tail_mean(off, 'lpips'):.3f}, LPIPS-VGG GAN / no GAN = "
+        f"{tail_mean(on, 'lpips_vgg') / tail_mean(off, 'lpips_vgg'):.3f}, PSNR "
+        f"{tail_mean(on, 'psnr') - tail_mean(off, 'psnr'):+.2f} dB.",
         "",
         f"Time (wall / CPU of that process; the arms ran {arms}): "
         f"shared prefix {results['shared']['wall']:.0f} s / {results['shared']['cpu']:.0f} s; "
