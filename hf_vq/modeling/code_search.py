@@ -29,7 +29,7 @@ def nearest_code(latents: torch.Tensor, codebook: torch.Tensor, chunk_size: int)
     """
     num_codes = codebook.shape[0]
     rows = max(1, min(chunk_size, MAX_SCORES_PER_CHUNK // max(num_codes, 1)))
-    codebook_sq = codebook.square().sum(dim=1)  # (K,)
+    codebook_sq = torch.linalg.vector_norm(codebook, dim=1).square()  # (K,), without a (K, D) temporary
     codebook_t = codebook.t()
     if latents.shape[0] <= rows:  # one chunk: no output buffer, no copies (the common training batch)
         return torch.addmm(codebook_sq, latents, codebook_t, beta=1.0, alpha=-2.0).argmin(dim=1)
