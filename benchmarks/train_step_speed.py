@@ -5,7 +5,7 @@
 
 Generator step: forward, L1 reconstruction + VQ loss, backward, AdamW step. Both models use the same weights
 (diffusers' loads ours), the same input batch, the same loss code and torch's default AdamW (as diffusers' VQGAN
-example builds it); `ours+checkpointing` is ours with `gradient_checkpointing_enable()`, and `ours+fused AdamW` is
+example builds it); `ours+checkpointing` is ours with `activation_checkpointing_enable()`, and `ours+fused AdamW` is
 the step as `hf-vq train` takes it, with torch's fused AdamW kernel. The full VQ-GAN step adds LPIPS-VGG16 and the
 hinge GAN loss with the adaptive weight (gradient norms at the decoder's last layer) to the generator step, then a
 discriminator step; the LPIPS network and the discriminator are the same modules for both generators. On the CPU the
@@ -55,7 +55,7 @@ def worker(case: str, args) -> None:
     channels_last = device.type == "cuda"
     model = build_one(which, TAMING_F16_16384, device, channels_last).train()
     if case == "ours+checkpointing":
-        model.gradient_checkpointing_enable()
+        model.activation_checkpointing_enable()
     # torch's default AdamW, as diffusers' VQGAN example builds it, for the like-for-like model comparison;
     # `ours+fused AdamW` is the step as `hf-vq train` takes it (`build_optimizers` picks the fused kernel).
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True if case == "ours+fused AdamW" else None)

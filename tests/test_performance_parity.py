@@ -160,7 +160,7 @@ def test_gradient_checkpointing_gives_equal_gradients():
     model = tiny_model().train()
     pixel_values = photo(32)
     reference = _gradients(model, pixel_values)
-    model.gradient_checkpointing_enable()
+    model.activation_checkpointing_enable()
     blocks = [m for m in model.modules() if isinstance(m, (ResnetBlock, AttentionBlock))]
     assert len(blocks) == 15 and all(block.gradient_checkpointing for block in blocks)  # every block, both halves
     checkpointed = _gradients(model, pixel_values)
@@ -178,7 +178,7 @@ PEAK_SCRIPT = textwrap.dedent(
                                    layers_per_block=2, latent_channels=4, num_vq_embeddings=16, norm_num_groups=8,
                                    sample_size=32, mid_block_add_attention=False)).train()
     if sys.argv[1] == "on":
-        model.gradient_checkpointing_enable()
+        model.activation_checkpointing_enable()
     pixel_values = torch.rand(2, 3, 128, 128) * 2 - 1
     def status(field):
         return int(next(l for l in open("/proc/self/status") if l.startswith(field + ":")).split()[1]) * 1024

@@ -158,7 +158,7 @@ def build_models(args: TrainArguments):
     if args.freeze_codebook:
         model.quantize.requires_grad_(False)
     if args.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+        model.activation_checkpointing_enable()  # transformers 5.24 deprecates gradient_checkpointing_enable
     model.train()
     if discriminator is not None:
         discriminator.train()
