@@ -64,6 +64,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--eval-every", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--jobs", type=int, default=2, choices=[1, 2], help="2: the two arms in parallel processes.")
+    parser.add_argument(
+        "--diff-augment",
+        action="store_true",
+        help="Experiment: DiffAugment (colour, translation, cutout) on everything the discriminator sees.",
+    )
     parser.add_argument("--output", type=Path, default=None, help="Markdown file to write the results to.")
     return parser.parse_args(argv)
 
@@ -111,6 +116,45 @@ def eval_images(resolution: int) -> torch.Tensor:
 
 
 # --- model and loop ----------------------------------------------------------------------------------------
+
+
+def diff_augment(images: torch.Tensor) -> torch.Tensor:
+    """DiffAugment's colour + translation + cutout policy (Zhao et al. 2020, https://arxiv.org/abs/2006.10738),
+    drawn per image and differentiable, so a discriminator shown few photos cannot memorise them while its gradient
+    still reaches the generator. Images in [-1, 1]."""
+    batch, _, height, width = images.shape
+    device = images.device
+
+    def per_image(*shape):
+        return torch.rand(batch, *shape, device=device)
+
+    x = images + (per_image(1, 1, 1) - 0.5)  # brightness
+    mean = x.mean(dim=1, keepdim=True)
+    x = (x - mean) * (per_image(1, 1, 1) * 2) + mean  # saturation
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    x = (x - mean) * (per_image(1, 1, 1) + 0.5) + mean  # contrast
+    # translation by up to 1/8 of the side, zero-filled
+    rows, cols = torch.arange(height, device=device), torch.arange(width, device=device)
+    shift_y = torch.randint(-(height // 8), height // 8 + 1, (batch, 1, 1), device=device)
+    shift_x = torch.randint(-(width // 8), width // 8 + 1, (batch, 1, 1), device=device)
+    src_y = (rows.view(1, -1, 1) + shift_y).clamp(-1, height) + 1
+    src_x = (cols.view(1, 1, -1) + shift_x).clamp(-1, width) + 1
+    padded = F.pad(x, (1, 1, 1, 1)).permute(0, 2, 3, 1)  # (B, H+2, W+2, C), zero border
+    x = padded[torch.arange(batch, device=device).view(-1, 1, 1), src_y, src_x].permute(0, 3, 1, 2)
+    # cutout: a zeroed square of half the side at a random centre
+    centre_y = torch.randint(0, height, (batch, 1, 1), device=device)
+    centre_x = torch.randint(0, width, (batch, 1, 1), device=device)
+    inside = ((rows.view(1, -1, 1) - centre_y).abs() < height // 4) & ((cols.view(1, 1, -1) - centre_x).abs() < width // 4)
+    return x * (~inside).unsqueeze(1)
+
+
+class AugmentedDiscriminator(torch.nn.Module):
+    def __init__(self, discriminator: VQGANDiscriminator):
+        super().__init__()
+        self.discriminator = discriminator
+
+    def forward(self, images: torch.Tensor):
+        return self.discriminator(diff_augment(images))
 
 
 def build_models(seed: int) -> tuple[VQGANModel, VQGANDiscriminator]:
@@ -224,6 +268,8 @@ def train_steps(
 
 def fresh_state(args) -> dict:
     model, discriminator = build_models(args.seed)
+    if args.diff_augment:
+        discriminator = AugmentedDiscriminator(discriminator)
     state = {}
     if args.ema_decay > 0:
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
@@ -313,7 +359,9 @@ def markdown(args, argv: list[str], results: dict[str, dict]) -> str:
         "- Data: random square crops (with flips) of the built-in training photos, drawn once from a fixed seed, so "
         "both arms see the same batches.",
         f"- Objective of both arms: L1 + {args.perceptual_net} LPIPS + codebook/commitment. The GAN arm adds a "
-        "`VQGANDiscriminator` (base_channels 32, 2 layers, GroupNorm) with the hinge loss: the discriminator "
+        "`VQGANDiscriminator` (base_channels 32, 2 layers, GroupNorm"
+        + ("; DiffAugment colour + translation + cutout on all its inputs" if args.diff_augment else "")
+        + ") with the hinge loss: the discriminator "
         f"trains on reconstructions from step {first_d}, and the generator's GAN term (adaptive weight × "
         f"{args.disc_weight}, clamped at {args.adaptive_weight_max:g}; LeCam weight {args.lecam_weight:g}) ramps in "
         "linearly over steps "
