@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from .quantizers import BaseQuantizer, QuantizerOutput, channels_first, codebook_statistics, flatten_latents, project
+from .quantizers import BaseQuantizer, QuantizerOutput, channels_first, flatten_latents, project
 
 
 class FiniteScalarQuantizer(BaseQuantizer):
@@ -69,20 +69,4 @@ class FiniteScalarQuantizer(BaseQuantizer):
                 quantized = channels_first(codes.view(batch, height, width, dim))
             else:
                 quantized = self.indices_to_codes(indices)  # the grid point exactly, as decoding ids gives it
-            perplexity, usage = codebook_statistics(indices, self.codebook_size)
-            if self.training:
-                self.update_health(indices)
-            running_usage, dead_codes = self.health()
-            zero = flat.new_zeros(())
-        return QuantizerOutput(
-            quantized=quantized.to(input_dtype),
-            indices=indices,
-            loss=zero,
-            codebook_loss=zero,
-            commitment_loss=zero,
-            perplexity=perplexity,
-            codebook_usage=usage,
-            entropy_loss=zero,
-            running_usage=running_usage,
-            dead_codes=dead_codes,
-        )
+            return self.output_with_statistics(quantized, indices, input_dtype)

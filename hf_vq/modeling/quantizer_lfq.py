@@ -12,7 +12,6 @@ from .quantizers import (
     BaseQuantizer,
     QuantizerOutput,
     channels_first,
-    codebook_statistics,
     entropy_loss,
     flatten_latents,
     project,
@@ -88,20 +87,6 @@ class LookupFreeQuantizer(BaseQuantizer):
                 quantized = channels_first(quantized.view(batch, height, width, dim))
             else:
                 quantized = self.indices_to_codes(indices)
-            perplexity, usage = codebook_statistics(indices, self.codebook_size)
-            if self.training:
-                self.update_health(indices)
-            running_usage, dead_codes = self.health()
-            zero = flat.new_zeros(())
-        return QuantizerOutput(
-            quantized=quantized.to(input_dtype),
-            indices=indices,
-            loss=commitment_loss + entropy,
-            codebook_loss=zero,
-            commitment_loss=commitment_loss,
-            perplexity=perplexity,
-            codebook_usage=usage,
-            entropy_loss=entropy,
-            running_usage=running_usage,
-            dead_codes=dead_codes,
-        )
+            return self.output_with_statistics(
+                quantized, indices, input_dtype, commitment_loss=commitment_loss, entropy_loss=entropy
+            )

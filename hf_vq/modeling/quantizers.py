@@ -179,6 +179,37 @@ class BaseQuantizer(nn.Module):
     def quantize_latents(self, latents: torch.Tensor) -> QuantizerOutput:
         raise NotImplementedError
 
+    def output_with_statistics(
+        self,
+        quantized: torch.Tensor,
+        indices: torch.Tensor,
+        dtype: torch.dtype,
+        *,
+        commitment_loss: torch.Tensor | None = None,
+        entropy_loss: torch.Tensor | None = None,
+    ) -> QuantizerOutput:
+        """A codebook-free quantizer's output: code statistics, the health update (training only), and the loss
+        terms (those not given are 0; there is no codebook term)."""
+        perplexity, usage = codebook_statistics(indices, self.codebook_size)
+        if self.training:
+            self.update_health(indices)
+        running_usage, dead_codes = self.health()
+        zero = quantized.new_zeros((), dtype=torch.float32)
+        commitment_loss = zero if commitment_loss is None else commitment_loss
+        entropy_loss = zero if entropy_loss is None else entropy_loss
+        return QuantizerOutput(
+            quantized=quantized.to(dtype),
+            indices=indices,
+            loss=commitment_loss + entropy_loss,
+            codebook_loss=zero,
+            commitment_loss=commitment_loss,
+            perplexity=perplexity,
+            codebook_usage=usage,
+            entropy_loss=entropy_loss,
+            running_usage=running_usage,
+            dead_codes=dead_codes,
+        )
+
     def indices_to_codes(self, indices: torch.LongTensor) -> torch.Tensor:
         """Token ids (B, h, w) -> codes (B, D, h, w), without any gradient estimator."""
         raise NotImplementedError
