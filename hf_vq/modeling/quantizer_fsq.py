@@ -69,4 +69,4 @@ class FiniteScalarQuantizer(BaseQuantizer):
                 quantized = channels_first(codes.view(batch, height, width, dim))
             else:
                 quantized = self.indices_to_codes(indices)  # the grid point exactly, as decoding ids gives it
-            return self.output_with_statistics(quantized, indices, input_dtype)
+            return self.output_with_statistics(quantized, indices, input_dtype, flat)

@@ -88,5 +88,5 @@ class LookupFreeQuantizer(BaseQuantizer):
             else:
                 quantized = self.indices_to_codes(indices)
             return self.output_with_statistics(
-                quantized, indices, input_dtype, commitment_loss=commitment_loss, entropy_loss=entropy
+                quantized, indices, input_dtype, flat, commitment_loss=commitment_loss, entropy_loss=entropy
             )

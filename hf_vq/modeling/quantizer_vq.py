@@ -15,7 +15,6 @@ from .quantizers import (
     all_reduce_sum_,
     broadcast_from_main_,
     channels_first,
-    codebook_statistics,
     entropy_loss,
     flatten_latents,
     project,
@@ -184,28 +183,20 @@ class VectorQuantizer(BaseQuantizer):
                 # inference: the codes exactly (the same lookup as `indices_to_codes`), so decoding ids and
                 # decoding latents agree bit for bit
                 quantized = self.indices_to_codes(indices.view(batch, height, width)).float()
-            indices = indices.view(batch, height, width)
-            perplexity, usage = codebook_statistics(indices, self.codebook_size)
-            if self.training:
-                self._training_step_updates(flat.detach(), indices)
-            running_usage, dead_codes = self.health()
-        return QuantizerOutput(
-            quantized=quantized.to(input_dtype),
-            indices=indices,
-            loss=codebook_loss + commitment_loss + entropy,
-            codebook_loss=codebook_loss,
-            commitment_loss=commitment_loss,
-            perplexity=perplexity,
-            codebook_usage=usage,
-            entropy_loss=entropy,
-            running_usage=running_usage,
-            dead_codes=dead_codes,
-        )
+            return self.output_with_statistics(
+                quantized,
+                indices.view(batch, height, width),
+                input_dtype,
+                flat,
+                codebook_loss=codebook_loss,
+                commitment_loss=commitment_loss,
+                entropy_loss=entropy,
+            )
 
     # ------------------------------------------------------------------------------------------------- training-time updates
 
     @torch.no_grad()
-    def _training_step_updates(self, flat: torch.Tensor, indices: torch.Tensor) -> None:
+    def training_updates(self, flat: torch.Tensor, indices: torch.Tensor) -> None:
         """Health counters, EMA codebook and dead-code restarts; every sum is over all processes."""
         first_step = self.usage_step == 0  # a tensor: no host sync, and no graph break under torch.compile
         counts = self.update_health(indices)

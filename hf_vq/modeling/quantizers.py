@@ -179,29 +179,36 @@ class BaseQuantizer(nn.Module):
     def quantize_latents(self, latents: torch.Tensor) -> QuantizerOutput:
         raise NotImplementedError
 
+    def training_updates(self, flat: torch.Tensor, indices: torch.Tensor) -> None:
+        """State a training step updates after the search; the health counters unless a subclass does more."""
+        self.update_health(indices)
+
     def output_with_statistics(
         self,
         quantized: torch.Tensor,
         indices: torch.Tensor,
         dtype: torch.dtype,
+        flat: torch.Tensor,
         *,
+        codebook_loss: torch.Tensor | None = None,
         commitment_loss: torch.Tensor | None = None,
         entropy_loss: torch.Tensor | None = None,
     ) -> QuantizerOutput:
-        """A codebook-free quantizer's output: code statistics, the health update (training only), and the loss
-        terms (those not given are 0; there is no codebook term)."""
+        """The step's output: code statistics, the training-time updates (training only), and the loss terms
+        (those not given are 0). `flat` are the (N, code_dim) vectors that were searched."""
         perplexity, usage = codebook_statistics(indices, self.codebook_size)
         if self.training:
-            self.update_health(indices)
+            self.training_updates(flat.detach(), indices)
         running_usage, dead_codes = self.health()
         zero = quantized.new_zeros((), dtype=torch.float32)
+        codebook_loss = zero if codebook_loss is None else codebook_loss
         commitment_loss = zero if commitment_loss is None else commitment_loss
         entropy_loss = zero if entropy_loss is None else entropy_loss
         return QuantizerOutput(
             quantized=quantized.to(dtype),
             indices=indices,
-            loss=commitment_loss + entropy_loss,
-            codebook_loss=zero,
+            loss=codebook_loss + commitment_loss + entropy_loss,
+            codebook_loss=codebook_loss,
             commitment_loss=commitment_loss,
             perplexity=perplexity,
             codebook_usage=usage,
