@@ -209,9 +209,11 @@ class VectorQuantizer(BaseQuantizer):
         self, flat: torch.Tensor, indices: torch.Tensor, counts: torch.Tensor, first_step: torch.Tensor
     ) -> None:
         # On the first step the averages start at the current codes with a count of one each, so a code that is
-        # never chosen decays towards itself instead of towards zero.
-        self.ema_cluster_size.copy_(torch.where(first_step, 1.0, self.ema_cluster_size))
-        self.ema_embed_sum.copy_(torch.where(first_step, self.codebook(), self.ema_embed_sum))
+        # never chosen decays towards itself instead of towards zero. An in-place lerp by 0 or 1 (exact at both
+        # ends) does it on the device, in one pass and without a (K, code_dim) temporary.
+        start = first_step.to(self.ema_cluster_size.dtype)
+        self.ema_cluster_size.lerp_(torch.ones_like(self.ema_cluster_size), start)
+        self.ema_embed_sum.lerp_(self.codebook(), start)
         sums = torch.zeros_like(self.ema_embed_sum).index_add_(0, indices, flat)  # (K, code_dim)
         all_reduce_sum_(sums)
         decay = self.ema_decay
