@@ -405,6 +405,17 @@ def _eval_results(results: Mapping[str, Any]) -> list[EvalResult]:
 # ------------------------------------------------------------------------------------------------ push
 
 
+def check_saved_model_folder(folder: str | os.PathLike) -> Path:
+    """`folder` as a Path, or a clear error if it holds no saved model (`config.json` and `*.safetensors`)."""
+    folder = Path(folder)
+    if not (folder / "config.json").is_file() or not any(folder.glob("*.safetensors")):
+        raise FileNotFoundError(
+            f"{folder} is not a saved model folder (needs config.json and *.safetensors): save it with "
+            "`model.save_pretrained(folder)` or `hf-vq train` first."
+        )
+    return folder
+
+
 def upload_file_list(folder: str | os.PathLike) -> list[str]:
     """Paths (relative, POSIX) that [`push_folder`] uploads from `folder`, sorted.
 
@@ -412,12 +423,7 @@ def upload_file_list(folder: str | os.PathLike) -> list[str]:
     remote-code `*.py` files, the card's sample grid, and a discriminator when present (`discriminator/` or
     `discriminator*` files). Training state (optimizer, checkpoints, logs) stays local.
     """
-    folder = Path(folder)
-    if not (folder / "config.json").is_file() or not any(folder.glob("*.safetensors")):
-        raise FileNotFoundError(
-            f"{folder} is not a saved model folder (needs config.json and *.safetensors): save it with "
-            "`model.save_pretrained(folder)` or `hf-vq train` first."
-        )
+    folder = check_saved_model_folder(folder)
     top_level = {"config.json", "README.md", CARD_INFO_FILENAME, EVAL_RESULTS_FILENAME}
     grid = load_card_info(folder).get("grid")
     files = []
@@ -462,8 +468,7 @@ def push_folder(
     Returns:
         `huggingface_hub.CommitInfo` of the commit.
     """
-    folder = Path(folder)
-    files = upload_file_list(folder)
+    folder = check_saved_model_folder(folder)  # before the repo is created
     api = HfApi(token=token)
     repo_id = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model").repo_id
     model = None
