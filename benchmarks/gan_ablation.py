@@ -53,6 +53,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--disc-learning-rate", type=float, default=None, help="Unset: --learning-rate.")
     parser.add_argument("--adaptive-weight-max", type=float, default=1e4, help="Clamp of the adaptive weight.")
     parser.add_argument("--lecam-weight", type=float, default=0.0)
+    parser.add_argument("--r1-weight", type=float, default=0.0, help="R1 penalty weight (the paper's gamma / 2).")
+    parser.add_argument("--disc-channels", type=int, default=32, help="Discriminator base width (taming: 64).")
+    parser.add_argument("--disc-layers", type=int, default=2, help="Discriminator stride-2 layers (taming: 3).")
+    parser.add_argument("--disc-norm", default="group", choices=["batch", "group", "instance", "none"])
     parser.add_argument(
         "--ema-decay",
         type=float,
@@ -62,7 +66,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     # AlexNet: ~10x cheaper than VGG16 on a CPU; the VGG16 variant is then the eval metric no arm trained on.
     parser.add_argument("--perceptual-net", default="alexnet", choices=["vgg16", "alexnet"])
     parser.add_argument("--eval-every", type=int, default=50)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seeds",
+        "--seed",
+        dest="seeds",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="One experiment per seed (model init, batches, codebook draws); several give a paired test of the arms.",
+    )
     parser.add_argument("--jobs", type=int, default=2, choices=[1, 2], help="2: the two arms in parallel processes.")
     parser.add_argument(
         "--diff-augment",
@@ -144,7 +156,9 @@ def diff_augment(images: torch.Tensor) -> torch.Tensor:
     # cutout: a zeroed square of half the side at a random centre
     centre_y = torch.randint(0, height, (batch, 1, 1), device=device)
     centre_x = torch.randint(0, width, (batch, 1, 1), device=device)
-    inside = ((rows.view(1, -1, 1) - centre_y).abs() < height // 4) & ((cols.view(1, 1, -1) - centre_x).abs() < width // 4)
+    inside = ((rows.view(1, -1, 1) - centre_y).abs() < height // 4) & (
+        (cols.view(1, 1, -1) - centre_x).abs() < width // 4
+    )
     return x * (~inside).unsqueeze(1)
 
 
@@ -157,7 +171,7 @@ class AugmentedDiscriminator(torch.nn.Module):
         return self.discriminator(diff_augment(images))
 
 
-def build_models(seed: int) -> tuple[VQGANModel, VQGANDiscriminator]:
+def build_models(seed: int, args) -> tuple[VQGANModel, VQGANDiscriminator]:
     torch.manual_seed(seed)
     model = VQGANModel(
         VQGANConfig(
@@ -171,7 +185,11 @@ def build_models(seed: int) -> tuple[VQGANModel, VQGANDiscriminator]:
             sample_size=64,
         )
     )
-    discriminator = VQGANDiscriminator(VQGANDiscriminatorConfig(base_channels=32, num_layers=2, norm_num_groups=8))
+    discriminator = VQGANDiscriminator(
+        VQGANDiscriminatorConfig(
+            base_channels=args.disc_channels, num_layers=args.disc_layers, norm_type=args.disc_norm, norm_num_groups=8
+        )
+    )
     return model, discriminator
 
 
@@ -210,6 +228,7 @@ def make_loss(args, use_gan: bool, perceptual: torch.nn.Module) -> VQGANLoss:
         disc_ramp_steps=args.disc_ramp_steps,
         adaptive_weight_max=args.adaptive_weight_max,
         lecam_weight=args.lecam_weight if use_gan else 0.0,
+        r1_weight=args.r1_weight if use_gan else 0.0,
     )
     return VQGANLoss(config, perceptual=perceptual)
 
@@ -267,7 +286,7 @@ def train_steps(
 
 
 def fresh_state(args) -> dict:
-    model, discriminator = build_models(args.seed)
+    model, discriminator = build_models(args.seed, args)
     if args.diff_augment:
         discriminator = AugmentedDiscriminator(discriminator)
     state = {}
@@ -335,8 +354,95 @@ def run(args, batches, eval_set, metrics) -> dict:
     return results
 
 
-def markdown(args, argv: list[str], results: dict[str, dict]) -> str:
+def tail_mean(history: list[dict], key: str, tail: int) -> float:
+    return sum(row[key] for row in history[-tail:]) / tail
+
+
+def seed_section(args, seed: int, results: dict[str, dict]) -> list[str]:
     shared, off, on = results["shared"]["history"], results["off"]["history"], results["on"]["history"]
+    lines = [
+        "| step | LPIPS-Alex no GAN | LPIPS-Alex GAN | LPIPS-VGG no GAN | LPIPS-VGG GAN | PSNR no GAN | PSNR GAN "
+        "| detail no GAN | detail GAN |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in shared:
+        lines.append(
+            f"| {row['step']} (shared) | {row['lpips']:.4f} | = | {row['lpips_vgg']:.4f} | = | {row['psnr']:.2f} | = "
+            f"| {row['detail']:.3f} | = |"
+        )
+    for a, b in zip(off, on):
+        lines.append(
+            f"| {a['step']} | {a['lpips']:.4f} | {b['lpips']:.4f} | {a['lpips_vgg']:.4f} | {b['lpips_vgg']:.4f} "
+            f"| {a['psnr']:.2f} | {b['psnr']:.2f} | {a['detail']:.3f} | {b['detail']:.3f} |"
+        )
+    a, b = off[-1], on[-1]
+    tail = min(3, len(off))
+    arms = "side by side, one thread each" if args.jobs == 2 else "one after the other"
+    verdict = "sharper (lower LPIPS) with the GAN" if b["lpips"] < a["lpips"] else "NOT sharper with the GAN"
+    return [
+        *lines,
+        "",
+        f"Seed {seed}, at step {b['step']}: LPIPS-Alex GAN / no GAN = {b['lpips'] / a['lpips']:.3f}, LPIPS-VGG GAN / "
+        f"no GAN = {b['lpips_vgg'] / a['lpips_vgg']:.3f} ({verdict}); PSNR {b['psnr'] - a['psnr']:+.2f} dB with the "
+        "GAN. No NaN or inf in either run (the script stops on one).",
+        "",
+        f"Mean of the last {tail} evaluations (steps {off[-tail]['step']}–{a['step']}): LPIPS-Alex GAN / no GAN = "
+        f"{tail_mean(on, 'lpips', tail) / tail_mean(off, 'lpips', tail):.3f}, LPIPS-VGG GAN / no GAN = "
+        f"{tail_mean(on, 'lpips_vgg', tail) / tail_mean(off, 'lpips_vgg', tail):.3f}, PSNR "
+        f"{tail_mean(on, 'psnr', tail) - tail_mean(off, 'psnr', tail):+.2f} dB, detail "
+        f"{tail_mean(off, 'detail', tail):.2f} without the GAN and {tail_mean(on, 'detail', tail):.2f} with it.",
+        "",
+        f"Time (wall / CPU of that process; the arms ran {arms}): "
+        f"shared prefix {results['shared']['wall']:.0f} s / {results['shared']['cpu']:.0f} s; "
+        f"no-GAN arm {results['off']['wall']:.0f} s / {results['off']['cpu']:.0f} s; GAN arm "
+        f"{results['on']['wall']:.0f} s / {results['on']['cpu']:.0f} s.",
+        "",
+    ]
+
+
+def paired_summary(results_by_seed: dict[int, dict]) -> list[str]:
+    """Per-seed tail-mean ratios and a paired t-test on their logs: is the GAN arm's LPIPS below the no-GAN arm's
+    by more than the seed-to-seed spread of the difference?"""
+    from scipy import stats
+
+    lines = [
+        "| seed | LPIPS-Alex GAN / no GAN | LPIPS-VGG GAN / no GAN | PSNR GAN − no GAN | detail no GAN | detail GAN |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    log_ratios: dict[str, list[float]] = {"lpips": [], "lpips_vgg": []}
+    for seed, results in results_by_seed.items():
+        off, on = results["off"]["history"], results["on"]["history"]
+        tail = min(3, len(off))
+        ratios = {key: tail_mean(on, key, tail) / tail_mean(off, key, tail) for key in log_ratios}
+        for key, ratio in ratios.items():
+            log_ratios[key].append(float(np.log(ratio)))
+        lines.append(
+            f"| {seed} | {ratios['lpips']:.3f} | {ratios['lpips_vgg']:.3f} | "
+            f"{tail_mean(on, 'psnr', tail) - tail_mean(off, 'psnr', tail):+.2f} dB | "
+            f"{tail_mean(off, 'detail', tail):.2f} | {tail_mean(on, 'detail', tail):.2f} |"
+        )
+    lines.append("")
+    count = len(results_by_seed)
+    for key, name in (("lpips", "LPIPS-Alex"), ("lpips_vgg", "LPIPS-VGG")):
+        values = np.array(log_ratios[key])
+        mean, spread = values.mean(), values.std(ddof=1)
+        half = stats.t.ppf(0.975, count - 1) * spread / np.sqrt(count)
+        low, high = np.exp(mean - half), np.exp(mean + half)
+        p_value = stats.ttest_1samp(values, 0.0).pvalue
+        if high < 1:
+            verdict = "sharper with the GAN"
+        elif low > 1:
+            verdict = "worse with the GAN"
+        else:
+            verdict = "no difference resolved"
+        lines.append(
+            f"- {name}, GAN / no GAN over {count} seeds (geometric mean of the tail-mean ratios): "
+            f"**{np.exp(mean):.3f}**, 95% interval {low:.3f}–{high:.3f}, paired t-test p = {p_value:.3f}: {verdict}."
+        )
+    return [*lines, ""]
+
+
+def markdown(args, argv: list[str], results_by_seed: dict[int, dict]) -> str:
     first_d = args.disc_start - args.disc_pretrain_steps
     lines = [
         "# GAN ablation: VQ-GAN with and without its discriminator, at equal steps",
@@ -356,15 +462,14 @@ def markdown(args, argv: list[str], results: dict[str, dict]) -> str:
         "16-d codes, `RECOMMENDED_QUANTIZER_FIELDS`: k-means init + dead-code restart) at "
         f"{args.resolution}px; batch {args.batch_size}; Adam betas (0.5, 0.9), lr {args.learning_rate} "
         f"(discriminator: {args.disc_learning_rate or args.learning_rate}).",
-        "- Data: random square crops (with flips) of the built-in training photos, drawn once from a fixed seed, so "
-        "both arms see the same batches.",
+        "- Data: random square crops (with flips) of the built-in training photos, drawn once per seed, so both arms "
+        "see the same batches.",
         f"- Objective of both arms: L1 + {args.perceptual_net} LPIPS + codebook/commitment. The GAN arm adds a "
-        "`VQGANDiscriminator` (base_channels 32, 2 layers, GroupNorm"
+        f"`VQGANDiscriminator` (base_channels {args.disc_channels}, {args.disc_layers} layers, {args.disc_norm} norm"
         + ("; DiffAugment colour + translation + cutout on all its inputs" if args.diff_augment else "")
-        + ") with the hinge loss: the discriminator "
-        f"trains on reconstructions from step {first_d}, and the generator's GAN term (adaptive weight × "
-        f"{args.disc_weight}, clamped at {args.adaptive_weight_max:g}; LeCam weight {args.lecam_weight:g}) ramps in "
-        "linearly over steps "
+        + f") with the hinge loss (R1 weight {args.r1_weight:g}, LeCam weight {args.lecam_weight:g}): the "
+        f"discriminator trains on reconstructions from step {first_d}, and the generator's GAN term (adaptive "
+        f"weight × {args.disc_weight}, clamped at {args.adaptive_weight_max:g}) ramps in linearly over steps "
         f"{args.disc_start}–{args.disc_start + args.disc_ramp_steps}.",
         f"- Up to step {args.disc_start} the two arms are the same run (the GAN term is 0 and the discriminator's "
         "pre-training changes no autoencoder weight), so that prefix runs once and both arms continue from its "
@@ -379,47 +484,11 @@ def markdown(args, argv: list[str], results: dict[str, dict]) -> str:
             else "Evaluated on the raw generator weights."
         ),
         "",
-        "## Results",
-        "",
-        "| step | LPIPS-Alex no GAN | LPIPS-Alex GAN | LPIPS-VGG no GAN | LPIPS-VGG GAN | PSNR no GAN | PSNR GAN "
-        "| detail no GAN | detail GAN |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for row in shared:
-        lines.append(
-            f"| {row['step']} (shared) | {row['lpips']:.4f} | = | {row['lpips_vgg']:.4f} | = | {row['psnr']:.2f} | = "
-            f"| {row['detail']:.3f} | = |"
-        )
-    for a, b in zip(off, on):
-        lines.append(
-            f"| {a['step']} | {a['lpips']:.4f} | {b['lpips']:.4f} | {a['lpips_vgg']:.4f} | {b['lpips_vgg']:.4f} "
-            f"| {a['psnr']:.2f} | {b['psnr']:.2f} | {a['detail']:.3f} | {b['detail']:.3f} |"
-        )
-    a, b = off[-1], on[-1]
-    tail = min(3, len(off))
-
-    def tail_mean(history: list[dict], key: str) -> float:
-        return sum(row[key] for row in history[-tail:]) / tail
-
-    arms = "side by side, one thread each" if args.jobs == 2 else "one after the other"
-    verdict = "sharper (lower LPIPS) with the GAN" if b["lpips"] < a["lpips"] else "NOT sharper with the GAN"
-    lines += [
-        "",
-        f"At step {b['step']}: LPIPS-Alex GAN / no GAN = {b['lpips'] / a['lpips']:.3f}, LPIPS-VGG GAN / no GAN = "
-        f"{b['lpips_vgg'] / a['lpips_vgg']:.3f} ({verdict}); PSNR {b['psnr'] - a['psnr']:+.2f} dB with the GAN. "
-        "No NaN or inf in either run (the script stops on one).",
-        "",
-        f"Mean of the last {tail} evaluations (steps {off[-tail]['step']}–{a['step']}): LPIPS-Alex GAN / no GAN = "
-        f"{tail_mean(on, 'lpips') / tail_mean(off, 'lpips'):.3f}, LPIPS-VGG GAN / no GAN = "
-        f"{tail_mean(on, 'lpips_vgg') / tail_mean(off, 'lpips_vgg'):.3f}, PSNR "
-        f"{tail_mean(on, 'psnr') - tail_mean(off, 'psnr'):+.2f} dB.",
-        "",
-        f"Time (wall / CPU of that process; the arms ran {arms}): "
-        f"shared prefix {results['shared']['wall']:.0f} s / {results['shared']['cpu']:.0f} s; "
-        f"no-GAN arm {results['off']['wall']:.0f} s / {results['off']['cpu']:.0f} s; GAN arm "
-        f"{results['on']['wall']:.0f} s / {results['on']['cpu']:.0f} s.",
-        "",
-    ]
+    if len(results_by_seed) > 1:
+        lines += ["## Across seeds", "", *paired_summary(results_by_seed)]
+    for seed, results in results_by_seed.items():
+        lines += [f"## Results, seed {seed}", "", *seed_section(args, seed, results)]
     return "\n".join(lines)
 
 
@@ -428,12 +497,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.disc_pretrain_steps > args.disc_start:
         raise SystemExit("--disc-pretrain-steps must not exceed --disc-start")
+    if len(set(args.seeds)) != len(args.seeds):
+        raise SystemExit(f"--seeds must be distinct, got {args.seeds}")
     metrics = {net: load_lpips(net) for net in ("alexnet", "vgg16")}  # converts the weights once, before any worker
-    batches = train_batches(args.steps, args.batch_size, args.resolution, args.seed)
     eval_set = eval_images(args.resolution)
-    results = run(args, batches, eval_set, metrics)
+    results_by_seed = {}
+    for seed in args.seeds:
+        seed_args = argparse.Namespace(**{**vars(args), "seed": seed})
+        batches = train_batches(args.steps, args.batch_size, args.resolution, seed)
+        results_by_seed[seed] = run(seed_args, batches, eval_set, metrics)
     shown = [a for i, a in enumerate(argv) if a != "--output" and (i == 0 or argv[i - 1] != "--output")]
-    report = markdown(args, [*shown, "--output", str(args.output)] if args.output else shown, results)
+    report = markdown(args, [*shown, "--output", str(args.output)] if args.output else shown, results_by_seed)
     print(report)
     if args.output is not None:
         args.output.parent.mkdir(parents=True, exist_ok=True)
