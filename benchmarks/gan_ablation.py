@@ -45,6 +45,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--resolution", type=int, default=64)
+    parser.add_argument(
+        "--downsample-factor",
+        type=int,
+        default=4,
+        choices=[4, 8, 16],
+        help="Image side over token-grid side: 8 and 16 add 64-wide levels (published VQ-GANs use 16 at 256 px).",
+    )
     parser.add_argument("--learning-rate", type=float, default=4e-4)
     parser.add_argument("--disc-start", type=int, default=200, help="First step with the generator's GAN term.")
     parser.add_argument("--disc-pretrain-steps", type=int, default=50)
@@ -171,13 +178,19 @@ class AugmentedDiscriminator(torch.nn.Module):
         return self.discriminator(diff_augment(images))
 
 
+def model_widths(downsample_factor: int) -> list[int]:
+    """block_out_channels: [16, 32, 64] is f=4; each further halving adds a 64-wide level."""
+    return [16, 32, 64] + [64] * (downsample_factor.bit_length() - 3)
+
+
 def build_models(seed: int, args) -> tuple[VQGANModel, VQGANDiscriminator]:
     torch.manual_seed(seed)
+    widths = model_widths(args.downsample_factor)
     model = VQGANModel(
         VQGANConfig(
             **RECOMMENDED_QUANTIZER_FIELDS,  # k-means init + dead-code restart: plain VQ collapses to ~5 codes here
-            block_out_channels=[16, 32, 64],
-            down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D", "AttnDownEncoderBlock2D"],
+            block_out_channels=widths,
+            down_block_types=["DownEncoderBlock2D"] * (len(widths) - 1) + ["AttnDownEncoderBlock2D"],
             layers_per_block=1,
             latent_channels=16,
             num_vq_embeddings=256,
@@ -458,7 +471,8 @@ def markdown(args, argv: list[str], results_by_seed: dict[int, dict]) -> str:
         "",
         "## Set-up",
         "",
-        f"- Model: a tiny `VQGANModel` (block_out_channels [16, 32, 64], attention at the lowest level, f=4, K=256, "
+        f"- Model: a tiny `VQGANModel` (block_out_channels {model_widths(args.downsample_factor)}, attention at the "
+        f"lowest level, f={args.downsample_factor}, K=256, "
         "16-d codes, `RECOMMENDED_QUANTIZER_FIELDS`: k-means init + dead-code restart) at "
         f"{args.resolution}px; batch {args.batch_size}; Adam betas (0.5, 0.9), lr {args.learning_rate} "
         f"(discriminator: {args.disc_learning_rate or args.learning_rate}).",
