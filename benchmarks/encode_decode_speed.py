@@ -14,7 +14,6 @@ import contextlib
 import sys
 
 import torch
-
 from common import (
     TAMING_F16_16384,
     PeakMemory,

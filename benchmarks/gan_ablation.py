@@ -4,7 +4,8 @@ Two runs of the same tiny `VQGANModel` on the built-in training photos, on CPU, 
 batches, optimiser, L1 + LPIPS reconstruction objective) except that one turns on the PatchGAN discriminator with
 hf-vq's schedule: the discriminator trains on reconstructions from `disc_start - disc_pretrain_steps`, and the
 generator's GAN weight ramps in linearly over `disc_ramp_steps`. Both are evaluated on the held-out built-in eval
-photos (never trained on) with AlexNet-LPIPS, VGG16-LPIPS (a network neither arm trains against) and PSNR.
+photos (never trained on) with AlexNet-LPIPS, VGG16-LPIPS (a network neither arm trains against) and PSNR, measured
+by `hf_vq.evaluation.measure_reconstructions` (`hf-vq evaluate`'s measurement: 8-bit images).
 
     OMP_NUM_THREADS=1 python benchmarks/gan_ablation.py --output benchmarks/results/gan_ablation.md
 
@@ -36,11 +37,12 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from hf_vq.data import builtin_eval_crops, builtin_photo_paths, from_uint8, prepare_image, to_tensor
+from hf_vq.evaluation import measure_reconstructions
+from hf_vq.losses import VQGANLoss, VQGANLossConfig
 from hf_vq.modeling import VQGANConfig, VQGANModel
 from hf_vq.modeling.configuration_discriminator import VQGANDiscriminatorConfig
 from hf_vq.modeling.configuration_utils import RECOMMENDED_QUANTIZER_FIELDS
-from hf_vq.modeling.losses import VQGANLoss, VQGANLossConfig
-from hf_vq.modeling.lpips import load_lpips
 from hf_vq.modeling.modeling_discriminator import VQGANDiscriminator
 
 
@@ -102,15 +104,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def photos(split: str) -> list[Image.Image]:
-    """The built-in photos of `hf_vq.training.data` (split by photo: eval photos are never trained on)."""
-    from hf_vq.training.data import builtin_photo_paths
-
+    """The built-in photos of `hf_vq.data` (split by photo: eval photos are never trained on)."""
     return [Image.open(path).convert("RGB") for path in builtin_photo_paths(split)]
 
 
-def to_tensor(image: Image.Image, resolution: int) -> torch.Tensor:
-    image = image.resize((resolution, resolution), Image.Resampling.BICUBIC)
-    return torch.from_numpy(np.array(image)).permute(2, 0, 1).float() / 127.5 - 1.0
+def resized_tensor(image: Image.Image, resolution: int) -> torch.Tensor:
+    """A square crop -> `(3, R, R)` in [-1, 1]."""
+    return to_tensor(image.resize((resolution, resolution), Image.Resampling.BICUBIC))
 
 
 def train_batches(steps: int, batch_size: int, resolution: int, seed: int) -> torch.Tensor:
@@ -128,16 +128,15 @@ def train_batches(steps: int, batch_size: int, resolution: int, seed: int) -> to
         photo = sources[int(rng.integers(len(sources)))]
         side = int(rng.integers(2 * resolution, min(photo.size) + 1))
         left, top = int(rng.integers(photo.width - side + 1)), int(rng.integers(photo.height - side + 1))
-        crop = to_tensor(photo.crop((left, top, left + side, top + side)), resolution)
+        crop = resized_tensor(photo.crop((left, top, left + side, top + side)), resolution)
         crops.append(crop.flip(-1) if rng.random() < 0.5 else crop)
     return torch.stack(crops).view(steps, batch_size, 3, resolution, resolution)
 
 
 def eval_images(resolution: int) -> torch.Tensor:
-    """The 15 fixed held-out views of `hf_vq.training.data.builtin_eval_crops` (3 photos: whole + 4 quarters)."""
-    from hf_vq.training.data import builtin_eval_crops
-
-    return torch.stack([to_tensor(view, resolution) for view in builtin_eval_crops()])
+    """The 15 fixed held-out views of `hf_vq.data.builtin_eval_crops` (3 photos: whole + 4 quarters), prepared as
+    `hf-vq evaluate --dataset builtin` prepares them: `uint8` `(15, 3, R, R)`."""
+    return torch.stack([prepare_image(view, resolution) for view in builtin_eval_crops()])
 
 
 # --- model and loop ----------------------------------------------------------------------------------------
@@ -223,18 +222,22 @@ def high_frequency_ratio(reconstruction: torch.Tensor, images: torch.Tensor) -> 
     return (energy(reconstruction) / energy(images)).item()
 
 
-@torch.no_grad()
 def evaluate(model: VQGANModel, images: torch.Tensor, metrics: dict[str, torch.nn.Module]) -> dict[str, float]:
-    model.eval()
-    reconstruction = model(images).reconstruction.clamp(-1, 1)
-    model.train()
-    mse = ((reconstruction - images) / 2).pow(2).flatten(1).mean(1)  # in [0, 1] units
+    """`hf-vq evaluate`'s measurement (8-bit reconstructions; PSNR as the mean of per-image values) of `uint8`
+    `images`, with both LPIPS networks, plus the detail ratio and L1 of the 8-bit reconstructions."""
+    measured = measure_reconstructions(
+        model,
+        images.split(16),
+        perceptual={"lpips": metrics["alexnet"], "lpips_vgg": metrics["vgg16"]},
+        keep_images=None,
+    )
+    real, fake = from_uint8(measured.inputs), from_uint8(measured.reconstructions)  # [-1, 1]
     return {
-        "detail": high_frequency_ratio(reconstruction, images),
-        "lpips": metrics["alexnet"](reconstruction, images).mean().item(),
-        "lpips_vgg": metrics["vgg16"](reconstruction, images).mean().item(),
-        "psnr": (10 * torch.log10(1.0 / mse)).mean().item(),
-        "l1": F.l1_loss(reconstruction, images).item(),
+        "detail": high_frequency_ratio(fake, real),
+        "lpips": measured.metrics["lpips"],
+        "lpips_vgg": measured.metrics["lpips_vgg"],
+        "psnr": measured.metrics["psnr"],
+        "l1": F.l1_loss(fake, real).item(),
     }
 
 
@@ -325,6 +328,8 @@ def fresh_state(args) -> dict:
 
 def run_arm(args, use_gan: bool, snapshot: dict, batches: torch.Tensor, eval_set: torch.Tensor, threads: int) -> dict:
     """One arm from the shared snapshot to `args.steps`. Runs in a worker process when `--jobs 2`."""
+    from hf_vq.losses.lpips import load_lpips
+
     torch.set_num_threads(threads)
     metrics = {net: load_lpips(net) for net in ("alexnet", "vgg16")}
     clock = time.perf_counter(), time.process_time()
@@ -496,7 +501,8 @@ def markdown(args, argv: list[str], results_by_seed: dict[int, dict]) -> str:
         f"snapshot to step {args.steps}.",
         "- Eval: the 15 held-out views of the built-in eval photos (chelsea, rocket, flower; the whole photo and "
         "its four quarters), never trained on. LPIPS AlexNet (the metric asked for) and LPIPS VGG16 (a network "
-        "neither arm trains against): lower is better. PSNR in dB on [0, 1] pixels: higher is better. Detail: the "
+        "neither arm trains against): lower is better. PSNR in dB: higher is better. All on 8-bit reconstructions, "
+        "measured as `hf-vq evaluate` measures (`hf_vq.evaluation.measure_reconstructions`). Detail: the "
         "Laplacian energy of the reconstructions over the photos' (below 1: blurrier than the photos). "
         + (
             f"Evaluated on an EMA of the generator (decay {args.ema_decay}), the weights `hf-vq train --use-ema` saves."
@@ -519,6 +525,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("--disc-pretrain-steps must not exceed --disc-start")
     if len(set(args.seeds)) != len(args.seeds):
         raise SystemExit(f"--seeds must be distinct, got {args.seeds}")
+    from hf_vq.losses.lpips import load_lpips
+
     metrics = {net: load_lpips(net) for net in ("alexnet", "vgg16")}  # converts the weights once, before any worker
     eval_set = eval_images(args.resolution)
     results_by_seed = {}

@@ -3,9 +3,11 @@
 Every candidate gets the same model, data, seed, optimizer and number of steps; only the quantizer fields of the
 config differ. Reported per candidate: PSNR on held-out photos (crops of photos never trained on), the code usage
 over the last `codebook_usage_window` training steps (the model's `running_usage`), the fraction of codes and the
-perplexity over all held-out tokens, dead codes at the end, and seconds per step on this machine.
+perplexity over all held-out tokens, dead codes at the end, and seconds per step on this machine. The held-out
+numbers are `hf-vq evaluate`'s measurement (`hf_vq.evaluation.measure_reconstructions`: 8-bit images, each
+residual stage's codes counted against its own codebook).
 
-Data: the RGB photos that ship with scikit-image (the same split as `hf_vq.training.data`'s built-in photos:
+Data: the RGB photos that ship with scikit-image (the same split as `hf_vq.data`'s built-in photos:
 train on astronaut, coffee, hubble_deep_field, ihc, motorcycle (left), retina; evaluate on chelsea and rocket),
 as random square crops at two zooms, resized to `--resolution`.
 
@@ -26,6 +28,8 @@ import torch.nn.functional as F
 from skimage import data as skdata
 
 from hf_vq import VQGANConfig, VQGANModel
+from hf_vq.data import to_uint8
+from hf_vq.evaluation import measure_reconstructions
 
 TRAIN_PHOTOS = ("astronaut", "coffee", "hubble_deep_field", "immunohistochemistry", "stereo_motorcycle", "retina")
 EVAL_PHOTOS = ("chelsea", "rocket")
@@ -64,12 +68,6 @@ def photo_crops(names: tuple[str, ...], count: int, resolution: int, seed: int) 
     return torch.stack(crops) / 127.5 - 1
 
 
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    """PSNR in dB of images in [-1, 1] (peak-to-peak 2), averaged over images."""
-    mse = ((a.clamp(-1, 1) - b) ** 2).flatten(1).mean(1)
-    return float((10 * torch.log10(4.0 / mse.clamp_min(1e-10))).mean())
-
-
 def run_candidate(name: str, fields: dict, args, train: torch.Tensor, held_out: torch.Tensor) -> dict:
     torch.manual_seed(args.seed)
     config = VQGANConfig(
@@ -96,24 +94,15 @@ def run_candidate(name: str, fields: dict, args, train: torch.Tensor, held_out: 
         output.loss.backward()
         optimizer.step()
     seconds = (time.perf_counter() - start) / args.steps
-    model.eval()
-    reconstructions, indices = [], []
-    with torch.no_grad():
-        for chunk in held_out.split(64):
-            encoded = model.encode(chunk)
-            reconstructions.append(model.decode(encoded.quantized, force_not_quantize=True).sample)
-            indices.append(encoded.indices.reshape(-1))
-    ids = torch.cat(indices)
-    counts = torch.bincount(ids, minlength=16384).float()
-    probs = counts / counts.sum()
+    measured = measure_reconstructions(model, to_uint8(held_out).split(64)).metrics
     return {
         "name": name,
-        "psnr": psnr(torch.cat(reconstructions), held_out),
+        "psnr": measured["psnr"],
         "running_usage": float(output.running_usage),
         "dead_codes": int(output.dead_codes),
-        "eval_usage": float((counts > 0).float().mean()),
-        "eval_perplexity": float(torch.exp(-(probs * probs.clamp_min(1e-12).log()).sum())),
-        "eval_tokens": ids.numel(),
+        "eval_usage": measured["codebook_usage"],
+        "eval_perplexity": measured["perplexity"],
+        "eval_tokens": measured["tokens"],
         "seconds_per_step": seconds,
     }
 

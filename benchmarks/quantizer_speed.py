@@ -13,8 +13,17 @@ from __future__ import annotations
 import sys
 
 import torch
-
-from common import PeakMemory, base_parser, emit, environment, format_table, pick_device, report_worker, run_cases, time_it
+from common import (
+    PeakMemory,
+    base_parser,
+    emit,
+    environment,
+    format_table,
+    pick_device,
+    report_worker,
+    run_cases,
+    time_it,
+)
 
 CASES = ["ours", "cdist+argmin", "vector-quantize-pytorch"]
 

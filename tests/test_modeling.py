@@ -10,7 +10,7 @@ from transformers import AutoConfig, AutoModel
 
 from hf_vq import VQGANConfig, VQGANModel, VQModelOutput, VQVAEConfig, VQVAEModel
 
-from tiny import tiny_vqgan_config
+from helpers import tiny_vqgan_config
 
 
 def photo_batch(size: int = 32, channels: int = 3, batch: int = 2) -> torch.Tensor:
@@ -213,6 +213,27 @@ def test_decode_with_lookup_from_codebook():
             indices.reshape(batch, -1), force_not_quantize=True, shape=(batch, height, width, model.config.vq_embed_dim)
         ).sample
     assert torch.equal(images, model.decode_indices(indices))
+
+
+def test_decode_of_quantized_latents_works_for_every_model(tester):
+    """Regression: `VQVAEModel.decode(q, force_not_quantize=True)` raised AttributeError (`lookup_from_codebook` was a
+    VQ-GAN-only field read by the shared base class)."""
+    model = tester.model_class(tester.config()).eval()
+    with torch.no_grad():
+        encoded = model.encode(photo_batch())
+        decoded = model.decode(encoded.quantized, force_not_quantize=True).sample
+    assert torch.equal(decoded, model.decode_indices(encoded.indices))
+
+
+def test_models_describe_their_token_layout(tester):
+    model = tester.model_class(tester.config()).eval()
+    layout = model.token_layout
+    assert layout.num_levels == 1 and layout.levels[0].codebook_size == model.config.num_vq_embeddings
+    with torch.no_grad():
+        indices = model.encode_to_indices(photo_batch())
+    assert tuple(indices.shape[1:]) == layout.token_shapes(32, 32)[0]
+    counts = layout.count_codes(indices)
+    assert len(counts) == 1 and int(counts[0].sum()) == indices.numel()
 
 
 def test_gradient_checkpointing_gives_the_same_gradients(tester):

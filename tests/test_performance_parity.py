@@ -21,9 +21,9 @@ import torch.nn.functional as F
 from hf_vq.modeling import VQGANConfig, VQGANModel, code_search
 from hf_vq.modeling.code_search import nearest_code
 from hf_vq.modeling.layers import AttentionBlock, ResnetBlock
-from hf_vq.modeling.tiling import tile_starts, tiled_decode_codes, tiled_decode_indices, tiled_encode
+from hf_vq.modeling.tiling import tile_starts
 
-from tiny import TINY_VQGAN as TINY
+from helpers import TINY_VQGAN as TINY
 
 ATOL = 1e-5
 
@@ -104,6 +104,7 @@ COMPILE_CASES = {
 }  # fmt: skip
 
 
+@pytest.mark.slow  # torch.compile: 8-11 s a case on 2 cores
 @pytest.mark.parametrize("name", COMPILE_CASES)
 def test_compiles_as_one_graph_and_trains_as_eager(name):
     """`torch.compile(fullgraph=True)` traces the whole training forward (an error on any graph break) and three
@@ -191,6 +192,7 @@ PEAK_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # a peak-memory subprocess per configuration: ~30 s
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the resident-set high-water mark from /proc")
 def test_gradient_checkpointing_cuts_step_peak_memory():
     """Peak memory of one forward+backward (resident-set high-water mark above the idle process, in a fresh
@@ -224,9 +226,9 @@ def test_tiling_is_exact_when_the_image_fits_one_tile():
     model = tiny_model().eval()
     pixel_values = photo(32)
     with torch.no_grad():
-        plain, tiled = model.encode(pixel_values), tiled_encode(model, pixel_values)
+        plain, tiled = model.encode(pixel_values), model.tiled_encode(pixel_values)
         torch.testing.assert_close(tiled.latents, plain.latents, atol=0, rtol=0)
-        torch.testing.assert_close(tiled_decode_indices(model, plain.indices), model.decode_indices(plain.indices))
+        torch.testing.assert_close(model.tiled_decode_indices(plain.indices), model.decode_indices(plain.indices))
 
 
 def _column_jumps(image: torch.Tensor, columns: list[int]) -> float:
@@ -237,12 +239,12 @@ def test_tiled_decode_leaves_no_seam_on_a_photo():
     model = tiny_model(mid_block_add_attention=False).eval()
     pixel_values = photo(128)
     with torch.no_grad():
-        encoded = tiled_encode(model, pixel_values, tile_sample_size=64)
+        encoded = model.tiled_encode(pixel_values, tile_sample_size=64)
         assert encoded.indices.shape == (1, 64, 64)
         codes = model.quantize.indices_to_codes(encoded.indices)
         full = model.decode(codes, force_not_quantize=True).sample
-        blended = tiled_decode_codes(model, codes, tile_sample_size=64, overlap=0.25)
-        hard_cut = tiled_decode_codes(model, codes, tile_sample_size=64, overlap=0.0)
+        blended = model.tiled_decode(codes, tile_sample_size=64, overlap=0.25)
+        hard_cut = model.tiled_decode(codes, tile_sample_size=64, overlap=0.0)
     assert blended.shape == full.shape == (1, 3, 128, 128)
     # Columns where a tile begins or ends, compared with the same columns of the untiled image (the decoder's
     # nearest upsampling makes column-to-column change periodic, so only the same columns compare).

@@ -7,11 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 SCRIPT = Path(__file__).parent / "scripts" / "ema_sync.py"
 
 
+@pytest.mark.slow  # two torch.distributed processes: ~16 s
 def test_two_processes_end_with_identical_codebooks(tmp_path):
     env = dict(os.environ, ACCELERATE_USE_CPU="1", OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
     command = [

@@ -20,7 +20,7 @@ from hf_vq.modeling.quantizer_residual import ResidualVectorQuantizer
 from hf_vq.modeling.quantizer_vq import rotate_onto
 from hf_vq.modeling.quantizers import build_quantizer
 
-from tiny import tiny_vqgan_config
+from helpers import tiny_vqgan_config
 
 
 def photo_batch(size: int = 32, batch: int = 2) -> torch.Tensor:
@@ -69,7 +69,7 @@ OPTIONS = {
 
 
 def quantizer_for(options: dict, **overrides):
-    return build_quantizer(tiny_vqgan(**{**options, **overrides}))
+    return build_quantizer(**tiny_vqgan(**{**options, **overrides}).quantizer_kwargs())
 
 
 def init_quantizer(quantizer):
@@ -368,7 +368,7 @@ def test_fsq_and_lfq_grids_give_every_id_its_own_code():
     with torch.no_grad():  # wide random latents reach every grid point
         hit = fsq.eval()(3 * torch.randn(1, 3, 4000, 1), return_dict=True).indices
     assert torch.equal(torch.unique(hit), torch.arange(60))
-    lfq = init_quantizer(LookupFreeQuantizer(num_embeddings=16, embed_dim=4))
+    lfq = init_quantizer(LookupFreeQuantizer(codebook_size=16, embed_dim=4))
     ids = torch.arange(16).view(1, 16, 1)
     codes = lfq.indices_to_codes(ids)
     with torch.no_grad():
@@ -380,7 +380,7 @@ def test_residual_stages_reduce_the_error():
     errors = []
     for depth in (1, 2, 4):
         quantizer = init_quantizer(
-            ResidualVectorQuantizer(num_quantizers=depth, num_embeddings=16, embed_dim=4, kmeans_init=True)
+            ResidualVectorQuantizer(num_quantizers=depth, codebook_size=16, embed_dim=4, kmeans_init=True)
         ).train()
         with torch.no_grad():
             quantizer(latents)

@@ -14,7 +14,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from test_training_loop import TINY_DISCRIMINATOR, TINY_MODEL
+from helpers import TINY_DISCRIMINATOR
+from helpers import TINY_VQGAN as TINY_MODEL
 
 pytestmark = pytest.mark.slow
 REPO_ROOT = str(Path(__file__).resolve().parents[1])
@@ -108,8 +109,9 @@ DISTRIBUTED_SCRIPT = textwrap.dedent(
     import torch
     from accelerate.utils import gather_object
     from hf_vq.training import parse_args
-    from hf_vq.training.data import build_train_dataloader, build_train_stream
-    from hf_vq.training.train import build_accelerator, main
+    from hf_vq.data import build_train_dataloader, build_train_stream
+    from hf_vq.training.loop import build_accelerator
+    from hf_vq.training.tokenizer import main
 
     data, out = sys.argv[1], sys.argv[2]
     args = parse_args(["--dataset-name", data, "--output-dir", out + "/probe", "--report-to", "none"])

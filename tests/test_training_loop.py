@@ -4,14 +4,14 @@ import json
 
 import pytest
 import torch
+from torch import nn
 
 from hf_vq.training import parse_args, train
-from hf_vq.training.train import build_models, build_objective, build_optimizers, optimizer_step, train_step
+from hf_vq.training.loop import Task, TaskStep, build_optimizers, optimizer_step, train_step
+from hf_vq.training.tokenizer import TokenizerTask
 
-from test_data import write_mixed_folder
-from tiny import TINY_VQGAN as TINY_MODEL
-
-TINY_DISCRIMINATOR = {"base_channels": 8, "num_layers": 2, "norm_num_groups": 4}
+from helpers import TINY_DISCRIMINATOR, write_mixed_folder
+from helpers import TINY_VQGAN as TINY_MODEL
 
 
 def tiny_flags(output_dir, *extra):
@@ -38,27 +38,30 @@ def test_a_non_finite_batch_leaves_every_weight_unchanged(tmp_path):
 
     args = parse_args(tiny_flags(tmp_path, "--discriminator-start", "0", "--lr-warmup-steps", "0"))
     accelerator = Accelerator(cpu=True)
-    model, discriminator = build_models(args)
-    objective = build_objective(args, model, max_train_steps=10)
-    optimizers, schedulers = build_optimizers(args, model, discriminator, 10, 1)
-    model, discriminator, *optimizers = accelerator.prepare(model, discriminator, *optimizers)
+    task = TokenizerTask(args)
+    trainables = task.build_models()
+    task.build_objective(max_train_steps=10, device=accelerator.device)
+    objective = task.objective
+    optimizers, schedulers = build_optimizers(args, trainables, 10, 1)
+    model, discriminator, *optimizers = accelerator.prepare(task.model, task.discriminator, *optimizers)
+    named = {"generator": model, "discriminator": discriminator}
     assert objective.config.trains_discriminator(3) and objective.config.gan_factor(3) > 0  # every term is on
 
     before = snapshot(model, discriminator)
     # Finite inputs whose activations overflow: the loss is NaN/inf, as after a bad batch or a diverged step.
     poisoned = {"pixel_values": torch.full((2, 3, 32, 32), 3e38)}
-    out = train_step(accelerator, model, discriminator, objective, poisoned, step=3)
+    out = train_step(accelerator, task, [model, discriminator], poisoned, step=3)
     assert not out.finite
-    stepped, _ = optimizer_step(accelerator, args, [model, discriminator], optimizers, schedulers, out.finite)
+    stepped, _ = optimizer_step(accelerator, args, named, optimizers, schedulers, out.finite)
     assert not stepped
     for old, new in zip(before, snapshot(model, discriminator)):
         assert [k for k in old if not torch.equal(old[k], new[k])] == []
     assert all(p.grad is None for p in [*model.parameters(), *discriminator.parameters()])
 
     good = {"pixel_values": torch.rand(2, 3, 32, 32) * 2 - 1}
-    out = train_step(accelerator, model, discriminator, objective, good, step=3)
+    out = train_step(accelerator, task, [model, discriminator], good, step=3)
     assert out.finite and {"loss", "gan_loss", "adaptive_weight", "d_loss", "codebook_usage"} <= set(out.logs)
-    stepped, norms = optimizer_step(accelerator, args, [model, discriminator], optimizers, schedulers, out.finite)
+    stepped, norms = optimizer_step(accelerator, args, named, optimizers, schedulers, out.finite)
     assert stepped and norms["generator"] > 0 and norms["discriminator"] > 0
     after = snapshot(model, discriminator)
     for old, new in zip(before, after):
@@ -68,11 +71,12 @@ def test_a_non_finite_batch_leaves_every_weight_unchanged(tmp_path):
 def test_optimizers_use_the_fused_adamw_kernel_and_take_the_same_step(tmp_path):
     """CPU and CUDA get torch's fused AdamW; its update is the per-tensor AdamW's to rounding."""
     args = parse_args(tiny_flags(tmp_path, "--adam-weight-decay", "0.01", "--lr-warmup-steps", "0"))
-    model, discriminator = build_models(args)
+    trainables = TokenizerTask(args).build_models()
+    model = trainables[0].module
     start = [p.detach().clone() for p in model.parameters()]
-    optimizers, _ = build_optimizers(args, model, discriminator, 10, 1, "cpu")
+    optimizers, _ = build_optimizers(args, trainables, 10, 1, "cpu")
     assert [opt.defaults["fused"] for opt in optimizers] == [True, True]
-    assert build_optimizers(args, model, discriminator, 10, 1, "mps")[0][0].defaults["fused"] is None
+    assert build_optimizers(args, trainables, 10, 1, "mps")[0][0].defaults["fused"] is None
 
     twins = [p.clone().requires_grad_(True) for p in start]
     plain = torch.optim.AdamW(twins, **{k: optimizers[0].defaults[k] for k in ("lr", "betas", "eps", "weight_decay")})
@@ -86,6 +90,48 @@ def test_optimizers_use_the_fused_adamw_kernel_and_take_the_same_step(tmp_path):
     for p, q, p0 in zip(model.parameters(), twins, start):
         assert not torch.equal(p, p0)
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+
+
+class RunningMean(nn.Module):
+    """No `quantize`: a linear layer and a buffer that every forward updates, as a norm's running statistics do."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(2, 2)
+        self.register_buffer("running_mean", torch.zeros(2))
+        self.register_buffer("constant", torch.ones(2), persistent=False)  # not state: never copied
+
+    def forward(self, x):
+        with torch.no_grad():
+            self.running_mean.lerp_(x.mean(0), 0.5)
+        return self.linear(x)
+
+
+class RunningMeanTask(Task):
+    def train_step(self, accelerator, models, batch, step):
+        loss = models[0](batch["x"]).pow(2).mean()
+        return TaskStep([loss], {"loss": loss}, examples=batch["x"].shape[0])
+
+
+def test_the_guard_restores_the_buffers_of_any_model_after_a_non_finite_step():
+    from accelerate import Accelerator
+
+    from hf_vq.training.loop import forward_state
+
+    accelerator = Accelerator(cpu=True)
+    model = accelerator.prepare(RunningMean())
+    state = [model.running_mean, model.linear.weight, model.linear.bias]  # the module with state, whole
+    assert [t.data_ptr() for t in forward_state([model])] == [t.data_ptr() for t in state]
+    before = snapshot(model)[0]
+    out = train_step(accelerator, RunningMeanTask(), [model], {"x": torch.full((3, 2), float("inf"))}, step=0)
+    assert not out.finite
+    assert all(torch.equal(before[k], v) for k, v in snapshot(model)[0].items())
+    assert all(p.grad is None for p in model.parameters())
+
+    out = train_step(accelerator, RunningMeanTask(), [model], {"x": torch.ones(3, 2)}, step=0)
+    assert out.finite and out.examples == 3 and float(out.logs["loss"]) > 0
+    assert torch.equal(model.running_mean, torch.full((2,), 0.5))
+    assert all(p.grad is not None for p in model.parameters())
 
 
 @pytest.mark.slow
@@ -167,3 +213,23 @@ def test_vqvae_trains_with_its_own_objective_and_no_discriminator(tmp_path):
     info = json.loads((tmp_path / "card_info.json").read_text())
     assert info["training"]["losses"].startswith("MSE + codebook + commitment")
     assert {"psnr", "ssim", "codebook_usage"} <= set(info["results"]["metrics"])
+
+
+@pytest.mark.slow
+def test_lecam_and_r1_flags_reach_the_objective_and_the_card_has_the_rate_used(tmp_path):
+    from hf_vq.training.tokenizer import build_objective
+
+    flags = tiny_flags(
+        tmp_path, "--lecam-weight", "0.001", "--lecam-ema-decay", "0.9", "--r1-weight", "0.5", "--scale-lr",
+        "--discriminator-start", "0", "--max-train-steps", "2", "--checkpointing-steps", "2", "--eval-steps", "0",
+        "--image-logging-steps", "0", "--lr-warmup-steps", "0",
+    )  # fmt: skip
+    args = parse_args(flags)
+    config = build_objective(args, TokenizerTask(args).build_models()[0].module, max_train_steps=2).config
+    assert (config.lecam_weight, config.lecam_ema_decay, config.r1_weight) == (0.001, 0.9, 0.5)
+    assert train(args) == 0
+    card = json.loads((tmp_path / "card_info.json").read_text())["training"]
+    assert card["learning_rate"] == pytest.approx(4e-4 * 2)  # --scale-lr: per image of the batch of 2
+    assert "0.001·LeCam (decay 0.9)" in card["losses"] and "0.5·R1" in card["losses"]
+    anchors = torch.load(tmp_path / "checkpoint-2" / "custom_checkpoint_1.pkl", weights_only=False)
+    assert int(anchors["num_updates"]) == 2  # the LeCam moving averages are checkpointed with the run

@@ -1,21 +1,37 @@
 """Evaluation of hf-vq tokenizers: reconstruction metrics, rFID/KID with a pinned Inception, code usage.
 
-`evaluate(model, dataset=...)` runs the protocol documented in `hf_vq.evaluation.evaluate`; the metric functions
-and the Inception feature extractor are importable on their own.
+`evaluate(model, dataset=...)` runs the protocol documented in `hf_vq.evaluation.reconstruction`, through
+`measure_reconstructions`, the one measurement that `hf-vq evaluate`, the training monitor and the benchmarks share;
+the metric functions and the Inception feature extractor are importable on their own.
 """
 
-from .evaluate import evaluate, iter_eval_images
 from .fid import InceptionFeatureExtractor, resolve_inception_path
 from .metrics import codebook_statistics, frechet_distance, kernel_inception_distance, psnr, ssim
+from .reconstruction import (
+    DEFAULT_NUM_IMAGES,
+    GRID_FILENAME,
+    GRID_IMAGES,
+    ReconstructionMeasurements,
+    evaluate,
+    iter_eval_images,
+    measure_reconstructions,
+    reconstruct,
+)
 
 __all__ = [
+    "DEFAULT_NUM_IMAGES",
+    "GRID_FILENAME",
+    "GRID_IMAGES",
     "InceptionFeatureExtractor",
+    "ReconstructionMeasurements",
     "codebook_statistics",
     "evaluate",
     "frechet_distance",
     "iter_eval_images",
     "kernel_inception_distance",
+    "measure_reconstructions",
     "psnr",
+    "reconstruct",
     "resolve_inception_path",
     "ssim",
 ]

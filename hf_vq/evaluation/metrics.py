@@ -1,9 +1,10 @@
 """Reconstruction metrics with one stated convention each.
 
-Every function takes 8-bit images (`uint8`, `(B, C, H, W)`), the values a saved PNG holds, so that the numbers
-do not depend on the model's pixel range or on float noise below one grey level. PSNR and SSIM are
-torchmetrics' functional implementations; FID and KID are torchmetrics' metrics fed with our own Inception
-features (see `fid.py`), so only the feature extractor is ours.
+Every image metric takes 8-bit images (`uint8`, `(B, C, H, W)`, see `hf_vq.data.to_uint8`), the values a saved
+PNG holds, so that the numbers do not depend on the model's pixel range or on float noise below one grey level.
+PSNR and SSIM are torchmetrics' functional implementations; FID and KID are torchmetrics' metrics fed with our own
+Inception features (see `fid.py`), so only the feature extractor is ours. Code usage and perplexity come from the
+quantizers' own statistics function, over a whole dataset.
 """
 
 from __future__ import annotations
@@ -15,25 +16,16 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from ..modeling.quantizer_base import code_statistics
+
 
 def to_unit_range(images: torch.Tensor) -> torch.Tensor:
     """`uint8` images in `[0, 255]` -> float64 in `[0, 1]`."""
     if images.dtype != torch.uint8:
-        raise ValueError(f"Expected uint8 images in [0, 255]; got dtype {images.dtype}. Quantise with `to_uint8`.")
+        raise ValueError(
+            f"Expected uint8 images in [0, 255]; got dtype {images.dtype}. Quantise with `hf_vq.data.to_uint8`."
+        )
     return images.double() / 255.0
-
-
-def to_uint8(pixel_values: torch.Tensor, pixel_range: Sequence[float] = (-1.0, 1.0)) -> torch.Tensor:
-    """Model-range floats `(B, C, H, W)` -> `uint8` in `[0, 255]`: clamp, scale, round to the nearest level."""
-    low, high = float(pixel_range[0]), float(pixel_range[1])
-    unit = ((pixel_values.detach().float() - low) / (high - low)).clamp(0.0, 1.0)
-    return (unit * 255.0).round().to(torch.uint8)
-
-
-def from_uint8(images: torch.Tensor, pixel_range: Sequence[float] = (-1.0, 1.0)) -> torch.Tensor:
-    """`uint8` `(B, C, H, W)` -> float32 in the model's `pixel_range` (the inverse of [`to_uint8`])."""
-    low, high = float(pixel_range[0]), float(pixel_range[1])
-    return images.float() / 255.0 * (high - low) + low
 
 
 def psnr(reconstruction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -58,29 +50,52 @@ def ssim(reconstruction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     )
 
 
-def codebook_statistics(counts: torch.Tensor) -> dict[str, float]:
-    """Usage and perplexity of a codebook from its token histogram over a whole dataset.
+def codebook_statistics(
+    counts: torch.Tensor | Sequence[torch.Tensor], level_names: Sequence[str] | None = None
+) -> dict[str, float]:
+    """Usage and perplexity of a tokenizer's codebooks from token histograms over a whole dataset.
+
+    The maths is [`hf_vq.modeling.quantizer_base.code_statistics`], the one the quantizers report per batch.
 
     Args:
-        counts (`torch.Tensor` of shape `(K,)`, or `(L, K)` for L residual levels): how often each code was used.
+        counts (`torch.Tensor` of shape `(K,)` or `(S, K)`, or a sequence of them):
+            How often each code was used. A tensor is one level (a row per residual stage); a sequence has one
+            entry per level, as `model.token_layout.count_codes(ids)` returns them.
+        level_names (`Sequence[str]`, *optional*):
+            The levels' names (`[level.name for level in model.token_layout.levels]`), used for the per-level keys
+            when there are several levels; defaults to `level_0`, `level_1`, ...
 
     Returns:
         `codebook_usage`: fraction of the K codes used at least once. `perplexity`: `exp(H)` of the empirical
-        code distribution, between 1 (one code) and K (all codes equally often). With several levels, both are
-        averaged over the levels. `tokens`: tokens counted (all levels).
+        code distribution, between 1 (one code) and K (all codes equally often). Both are averaged over the stages
+        of a level, then over the levels. `tokens`: tokens counted (all levels and stages). With several levels,
+        also `codebook_usage/<name>` and `perplexity/<name>` per level.
     """
-    counts = counts.double()
-    counts = counts[None] if counts.dim() == 1 else counts
-    totals = counts.sum(dim=1, keepdim=True)
-    if (totals <= 0).any():
-        raise ValueError("No tokens were counted: the histogram is empty.")
-    probs = counts / totals
-    entropy = -torch.where(probs > 0, probs * probs.clamp_min(1e-300).log(), torch.zeros_like(probs)).sum(dim=1)
-    return {
-        "codebook_usage": float((counts > 0).double().mean(dim=1).mean()),
-        "perplexity": float(entropy.exp().mean()),
-        "tokens": int(counts.sum()),
+    levels = [counts] if isinstance(counts, torch.Tensor) else list(counts)
+    if not levels:
+        raise ValueError("`counts` must hold at least one histogram; got an empty sequence.")
+    names = list(level_names) if level_names is not None else [f"level_{i}" for i in range(len(levels))]
+    if len(names) != len(levels):
+        raise ValueError(f"Expected one name per level ({len(levels)} levels); got {len(names)} names: {names}.")
+    per_level, tokens = {}, 0
+    for name, histogram in zip(names, levels):
+        histogram = histogram.detach().double().cpu()
+        histogram = histogram[None] if histogram.dim() == 1 else histogram  # (S, K): a row per stage
+        if (histogram.sum(dim=-1) <= 0).any():
+            raise ValueError("No tokens were counted: the histogram is empty.")
+        perplexity, usage = code_statistics(histogram)
+        per_level[name] = (float(usage.mean()), float(perplexity.mean()))
+        tokens += int(histogram.sum())
+    stats = {
+        "codebook_usage": sum(usage for usage, _ in per_level.values()) / len(per_level),
+        "perplexity": sum(perplexity for _, perplexity in per_level.values()) / len(per_level),
+        "tokens": tokens,
     }
+    if len(per_level) > 1:
+        for name, (usage, perplexity) in per_level.items():
+            stats[f"codebook_usage/{name}"] = usage
+            stats[f"perplexity/{name}"] = perplexity
+    return stats
 
 
 class _Precomputed(nn.Module):

@@ -24,6 +24,7 @@ import torch
 
 from ..modeling.configuration_utils import BaseVQConfig
 from ..modeling.configuration_vqgan import VQGANConfig
+from ..modeling.modeling_utils import register_integrations
 
 logger = logging.getLogger(__name__)
 
@@ -255,3 +256,6 @@ def from_diffusers(cls, model_or_path, subfolder: str | None = None, **config_ov
 
 
 __all__ = ["config_from_diffusers", "diffusers_config_kwargs", "from_diffusers", "inexpressible_options", "to_diffusers"]
+
+
+register_integrations(to_diffusers=to_diffusers, from_diffusers=from_diffusers)

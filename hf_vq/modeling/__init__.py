@@ -1,42 +1,58 @@
-"""hf-vq models and configs. Importing this package registers them with transformers' Auto classes."""
+"""hf-vq models and configs. Importing this package registers them with transformers' Auto classes.
+
+The folder is flat and imports nothing else of hf-vq (it ships as remote code): see `modeling_utils` for the one
+hook (`register_integrations`) through which the rest of hf-vq serves the models: model cards, Hub
+uploads, diffusers conversion.
+"""
 
 from transformers import AutoConfig, AutoModel
 
+from .configuration_discriminator import VQGANDiscriminatorConfig
 from .configuration_utils import BaseVQConfig
 from .configuration_vqgan import VQGANConfig
-from .configuration_discriminator import VQGANDiscriminatorConfig
 from .configuration_vqvae import VQVAEConfig
-from .losses import VQGANLoss, VQGANLossConfig
+from .configuration_vqvae2 import VQVAE2Config
 from .modeling_discriminator import VQGANDiscriminator, VQGANDiscriminatorOutput
-from .modeling_utils import VQDecoderOutput, VQEncoderOutput, VQModelOutput, VQPreTrainedModel
+from .modeling_outputs import QuantizerOutput, VQDecoderOutput, VQEncoderOutput, VQModelOutput, VQVAE2ModelOutput
+from .modeling_utils import SingleGridMixin, VQPreTrainedModel, register_integrations
 from .modeling_vqgan import VQGANModel
 from .modeling_vqvae import VQVAEModel
-from .quantizers import BaseQuantizer, QuantizerOutput, build_quantizer
+from .modeling_vqvae2 import VQVAE2Model
+from .quantizer_base import BaseQuantizer
+from .quantizers import build_quantizer
+from .token_layout import TokenLayout, TokenLevel
 
 for _config, _model in (
     (VQGANConfig, VQGANModel),
     (VQVAEConfig, VQVAEModel),
+    (VQVAE2Config, VQVAE2Model),
     (VQGANDiscriminatorConfig, VQGANDiscriminator),
 ):
     AutoConfig.register(_config.model_type, _config, exist_ok=True)
     AutoModel.register(_config, _model, exist_ok=True)
 
+
 __all__ = [
     "BaseQuantizer",
     "BaseVQConfig",
     "QuantizerOutput",
+    "SingleGridMixin",
+    "TokenLayout",
+    "TokenLevel",
     "VQDecoderOutput",
     "VQEncoderOutput",
+    "VQGANConfig",
     "VQGANDiscriminator",
     "VQGANDiscriminatorConfig",
     "VQGANDiscriminatorOutput",
-    "VQGANLoss",
-    "VQGANLossConfig",
-    "VQGANConfig",
     "VQGANModel",
     "VQModelOutput",
     "VQPreTrainedModel",
+    "VQVAE2Config",
+    "VQVAE2Model",
+    "VQVAE2ModelOutput",
     "VQVAEConfig",
     "VQVAEModel",
     "build_quantizer",
+    "register_integrations",
 ]

@@ -132,6 +132,9 @@ class BaseVQConfig(PreTrainedConfig):
         quantizer_chunk_size (`int`, *optional*, defaults to 8192):
             Rows of encoder outputs whose distances to all K codes are computed at once. Memory of the
             nearest-code search is `O(quantizer_chunk_size * K)` instead of `O(N * K)`; results do not depend on it.
+        lookup_from_codebook (`bool`, *optional*, defaults to `False`):
+            diffusers' `VQModel` field: if `True`, `decode(h, force_not_quantize=True, shape=...)` treats `h` as token
+            ids (aMUSEd); if `False`, as already-quantized latents.
         reconstruction_loss_type (`str`, *optional*, defaults to `"mse"`):
             Pixel loss reported by `forward`: `"mse"` or `"l1"`.
         initializer_range (`float`, *optional*, defaults to 0.02):
@@ -163,6 +166,7 @@ class BaseVQConfig(PreTrainedConfig):
     codebook_loss_weight: float | int = 1.0
     beta_placement: Literal["commitment", "codebook"] = "commitment"
     quantizer_chunk_size: int = 8192
+    lookup_from_codebook: bool = False
     reconstruction_loss_type: Literal["mse", "l1"] = "mse"
     initializer_range: float | int = 0.02
 
@@ -192,6 +196,70 @@ class BaseVQConfig(PreTrainedConfig):
     def codebook_size(self) -> int:
         """Number of distinct token ids (K)."""
         return self.num_vq_embeddings
+
+    def architecture_description(self) -> str:
+        """One line on the encoder / decoder for the model card (each architecture's config says its own)."""
+        return ""
+
+    def codebook_description(self) -> str:
+        """One line on the codebook for the model card."""
+        size = f"{self.num_vq_embeddings:,}"
+        if self.quantizer_type == "fsq":
+            return f"{size} implicit codes: levels {list(self.fsq_levels)} per channel, nothing learned"
+        if self.quantizer_type == "lfq":
+            return f"{size} implicit codes: {int(math.log2(self.num_vq_embeddings))} sign bits, nothing learned"
+        dims = f"{self.vq_embed_dim} dims"
+        if self.codebook_dim is not None:
+            dims = f"{self.codebook_dim} dims (projected from {self.vq_embed_dim})"
+        levels = f" at each of {self.num_quantizers} residual levels" if self.quantizer_type == "residual_vq" else ""
+        return f"{size} codes × {dims}{levels}"
+
+    def quantizer_description(self) -> str:
+        """One line on the quantizer and its options for the model card."""
+        kind = self.quantizer_type
+        if kind == "fsq":
+            return "`fsq`: finite scalar quantisation (Mentzer et al. 2023), rounding each channel to its levels"
+        if kind == "lfq":
+            return f"`lfq`: lookup-free quantisation (Yu et al. 2023), entropy weight {self.entropy_loss_weight:g}"
+        beta_on = "commitment" if self.beta_placement == "commitment" else "codebook (taming / diffusers legacy)"
+        parts = [
+            "nearest-code search" + (" on l2-normalised codes" if self.codebook_l2_norm else ""),
+            "EMA codebook updates" if self.codebook_update == "ema" else "codebook trained by its loss",
+            f"β = {self.commitment_cost:g} on the {beta_on} term",
+            "rotation-trick gradients" if self.gradient_estimator == "rotation" else "straight-through gradients",
+        ]
+        if self.dead_code_restart:
+            parts.append("dead-code restarts")
+        if self.entropy_loss_weight:
+            parts.append(f"entropy loss {self.entropy_loss_weight:g}")
+        return f"`{kind}`: " + ", ".join(parts)
+
+    def quantizer_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of `build_quantizer` for this config's one quantizer: the config's fields unpacked
+        in exactly one place (`build_quantizer(**config.quantizer_kwargs())`)."""
+        return dict(
+            quantizer_type=self.quantizer_type,
+            codebook_size=self.num_vq_embeddings,
+            embed_dim=self.vq_embed_dim,
+            usage_window=self.codebook_usage_window,
+            fsq_levels=self.fsq_levels,
+            num_quantizers=self.num_quantizers,
+            commitment_cost=self.commitment_cost,
+            codebook_loss_weight=self.codebook_loss_weight,
+            beta_placement=self.beta_placement,
+            chunk_size=self.quantizer_chunk_size,
+            codebook_update=self.codebook_update,
+            ema_decay=self.ema_decay,
+            ema_epsilon=self.ema_epsilon,
+            kmeans_init=self.kmeans_init,
+            kmeans_iters=self.kmeans_iters,
+            codebook_dim=self.codebook_dim,
+            l2_norm=self.codebook_l2_norm,
+            dead_code_restart=self.dead_code_restart,
+            entropy_loss_weight=self.entropy_loss_weight,
+            entropy_temperature=self.entropy_temperature,
+            gradient_estimator=self.gradient_estimator,
+        )
 
     def validate_vq_fields(self) -> None:
         """Checks the shared fields. Subclasses call it from their own validation."""

@@ -57,8 +57,6 @@ class VQGANConfig(BaseVQConfig):
             Scale applied to latents by diffusers pipelines that diffuse in latent space.
         force_upcast (`bool`, *optional*, defaults to `False`):
             Tells diffusers pipelines to run this model in fp32 even when the pipeline runs in half precision.
-        lookup_from_codebook (`bool`, *optional*, defaults to `False`):
-            If `True`, `decode(h, force_not_quantize=True, shape=...)` treats `h` as token ids (aMUSEd).
         reconstruction_loss_type (`str`, *optional*, defaults to `"l1"`):
             Pixel loss reported by `forward`: taming's VQ-GAN uses L1.
 
@@ -90,7 +88,6 @@ class VQGANConfig(BaseVQConfig):
     sample_size: int = 256
     scaling_factor: float | int = 1.0
     force_upcast: bool = False
-    lookup_from_codebook: bool = False
     reconstruction_loss_type: Literal["mse", "l1"] = "l1"
 
     def __post_init__(self, **kwargs):
@@ -109,6 +106,14 @@ class VQGANConfig(BaseVQConfig):
     @property
     def downsampling_factor(self) -> int:
         return 2 ** (len(self.block_out_channels) - 1)
+
+    def architecture_description(self) -> str:
+        attention = [i for i, t in enumerate(self.down_block_types) if t.startswith("Attn")]
+        mid = " and in the mid-block" if self.mid_block_add_attention else ""
+        return (
+            f"channels {list(self.block_out_channels)}, {self.layers_per_block} ResNet block(s) per level, "
+            f"self-attention at levels {attention or 'none'}{mid}, GroupNorm({self.norm_num_groups})"
+        )
 
     def validate_vqgan_fields(self) -> None:
         levels = len(self.block_out_channels)

@@ -64,3 +64,9 @@ class VQVAEConfig(BaseVQConfig):
     @property
     def downsampling_factor(self) -> int:
         return 2**self.num_downsample_layers
+
+    def architecture_description(self) -> str:
+        return (
+            f"{self.num_downsample_layers} stride-2 4×4 convs, {self.hidden_channels} channels, "
+            f"{self.num_residual_layers} residual blocks ({self.residual_hidden_channels} hidden)"
+        )

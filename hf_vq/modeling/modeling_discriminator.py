@@ -24,7 +24,7 @@ class VQGANDiscriminatorOutput(ModelOutput):
     Args:
         logits (`torch.FloatTensor` of shape `(batch_size, 1, grid_height, grid_width)`):
             Real-vs-fake logits, one per image patch, with no activation applied: positive means "real". The
-            GAN losses in `hf_vq.modeling.losses` all take logits.
+            GAN losses in `hf_vq.losses` all take logits.
     """
 
     logits: torch.FloatTensor | None = None
@@ -46,7 +46,7 @@ class VQGANDiscriminator(PreTrainedModel):
     r"""
     PatchGAN N-layer discriminator (Isola et al. 2017, https://arxiv.org/abs/1611.07004), as used by VQ-GAN
     (Esser et al. 2021, https://arxiv.org/abs/2012.09841). Returns logits: pair it with the hinge,
-    non-saturating or vanilla losses of `hf_vq.modeling.losses`, never with a Sigmoid in front of a hinge loss.
+    non-saturating or vanilla losses of `hf_vq.losses`, never with a Sigmoid in front of a hinge loss.
 
     Args:
         config ([`VQGANDiscriminatorConfig`]): the architecture.

@@ -1,9 +1,17 @@
-"""`VQPreTrainedModel`: what every hf-vq tokenizer shares, whatever its encoder and decoder.
+"""What every hf-vq tokenizer shares, and the single-grid surface VQ-GAN and VQ-VAE add to it.
 
-A subclass builds `encoder`, `quant_conv`, `quantize`, `post_quant_conv` and `decoder` (diffusers' `VQModel`
-names) and gets: input checks, `encode` / `quantize` / `decode` with diffusers' semantics, the token API
-(`encode_to_indices` / `decode_indices`), `forward` with named losses and code statistics, weight init that
-covers every parameter and buffer, and a model card on every `save_pretrained`.
+- [`VQPreTrainedModel`]: the thin base of every tokenizer, whatever its levels: weight init that covers every
+  parameter and buffer, pixel-value checks, the token-id checks read from `token_layout`, a model card on every
+  `save_pretrained` and `push_to_hub` through the Hub hooks, and what a model card says about the architecture.
+- [`SingleGridMixin`]: a tokenizer built from `encoder`, `quant_conv`, `quantize`, `post_quant_conv` and `decoder`
+  (diffusers' `VQModel` names) with one token grid: `encode` / `quantize` / `decode` with diffusers' semantics,
+  tiling, the token API (`encode_to_indices` / `decode_indices`) and `forward` with named losses and statistics.
+
+This folder ships as remote code and imports nothing else of hf-vq. Its one way out is a hook: the parts of hf-vq
+that serve the models register their functions with [`register_integrations`] when imported (`hf_vq.hub` the card
+writer and uploader, `hf_vq.integrations.diffusers` the diffusers converters; `import hf_vq` imports both). Without
+them (a model loaded as remote code where hf-vq is not installed) models save without a card, push with
+transformers' own `push_to_hub`, and the diffusers converters say that they need hf-vq.
 """
 
 from __future__ import annotations
@@ -12,101 +20,47 @@ import functools
 import logging
 import math
 import os
-from dataclasses import dataclass
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
-from transformers.utils import ModelOutput
 
 from .configuration_utils import BaseVQConfig
-from .quantizers import BaseQuantizer
-from .tiling import tiled_decode_codes, tiled_encode
+from .modeling_outputs import VQDecoderOutput, VQEncoderOutput, VQModelOutput
+from .quantizer_base import BaseQuantizer
+from .tiling import tile_geometry, tiled_map
+from .token_layout import Indices, TokenLayout, TokenLevel
 
 logger = logging.getLogger(__name__)
 
-
-@dataclass
-class VQEncoderOutput(ModelOutput):
-    r"""
-    Args:
-        latents (`torch.FloatTensor` of shape `(batch_size, vq_embed_dim, height, width)`):
-            Pre-quantisation latents (after `quant_conv`), as diffusers' `VQModel.encode(x).latents`.
-        quantized (`torch.FloatTensor` of shape `(batch_size, vq_embed_dim, height, width)`):
-            The latents replaced by their codes.
-        indices (`torch.LongTensor` of shape `(batch_size, height, width)`):
-            Token ids.
-    """
-
-    latents: torch.FloatTensor | None = None
-    quantized: torch.FloatTensor | None = None
-    indices: torch.LongTensor | None = None
+# name -> function, filled by `register_integrations`:
+#   write_model_card(model, folder)              every save_pretrained (hf_vq.hub)
+#   push_model_to_hub(model, repo_id, **kwargs)  push_to_hub (hf_vq.hub)
+#   to_diffusers(model, save_directory)          VQGANModel.to_diffusers (hf_vq.integrations.diffusers)
+#   from_diffusers(cls, model_or_path, ...)      VQGANModel.from_diffusers (hf_vq.integrations.diffusers)
+INTEGRATIONS: dict[str, Callable[..., Any] | None] = dict.fromkeys(
+    ("write_model_card", "push_model_to_hub", "to_diffusers", "from_diffusers")
+)
 
 
-@dataclass
-class VQDecoderOutput(ModelOutput):
-    r"""
-    Args:
-        sample (`torch.FloatTensor` of shape `(batch_size, out_channels, height, width)`):
-            Decoded images in `config.pixel_range`.
-        commit_loss (`torch.FloatTensor` of shape `()`, *optional*):
-            The quantizer's loss when `decode` quantized its input (diffusers' field name).
-    """
-
-    sample: torch.FloatTensor | None = None
-    commit_loss: torch.FloatTensor | None = None
+def register_integrations(**functions: Callable[..., Any] | None) -> None:
+    """Installs functions the models call into the rest of hf-vq (see `INTEGRATIONS`); `None` uninstalls one."""
+    unknown = sorted(set(functions) - set(INTEGRATIONS))
+    if unknown:
+        raise ValueError(f"Unknown integrations {unknown}; expected some of {sorted(INTEGRATIONS)}.")
+    INTEGRATIONS.update(functions)
 
 
-@dataclass
-class VQModelOutput(ModelOutput):
-    r"""
-    Args:
-        reconstruction (`torch.FloatTensor` of shape `(batch_size, out_channels, height, width)`):
-            The decoded images.
-        loss (`torch.FloatTensor` of shape `()`):
-            The VQ-VAE objective: `reconstruction_loss + quantizer_loss`.
-        reconstruction_loss (`torch.FloatTensor` of shape `()`):
-            Mean pixel loss (`config.reconstruction_loss_type`) between input and reconstruction.
-        quantizer_loss (`torch.FloatTensor` of shape `()`):
-            Sum of the quantizer's weighted terms.
-        codebook_loss (`torch.FloatTensor` of shape `()`):
-            Weighted codebook term `‖sg[z] − e‖²`.
-        commitment_loss (`torch.FloatTensor` of shape `()`):
-            Weighted commitment term `β‖z − sg[e]‖²`.
-        latents (`torch.FloatTensor` of shape `(batch_size, vq_embed_dim, height, width)`):
-            Pre-quantisation latents.
-        quantized (`torch.FloatTensor` of shape `(batch_size, vq_embed_dim, height, width)`):
-            Quantized latents (with the quantizer's gradient estimator).
-        indices (`torch.LongTensor` of shape `(batch_size, height, width)`):
-            Token ids.
-        perplexity (`torch.FloatTensor` of shape `()`):
-            Effective number of codes used in the batch.
-        codebook_usage (`torch.FloatTensor` of shape `()`):
-            Fraction of the codebook used in the batch.
-        entropy_loss (`torch.FloatTensor` of shape `()`):
-            Weighted entropy term of the quantizer (0 unless `config.entropy_loss_weight > 0`); part of `quantizer_loss`.
-        running_usage (`torch.FloatTensor` of shape `()`):
-            Fraction of the codebook used over the last `config.codebook_usage_window` training steps.
-        dead_codes (`torch.LongTensor` of shape `()`):
-            Codes unused for `config.codebook_usage_window` training steps or more.
-    """
-
-    reconstruction: torch.FloatTensor | None = None
-    loss: torch.FloatTensor | None = None
-    reconstruction_loss: torch.FloatTensor | None = None
-    quantizer_loss: torch.FloatTensor | None = None
-    codebook_loss: torch.FloatTensor | None = None
-    commitment_loss: torch.FloatTensor | None = None
-    latents: torch.FloatTensor | None = None
-    quantized: torch.FloatTensor | None = None
-    indices: torch.LongTensor | None = None
-    perplexity: torch.FloatTensor | None = None
-    codebook_usage: torch.FloatTensor | None = None
-    entropy_loss: torch.FloatTensor | None = None
-    running_usage: torch.FloatTensor | None = None
-    dead_codes: torch.LongTensor | None = None
+def integration(name: str, purpose: str) -> Callable[..., Any]:
+    """The registered function `name`, or an `ImportError` saying that `purpose` needs hf-vq installed."""
+    function = INTEGRATIONS[name]
+    if function is None:
+        raise ImportError(f"{purpose} needs hf-vq installed and imported: `pip install hf-vq`, then `import hf_vq`.")
+    return function
 
 
 def _runs_forward_hooks(method):
@@ -123,9 +77,17 @@ def _runs_forward_hooks(method):
     return wrapper
 
 
+def count_parameters(*modules: nn.Module) -> int:
+    return sum(p.numel() for module in modules for p in module.parameters())
+
+
 class VQPreTrainedModel(PreTrainedModel):
-    """Base class of the hf-vq tokenizers. Subclasses set `encoder`, `quant_conv`, `quantize`, `post_quant_conv`,
-    `decoder` in `__init__` and call `self.post_init()`."""
+    """Base class of the hf-vq tokenizers. A subclass builds its modules in `__init__`, calls `self.post_init()`,
+    and implements `token_layout`, `encode_to_indices`, `decode_indices` and `forward`.
+
+    Model-card description: `model_card_name`, `model_card_tag`, `model_card_description` and
+    `architecture_rows()`, which the Hub's card renderer reads instead of knowing every model type.
+    """
 
     config_class = BaseVQConfig
     base_model_prefix = "model"
@@ -134,16 +96,12 @@ class VQPreTrainedModel(PreTrainedModel):
     supports_gradient_checkpointing = True
     _no_split_modules = ["ResnetBlock", "AttentionBlock", "VQVAEResidualBlock"]
 
-    encoder: nn.Module
-    quant_conv: nn.Module
-    quantize: BaseQuantizer
-    post_quant_conv: nn.Module
-    decoder: nn.Module
+    model_card_name: str = "VQ tokenizer"
+    model_card_tag: str | None = None
+    model_card_description: str = ""
 
     # Set by training / evaluation (see `hf_vq.hub`): what the model card reports beyond the architecture.
     card_info: dict | None = None
-    # (tile side in pixels or None for config.sample_size, overlap fraction) once `enable_tiling` is called.
-    _tiling: tuple[int | None, float] | None = None
 
     def _init_weights(self, module: nn.Module) -> None:
         # PyTorch's own default init for convs and linears (what taming trains from), not the N(0, 0.02) that
@@ -171,8 +129,25 @@ class VQPreTrainedModel(PreTrainedModel):
 
     @property
     def downsampling_factor(self) -> int:
-        """Ratio between the image side and the token grid side."""
+        """Ratio between the image side and the (finest) token grid side."""
         return self.config.downsampling_factor
+
+    @property
+    def token_layout(self) -> TokenLayout:
+        """Levels, grid shapes and vocabulary sizes of this model's token ids."""
+        raise NotImplementedError
+
+    def encode_to_indices(self, pixel_values: torch.Tensor) -> Indices:
+        raise NotImplementedError
+
+    def decode_indices(self, indices: Indices) -> torch.FloatTensor:
+        raise NotImplementedError
+
+    def pixel_loss(self, reconstruction: torch.Tensor, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Mean `config.reconstruction_loss_type` ("mse" or "l1") between reconstruction and input, in fp32."""
+        if self.config.reconstruction_loss_type == "l1":
+            return F.l1_loss(reconstruction.float(), pixel_values.float())
+        return F.mse_loss(reconstruction.float(), pixel_values.float())
 
     def get_last_layer(self) -> torch.Tensor:
         """Weight of the decoder's last layer: where the VQ-GAN adaptive weight compares gradient norms."""
@@ -211,24 +186,86 @@ class VQPreTrainedModel(PreTrainedModel):
         if not torch.compiler.is_compiling() and not torch.isfinite(pixel_values).all():
             raise ValueError("`pixel_values` contains NaN or infinite values; clean or drop those images first.")
 
-    def _check_indices(self, indices: torch.Tensor) -> None:
-        if not isinstance(indices, torch.Tensor) or indices.is_floating_point() or indices.is_complex():
-            received = indices.dtype if isinstance(indices, torch.Tensor) else type(indices).__name__
-            raise TypeError(f"Token ids must be an integer tensor of shape (B, h, w); got {received}. Use `.long()`.")
-        # residual_vq: one id per stage, (B, h, w, num_quantizers)
-        depth = self.config.num_quantizers if self.config.quantizer_type == "residual_vq" else None
-        layout = "batch, height, width" if depth is None else f"batch, height, width, {depth}"
-        if indices.dim() != (3 if depth is None else 4) or (depth is not None and indices.shape[-1] != depth):
-            raise ValueError(
-                f"Token ids must have shape ({layout}); got {tuple(indices.shape)}. A flat sequence of "
-                f"h*w positions reshapes with `indices.view({layout.replace('height', 'h').replace('width', 'w')})`."
-            )
-        size = self.quantize.codebook_size
-        if indices.numel() and (indices.min() < 0 or indices.max() >= size):
-            raise ValueError(
-                f"Token ids must be in [0, {size}) for this codebook; got values in "
-                f"[{int(indices.min())}, {int(indices.max())}]. Were they produced by a model with another codebook size?"
-            )
+    def _check_indices(self, indices: Indices) -> tuple[torch.Tensor, ...]:
+        """Validates token ids against `token_layout`; returns them as one tensor per level."""
+        return self.token_layout.check(indices)
+
+    # ----------------------------------------------------------------------------------------- model card
+
+    def architecture_rows(self) -> list[tuple[str, str]]:
+        """(label, text) rows of the model card's architecture table."""
+        config = self.config
+        rows = [("Model", f"{self.model_card_name}: {self.model_card_description}")]
+        size = config.sample_size
+        for level in self.token_layout.levels:
+            grid = size // level.downsampling_factor
+            label = "Downsampling factor" + (f" ({level.name})" if self.token_layout.num_levels > 1 else "")
+            rows.append((label, f"f{level.downsampling_factor} ({size}² → {grid}² tokens)"))
+        rows += [
+            ("Codebook", config.codebook_description()),
+            ("Quantizer", config.quantizer_description()),
+            ("Latent channels", str(config.latent_channels)),
+            ("Encoder / decoder", config.architecture_description()),
+        ]
+        # Children by role: quantizers; the encoding path (encoders and the 1x1 convs into code space); the rest.
+        groups = {"encoder": 0, "quantizer": 0, "decoder": 0}
+        for name, child in self.named_children():
+            if isinstance(child, BaseQuantizer):
+                role = "quantizer"
+            elif "encoder" in name or (name.endswith("quant_conv") and not name.startswith("post")):
+                role = "encoder"
+            else:
+                role = "decoder"
+            groups[role] += count_parameters(child)
+        encoder, quantizer, decoder = groups["encoder"], groups["quantizer"], groups["decoder"]
+        rows += [
+            (
+                "Parameters",
+                f"{_count(encoder + decoder + quantizer)} (encoder {_count(encoder)}, quantizer {_count(quantizer)}, "
+                f"decoder {_count(decoder)})",
+            ),
+            ("Pixel range", f"[{config.pixel_range[0]:g}, {config.pixel_range[1]:g}], {config.in_channels} channels"),
+        ]
+        return rows
+
+    # ----------------------------------------------------------------------------------------- saving
+
+    def save_pretrained(self, save_directory: str | os.PathLike, *args, write_model_card: bool = True, **kwargs):
+        """`PreTrainedModel.save_pretrained`, plus a `README.md` model card (see `hf_vq.hub.write_model_card`).
+
+        Args:
+            write_model_card (`bool`, *optional*, defaults to `True`):
+                Render the card into the folder. An existing README.md is replaced.
+        """
+        super().save_pretrained(save_directory, *args, **kwargs)
+        writer = INTEGRATIONS["write_model_card"]
+        if write_model_card and writer is not None and kwargs.get("is_main_process", True):
+            writer(self, save_directory)
+
+    def push_to_hub(self, repo_id: str, **kwargs):
+        """Uploads weights, config and the model card (its snippets naming `repo_id`) in one commit.
+
+        `remote_code=True` also ships the modeling files, so the model loads with transformers alone. See
+        `hf_vq.hub.push_model_to_hub` for the other arguments.
+        """
+        push = INTEGRATIONS["push_model_to_hub"]
+        if push is None:  # loaded as remote code without hf_vq: transformers' own upload
+            return super().push_to_hub(repo_id, **kwargs)
+        return push(self, repo_id, **kwargs)
+
+
+class SingleGridMixin:
+    """The single-grid tokenizer: put it before [`VQPreTrainedModel`] in the bases. The subclass sets `encoder`,
+    `quant_conv`, `quantize`, `post_quant_conv` and `decoder` in `__init__`."""
+
+    encoder: nn.Module
+    quant_conv: nn.Module
+    quantize: BaseQuantizer
+    post_quant_conv: nn.Module
+    decoder: nn.Module
+
+    # (tile side in pixels or None for config.sample_size, overlap fraction) once `enable_tiling` is called.
+    _tiling: tuple[int | None, float] | None = None
 
     # ----------------------------------------------------------------------------------------- diffusers surface
 
@@ -294,13 +331,48 @@ class VQPreTrainedModel(PreTrainedModel):
     def disable_tiling(self) -> None:
         self._tiling = None
 
-    def tiled_encode(self, pixel_values: torch.Tensor, tile_sample_size: int | None = None, overlap: float = 0.25):
-        """`encode` tile by tile: latents are blended, then quantized once (see `hf_vq.modeling.tiling`)."""
-        return tiled_encode(self, pixel_values, tile_sample_size, overlap)
+    def tiled_encode(
+        self, pixel_values: torch.Tensor, tile_sample_size: int | None = None, overlap: float = 0.25
+    ) -> VQEncoderOutput:
+        """`encode` computed tile by tile: latents are blended, then quantized once (see `hf_vq.modeling.tiling`).
+
+        Args:
+            pixel_values (`torch.FloatTensor` of shape `(batch_size, in_channels, height, width)`):
+                Images in `config.pixel_range`; height and width divisible by the downsampling factor.
+            tile_sample_size (`int`, *optional*, defaults to `config.sample_size`):
+                Tile side in pixels, a multiple of the downsampling factor.
+            overlap (`float`, *optional*, defaults to 0.25):
+                Fraction of a tile shared with each neighbour.
+        """
+        self._check_pixel_values(pixel_values)
+        factor = self.downsampling_factor
+        tile, overlap_pixels = tile_geometry(factor, self.config.sample_size, tile_sample_size, overlap)
+        latents = tiled_map(
+            lambda piece: self.quant_conv(self.encoder(piece)),
+            pixel_values,
+            tile=tile,
+            overlap=overlap_pixels,
+            scale=1.0 / factor,
+            align=factor,
+        )
+        quantized = self.quantize(latents, return_dict=True)
+        return VQEncoderOutput(latents=latents, quantized=quantized.quantized, indices=quantized.indices)
 
     def tiled_decode(self, codes: torch.Tensor, tile_sample_size: int | None = None, overlap: float = 0.25):
-        """Quantized latents `(B, D, h, w)` to images, tile by tile, blended in pixel space."""
-        return tiled_decode_codes(self, codes, tile_sample_size, overlap)
+        """Quantized latents `(B, D, h, w)` to images `(B, C, h * f, w * f)`, tile by tile: tiles of
+        `tile_sample_size / f` tokens overlapping by `overlap` of a tile, blended in pixel space."""
+        factor = self.downsampling_factor
+        tile, overlap_pixels = tile_geometry(factor, self.config.sample_size, tile_sample_size, overlap)
+        return tiled_map(
+            self._decode_codes, codes, tile=tile // factor, overlap=overlap_pixels // factor, scale=float(factor)
+        )
+
+    def tiled_decode_indices(
+        self, indices: torch.LongTensor, tile_sample_size: int | None = None, overlap: float = 0.25
+    ) -> torch.FloatTensor:
+        """`decode_indices` tile by tile: token ids `(B, h, w)` -> images `(B, C, h * f, w * f)`."""
+        self._check_indices(indices)
+        return self.tiled_decode(self.quantize.indices_to_codes(indices), tile_sample_size, overlap)
 
     def _tiling_applies(self, spatial_shape, factor: int = 1) -> bool:
         if self._tiling is None or not spatial_shape:
@@ -314,6 +386,12 @@ class VQPreTrainedModel(PreTrainedModel):
         return self._decode_codes(codes)
 
     # ----------------------------------------------------------------------------------------- token API
+
+    @property
+    def token_layout(self) -> TokenLayout:
+        """One grid of ids, `depth` of them per position for residual VQ."""
+        level = TokenLevel("tokens", self.downsampling_factor, self.quantize.codebook_size, self.quantize.num_quantizers)
+        return TokenLayout((level,))
 
     def encode_to_indices(self, pixel_values: torch.Tensor) -> torch.LongTensor:
         """Images `(B, C, H, W)` -> token ids `(B, H / f, W / f)` with f = `downsampling_factor`
@@ -341,10 +419,7 @@ class VQPreTrainedModel(PreTrainedModel):
         latents = self.quant_conv(self.encoder(pixel_values))
         quantized = self.quantize(latents, return_dict=True)
         reconstruction = self._decode_codes(quantized.quantized)
-        if self.config.reconstruction_loss_type == "l1":
-            reconstruction_loss = F.l1_loss(reconstruction.float(), pixel_values.float())
-        else:
-            reconstruction_loss = F.mse_loss(reconstruction.float(), pixel_values.float())
+        reconstruction_loss = self.pixel_loss(reconstruction, pixel_values)
         output = VQModelOutput(
             reconstruction=reconstruction,
             loss=reconstruction_loss + quantized.loss,
@@ -363,32 +438,14 @@ class VQPreTrainedModel(PreTrainedModel):
         )
         return output if return_dict else output.to_tuple()
 
-    # ----------------------------------------------------------------------------------------- saving
 
-    def save_pretrained(self, save_directory: str | os.PathLike, *args, write_model_card: bool = True, **kwargs):
-        """`PreTrainedModel.save_pretrained`, plus a `README.md` model card (see `hf_vq.hub.write_model_card`).
 
-        Args:
-            write_model_card (`bool`, *optional*, defaults to `True`):
-                Render the card into the folder. An existing README.md is replaced.
-        """
-        super().save_pretrained(save_directory, *args, **kwargs)
-        if write_model_card and kwargs.get("is_main_process", True):
-            try:  # absolute, inside `try`: transformers' remote-code loader only accepts optional outside imports
-                from hf_vq.hub import write_model_card as render_card
-            except ImportError:
-                # Loaded as remote code (`trust_remote_code=True`) without hf_vq installed: no card renderer here.
-                return
-            render_card(self, save_directory)
+def _count(n: int) -> str:
+    for unit, scale in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.3g}{unit}"
+    return str(n)
 
-    def push_to_hub(self, repo_id: str, **kwargs):
-        """Uploads weights, config and the model card (its snippets naming `repo_id`) in one commit.
 
-        `remote_code=True` also ships the modeling files, so the model loads with transformers alone. See
-        `hf_vq.hub.push_model_to_hub` for the other arguments.
-        """
-        try:
-            from hf_vq.hub import push_model_to_hub
-        except ImportError:  # loaded as remote code without hf_vq: transformers' own upload
-            return super().push_to_hub(repo_id, **kwargs)
-        return push_model_to_hub(self, repo_id, **kwargs)
+__all__ = ["INTEGRATIONS", "SingleGridMixin", "VQPreTrainedModel", "count_parameters", "integration", "register_integrations"]
+

@@ -12,11 +12,11 @@ from transformers import PreTrainedModel  # noqa: F401
 
 from .configuration_vqgan import VQGANConfig
 from .layers import Decoder, Encoder
-from .modeling_utils import VQPreTrainedModel
+from .modeling_utils import SingleGridMixin, VQPreTrainedModel, integration
 from .quantizers import build_quantizer
 
 
-class VQGANModel(VQPreTrainedModel):
+class VQGANModel(SingleGridMixin, VQPreTrainedModel):
     r"""
     The taming-transformers / latent-diffusion VQ autoencoder: a ResNet encoder with self-attention, a quantizer,
     and a mirrored decoder. Submodules carry diffusers' `VQModel` names, so the weights map one to one.
@@ -37,6 +37,9 @@ class VQGANModel(VQPreTrainedModel):
     """
 
     config_class = VQGANConfig
+    model_card_name = "VQ-GAN"
+    model_card_tag = "vq-gan"
+    model_card_description = "taming-transformers / latent-diffusion convolutional autoencoder (Esser et al. 2021, arXiv:2012.09841)"
 
     def __init__(self, config: VQGANConfig):
         super().__init__(config)
@@ -60,7 +63,7 @@ class VQGANModel(VQPreTrainedModel):
             **blocks,
         )
         self.quant_conv = nn.Conv2d(config.latent_channels, config.vq_embed_dim, kernel_size=1)
-        self.quantize = build_quantizer(config)
+        self.quantize = build_quantizer(**config.quantizer_kwargs())
         self.post_quant_conv = nn.Conv2d(config.vq_embed_dim, config.latent_channels, kernel_size=1)
         self.decoder = Decoder(
             in_channels=config.latent_channels,
@@ -80,12 +83,7 @@ class VQGANModel(VQPreTrainedModel):
         Raises:
             `ValueError` naming the options `VQModel` cannot express (FSQ, LFQ, residual VQ, l2 or low-dim codes...).
         """
-        try:  # absolute, inside `try`: this folder also ships as remote code, where hf_vq may be missing
-            from hf_vq.integrations.diffusers import to_diffusers
-        except ImportError as error:
-            raise ImportError("`to_diffusers` needs hf-vq installed: `pip install 'hf-vq[diffusers]'`.") from error
-
-        return to_diffusers(self, save_directory)
+        return integration("to_diffusers", "`to_diffusers`")(self, save_directory)
 
     @classmethod
     def from_diffusers(cls, model_or_path, subfolder: str | None = None, **config_overrides) -> VQGANModel:
@@ -96,12 +94,7 @@ class VQGANModel(VQPreTrainedModel):
             subfolder (`str`, *optional*): component folder inside a pipeline repository (`"vqvae"`, `"movq"`).
             config_overrides: [`VQGANConfig`] fields set on top of the translated config, e.g. `pixel_range=(0, 1)`.
         """
-        try:  # absolute, inside `try`: this folder also ships as remote code, where hf_vq may be missing
-            from hf_vq.integrations.diffusers import from_diffusers
-        except ImportError as error:
-            raise ImportError("`from_diffusers` needs hf-vq installed: `pip install 'hf-vq[diffusers]'`.") from error
-
-        return from_diffusers(cls, model_or_path, subfolder=subfolder, **config_overrides)
+        return integration("from_diffusers", "`from_diffusers`")(cls, model_or_path, subfolder=subfolder, **config_overrides)
 
 
 __all__ = ["VQGANModel"]

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from torch import nn
 
+# diffusers records a pipeline component from a library it does not know by its module and, when loading, picks the
+# load method by finding a known base class *in that module*: PreTrainedModel (see modeling_vqgan.py).
+from transformers import PreTrainedModel  # noqa: F401
+
 from .configuration_vqvae import VQVAEConfig
 from .layers import VQVAEDecoder, VQVAEEncoder
-from .modeling_utils import VQPreTrainedModel
+from .modeling_utils import SingleGridMixin, VQPreTrainedModel
 from .quantizers import build_quantizer
 
 
-class VQVAEModel(VQPreTrainedModel):
+class VQVAEModel(SingleGridMixin, VQPreTrainedModel):
     r"""
     The VQ-VAE of "Neural Discrete Representation Learning": strided convolutions and residual stacks, no
     normalisation, a quantizer, and a transposed-convolution decoder.
@@ -28,6 +32,9 @@ class VQVAEModel(VQPreTrainedModel):
     """
 
     config_class = VQVAEConfig
+    model_card_name = "VQ-VAE"
+    model_card_tag = "vq-vae"
+    model_card_description = "strided-convolution autoencoder with residual stacks (van den Oord et al. 2017, arXiv:1711.00937)"
 
     def __init__(self, config: VQVAEConfig):
         super().__init__(config)
@@ -43,7 +50,7 @@ class VQVAEModel(VQPreTrainedModel):
             **stack,
         )
         self.quant_conv = nn.Conv2d(config.latent_channels, config.vq_embed_dim, kernel_size=1)
-        self.quantize = build_quantizer(config)
+        self.quantize = build_quantizer(**config.quantizer_kwargs())
         self.post_quant_conv = nn.Conv2d(config.vq_embed_dim, config.latent_channels, kernel_size=1)
         self.decoder = VQVAEDecoder(
             in_channels=config.latent_channels,

@@ -7,7 +7,8 @@ import math
 import torch
 from torch import nn
 
-from .quantizers import BaseQuantizer, QuantizerOutput, channels_first, flatten_latents, project
+from .modeling_outputs import QuantizerOutput
+from .quantizer_base import BaseQuantizer, channels_first, flatten_latents, project
 
 
 class FiniteScalarQuantizer(BaseQuantizer):

@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .quantizers import (
+from .modeling_outputs import QuantizerOutput
+from .quantizer_base import (
     BaseQuantizer,
-    QuantizerOutput,
     channels_first,
     entropy_loss,
     flatten_latents,
@@ -31,7 +31,7 @@ class LookupFreeQuantizer(BaseQuantizer):
     def __init__(
         self,
         *,
-        num_embeddings: int,
+        codebook_size: int,
         embed_dim: int,
         commitment_cost: float = 0.25,
         entropy_loss_weight: float = 0.1,
@@ -39,8 +39,8 @@ class LookupFreeQuantizer(BaseQuantizer):
         usage_window: int = 100,
     ):
         super().__init__()
-        self.codebook_size = num_embeddings
-        self.bits = int(math.log2(num_embeddings))
+        self.codebook_size = codebook_size
+        self.bits = int(math.log2(codebook_size))
         self.embed_dim = embed_dim
         self.commitment_cost = commitment_cost
         self.entropy_loss_weight = entropy_loss_weight
@@ -48,7 +48,7 @@ class LookupFreeQuantizer(BaseQuantizer):
         if embed_dim != self.bits:
             self.project_in = nn.Linear(embed_dim, self.bits)
             self.project_out = nn.Linear(self.bits, embed_dim)
-        self.register_health_buffers(num_embeddings, usage_window)
+        self.register_health_buffers(codebook_size, usage_window)
 
     def reset_parameters(self) -> None:
         # project_in / project_out are nn.Linear, initialised by the model's `_init_weights`.

@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .modeling_outputs import QuantizerOutput
+from .quantizer_base import BaseQuantizer
 from .quantizer_vq import VectorQuantizer
-from .quantizers import BaseQuantizer, QuantizerOutput
 
 
 class ResidualVectorQuantizer(BaseQuantizer):

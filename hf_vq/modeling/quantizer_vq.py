@@ -9,9 +9,9 @@ from torch import nn
 from transformers import initialization as init
 
 from .code_search import nearest_code
-from .quantizers import (
+from .modeling_outputs import QuantizerOutput
+from .quantizer_base import (
     BaseQuantizer,
-    QuantizerOutput,
     all_reduce_sum_,
     broadcast_from_main_,
     channels_first,
@@ -55,7 +55,7 @@ class VectorQuantizer(BaseQuantizer):
     def __init__(
         self,
         *,
-        num_embeddings: int,
+        codebook_size: int,
         embed_dim: int,
         commitment_cost: float = 0.25,
         codebook_loss_weight: float = 1.0,
@@ -75,7 +75,7 @@ class VectorQuantizer(BaseQuantizer):
         gradient_estimator: str = "straight_through",
     ):
         super().__init__()
-        self.codebook_size = num_embeddings
+        self.codebook_size = codebook_size
         self.embed_dim = embed_dim
         self.commitment_cost = commitment_cost
         self.codebook_loss_weight = codebook_loss_weight
@@ -94,7 +94,7 @@ class VectorQuantizer(BaseQuantizer):
 
         code_dim = codebook_dim or embed_dim
         self.code_dim = code_dim
-        self.embedding = nn.Embedding(num_embeddings, code_dim)
+        self.embedding = nn.Embedding(codebook_size, code_dim)
         if codebook_dim is not None:
             # ViT-VQGAN §3.2: search in a low-dimensional space, so distances are less dominated by a few directions
             self.project_in = nn.Linear(embed_dim, code_dim)
@@ -102,15 +102,15 @@ class VectorQuantizer(BaseQuantizer):
         if self.use_ema:
             # van den Oord et al. 2017, appendix A.1: codes are EMA means of their assigned latents, not trained
             self.embedding.weight.requires_grad_(False)
-            self.register_buffer("ema_cluster_size", torch.zeros(num_embeddings))
-            self.register_buffer("ema_embed_sum", torch.zeros(num_embeddings, code_dim))
+            self.register_buffer("ema_cluster_size", torch.zeros(codebook_size))
+            self.register_buffer("ema_embed_sum", torch.zeros(codebook_size, code_dim))
         if kmeans_init:
             self.register_buffer("kmeans_done", torch.zeros((), dtype=torch.long))
         if dead_code_restart:
             # the step each code was last re-seeded: a restarted code gets a full window to be chosen before it is
             # restarted again, but counts as used (in `running_usage`) only once it really is
-            self.register_buffer("code_restarted_at", torch.zeros(num_embeddings, dtype=torch.long))
-        self.register_health_buffers(num_embeddings, usage_window)
+            self.register_buffer("code_restarted_at", torch.zeros(codebook_size, dtype=torch.long))
+        self.register_health_buffers(codebook_size, usage_window)
 
     def reset_parameters(self) -> None:
         # taming's initialisation: codes start in a small box around the origin.

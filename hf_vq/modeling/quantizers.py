@@ -1,305 +1,72 @@
-"""The quantizer interface every hf-vq quantizer implements, and the factory that builds one from a config.
+"""The factory that builds a quantizer: one level's codebook size and code dimension, plus the options.
 
-A quantizer maps encoder outputs `z` of shape (B, D, h, w) to codes of the same shape and token ids of shape
-(B, h, w). It is a module called `quantize` on the model (diffusers' name), and it answers two call styles:
-
-- `quantizer(z)` returns diffusers' tuple `(z_q, loss, (perplexity, None, indices))`, so pipelines written for
-  `diffusers.VQModel` (aMUSEd's `vqvae.quantize(latents)[2][2]`, ...) run unchanged;
-- `quantizer(z, return_dict=True)` returns a [`QuantizerOutput`] with every loss term and statistic named.
-
-Codebook health (every quantizer): persistent buffers `usage_step` (training steps seen) and `code_last_used`
-(K,) (the step each code was last chosen) are updated in train mode only, all-reduced across processes, and
-give `running_usage` (fraction of codes used within the last `codebook_usage_window` steps) and `dead_codes`.
-
-Distributed: statistics that change buffers are summed with `torch.distributed.all_reduce` and random choices
-are broadcast from rank 0, checked at call time (`distributed_is_ready()`), so every rank keeps the same
-codebook without DDP having to broadcast buffers.
+The size and dimension are explicit arguments rather than read from a config, so a model with several levels
+(VQ-VAE-2's top and bottom codebooks) builds each from its own fields. Single-grid configs hand over theirs with
+`build_quantizer(**config.quantizer_kwargs())`. The interface every quantizer implements is in `quantizer_base.py`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Any
 
-import torch
-import torch.nn.functional as F
-from torch import nn
-from transformers import initialization as init
-from transformers.utils import ModelOutput
+from .configuration_utils import QUANTIZER_TYPES
+from .quantizer_base import BaseQuantizer
+from .quantizer_fsq import FiniteScalarQuantizer
+from .quantizer_lfq import LookupFreeQuantizer
+from .quantizer_residual import ResidualVectorQuantizer
+from .quantizer_vq import VectorQuantizer
 
 
-@dataclass
-class QuantizerOutput(ModelOutput):
-    r"""
+def build_quantizer(
+    quantizer_type: str = "vq",
+    *,
+    codebook_size: int,
+    embed_dim: int,
+    usage_window: int = 100,
+    fsq_levels: list[int] | None = None,
+    num_quantizers: int = 1,
+    **vq_options: Any,
+) -> BaseQuantizer:
+    """Builds one quantizer.
+
     Args:
-        quantized (`torch.FloatTensor` of shape `(batch_size, embed_dim, height, width)`):
-            The codes, with the gradient estimator of the quantizer attached (straight-through by default).
-        indices (`torch.LongTensor` of shape `(batch_size, height, width)`):
-            Token ids in `[0, codebook_size)`.
-        loss (`torch.FloatTensor` of shape `()`):
-            Sum of the quantizer's weighted loss terms.
-        codebook_loss (`torch.FloatTensor` of shape `()`):
-            Weighted codebook term `‖sg[z] − e‖²` (trains the codebook only).
-        commitment_loss (`torch.FloatTensor` of shape `()`):
-            Weighted commitment term `β‖z − sg[e]‖²` (trains the encoder only).
-        perplexity (`torch.FloatTensor` of shape `()`):
-            `exp(entropy)` of the batch's code histogram: the effective number of codes in use.
-        codebook_usage (`torch.FloatTensor` of shape `()`):
-            Fraction of the codebook used at least once in the batch.
-        entropy_loss (`torch.FloatTensor` of shape `()`):
-            Weighted entropy term (0 unless `entropy_loss_weight > 0`); included in `loss`.
-        running_usage (`torch.FloatTensor` of shape `()`):
-            Fraction of the codebook used during the last `codebook_usage_window` training steps (all processes).
-        dead_codes (`torch.LongTensor` of shape `()`):
-            Number of codes unused for `codebook_usage_window` training steps or more.
+        quantizer_type (`str`, *optional*, defaults to `"vq"`):
+            One of `"vq"`, `"residual_vq"`, `"fsq"`, `"lfq"` (see `BaseVQConfig.quantizer_type`).
+        codebook_size (`int`):
+            K, the number of token ids (for `"fsq"`, the product of `fsq_levels`).
+        embed_dim (`int`):
+            Channels of the latents the quantizer receives and of the codes it returns.
+        usage_window (`int`, *optional*, defaults to 100):
+            Training steps over which code usage is measured and after which an unused code is dead.
+        fsq_levels (`list[int]`, *optional*):
+            `"fsq"` only: levels per channel.
+        num_quantizers (`int`, *optional*, defaults to 1):
+            `"residual_vq"` only: stacked stages.
+        vq_options:
+            Keyword arguments of [`VectorQuantizer`] (`commitment_cost`, `codebook_update`, `kmeans_init`, ...);
+            `"lfq"` takes `commitment_cost`, `entropy_loss_weight` and `entropy_temperature` of them, `"fsq"` none.
     """
-
-    quantized: torch.FloatTensor | None = None
-    indices: torch.LongTensor | None = None
-    loss: torch.FloatTensor | None = None
-    codebook_loss: torch.FloatTensor | None = None
-    commitment_loss: torch.FloatTensor | None = None
-    perplexity: torch.FloatTensor | None = None
-    codebook_usage: torch.FloatTensor | None = None
-    entropy_loss: torch.FloatTensor | None = None
-    running_usage: torch.FloatTensor | None = None
-    dead_codes: torch.LongTensor | None = None
-
-
-# ------------------------------------------------------------------------------------------------- distributed
-
-
-def distributed_is_ready() -> bool:
-    """Checked at every call, never cached: a model is often built before the process group exists."""
-    return torch.distributed.is_available() and torch.distributed.is_initialized()
-
-
-def all_reduce_sum_(tensor: torch.Tensor) -> torch.Tensor:
-    """Sums `tensor` in place over all processes (a no-op in a single process)."""
-    if distributed_is_ready():
-        torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.SUM)
-    return tensor
-
-
-def broadcast_from_main_(tensor: torch.Tensor) -> torch.Tensor:
-    """Overwrites `tensor` in place with rank 0's copy (a no-op in a single process)."""
-    if distributed_is_ready():
-        torch.distributed.broadcast(tensor, src=0)
-    return tensor
-
-
-# ------------------------------------------------------------------------------------------------- shared maths
-
-
-def entropy_loss(logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    """`H(p(code | z))` averaged over tokens minus `H(mean_z p(code | z))`, with `p = softmax(logits / T)`.
-
-    Minimising it makes each token's assignment confident and the batch's assignments uniform over the codebook
-    (MAGVIT-v2, https://arxiv.org/abs/2310.05737 eq. 5; LlamaGen's `compute_entropy_loss`). `logits`: (N, K).
-    """
-    scaled = logits / temperature
-    probs = F.softmax(scaled, dim=-1)
-    log_probs = F.log_softmax(scaled, dim=-1)
-    sample_entropy = -(probs * log_probs).sum(dim=-1).mean()
-    mean_probs = probs.mean(dim=0)
-    codebook_entropy = -(mean_probs * torch.log(mean_probs.clamp_min(1e-10))).sum()
-    return sample_entropy - codebook_entropy
-
-
-def project(linear: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Applies an optional `nn.Linear` projection in fp32 (the quantizer runs in fp32 whatever the model dtype)."""
-    if isinstance(linear, nn.Linear):
-        bias = linear.bias.float() if linear.bias is not None else None
-        return F.linear(x, linear.weight.float(), bias)
-    return x
-
-
-def flatten_latents(latents: torch.Tensor, project_in: nn.Module | None = None) -> torch.Tensor:
-    """(B, D, h, w) latents -> (B*h*w, code_dim) fp32 vectors, through the optional input projection."""
-    flat = latents.float().permute(0, 2, 3, 1).reshape(-1, latents.shape[1])
-    return project(project_in, flat)
-
-
-def channels_first(codes: torch.Tensor) -> torch.Tensor:
-    """(B, h, w, D) -> contiguous (B, D, h, w).
-
-    Contiguous, not the permuted (channels-last-strided) view: the convs after the quantizer then run the same
-    kernels as taming's and diffusers' (which both end their quantizers with `.contiguous()`), instead of oneDNN's
-    channels-last ones, whose different rounding compounds over the decoder. `BaseQuantizer.forward` hands
-    channels-last latents back in channels-last.
-    """
-    return codes.permute(0, 3, 1, 2).contiguous()
-
-
-def is_channels_last(x: torch.Tensor) -> bool:
-    return x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
-
-
-class BaseQuantizer(nn.Module):
-    """What the models rely on. Subclasses implement `quantize_latents`, `indices_to_codes` and `reset_parameters`.
-
-    `register_health_buffers` adds the codebook-health buffers; `reset_health` initialises them (call it from
-    `reset_parameters`), `update_health` counts a training batch's ids, `health` reads them.
-    """
-
-    codebook_size: int
-    embed_dim: int
-    usage_window: int
-
-    def register_health_buffers(self, codebook_size: int, usage_window: int) -> None:
-        self.usage_window = usage_window
-        self.register_buffer("usage_step", torch.zeros((), dtype=torch.long))
-        self.register_buffer("code_last_used", torch.zeros(codebook_size, dtype=torch.long))
-
-    def reset_health(self) -> None:
-        init.zeros_(self.usage_step)
-        init.zeros_(self.code_last_used)
-
-    @torch.no_grad()
-    def update_health(self, indices: torch.Tensor) -> torch.Tensor:
-        """Counts a training batch's ids over all processes and stamps the codes used. Returns the counts (K,)."""
-        counts = torch.bincount(indices.reshape(-1), minlength=self.codebook_size).float()
-        all_reduce_sum_(counts)
-        self.usage_step += 1
-        self.code_last_used.copy_(torch.where(counts > 0, self.usage_step, self.code_last_used))
-        return counts
-
-    def dead_code_mask(self, since: torch.Tensor | None = None) -> torch.Tensor:
-        """Codes not used for `usage_window` training steps or more (a code never used counts from step 0).
-
-        `since` (K,): a later step to count from instead where it is later (a restart gives a code a full window).
-        """
-        last = self.code_last_used if since is None else torch.maximum(self.code_last_used, since)
-        return (self.usage_step - last) >= self.usage_window
-
-    def health(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """`running_usage` (fraction of codes used in the last min(window, steps) steps) and `dead_codes`."""
-        recent = self.code_last_used > (self.usage_step - self.usage_window).clamp_min(0)
-        return recent.float().mean(), self.dead_code_mask().sum()
-
-    def quantize_latents(self, latents: torch.Tensor) -> QuantizerOutput:
-        raise NotImplementedError
-
-    def training_updates(self, flat: torch.Tensor, indices: torch.Tensor) -> None:
-        """State a training step updates after the search; the health counters unless a subclass does more."""
-        self.update_health(indices)
-
-    def output_with_statistics(
-        self,
-        quantized: torch.Tensor,
-        indices: torch.Tensor,
-        dtype: torch.dtype,
-        flat: torch.Tensor,
-        *,
-        codebook_loss: torch.Tensor | None = None,
-        commitment_loss: torch.Tensor | None = None,
-        entropy_loss: torch.Tensor | None = None,
-    ) -> QuantizerOutput:
-        """The step's output: code statistics, the training-time updates (training only), and the loss terms
-        (those not given are 0). `flat` are the (N, code_dim) vectors that were searched."""
-        perplexity, usage = codebook_statistics(indices, self.codebook_size)
-        if self.training:
-            self.training_updates(flat.detach(), indices)
-        running_usage, dead_codes = self.health()
-        zero = quantized.new_zeros((), dtype=torch.float32)
-        codebook_loss = zero if codebook_loss is None else codebook_loss
-        commitment_loss = zero if commitment_loss is None else commitment_loss
-        entropy_loss = zero if entropy_loss is None else entropy_loss
-        return QuantizerOutput(
-            quantized=quantized.to(dtype),
-            indices=indices,
-            loss=codebook_loss + commitment_loss + entropy_loss,
-            codebook_loss=codebook_loss,
-            commitment_loss=commitment_loss,
-            perplexity=perplexity,
-            codebook_usage=usage,
-            entropy_loss=entropy_loss,
-            running_usage=running_usage,
-            dead_codes=dead_codes,
+    if quantizer_type == "vq":
+        return VectorQuantizer(codebook_size=codebook_size, embed_dim=embed_dim, usage_window=usage_window, **vq_options)
+    if quantizer_type == "residual_vq":
+        return ResidualVectorQuantizer(
+            num_quantizers=num_quantizers,
+            codebook_size=codebook_size,
+            embed_dim=embed_dim,
+            usage_window=usage_window,
+            **vq_options,
         )
-
-    def indices_to_codes(self, indices: torch.LongTensor) -> torch.Tensor:
-        """Token ids (B, h, w) -> codes (B, D, h, w), without any gradient estimator."""
-        raise NotImplementedError
-
-    def reset_parameters(self) -> None:
-        """Initialises every parameter and buffer; called by the model's `_init_weights` (also on the meta device)."""
-        raise NotImplementedError
-
-    def forward(self, latents: torch.Tensor, return_dict: bool = False):
-        output = self.quantize_latents(latents)
-        if is_channels_last(latents):  # hand the layout back: a channels-last model stays on that path
-            output.quantized = output.quantized.contiguous(memory_format=torch.channels_last)
-        if return_dict:
-            return output
-        return output.quantized, output.loss, (output.perplexity, None, output.indices)
-
-    def get_codebook_entry(self, indices: torch.LongTensor, shape: tuple[int, ...] | None = None) -> torch.Tensor:
-        """diffusers' lookup: ids of any layout plus the `(B, h, w, D)` shape to arrange them in -> (B, D, h, w)."""
-        if shape is not None:
-            indices = indices.reshape(shape[:-1])
-        return self.indices_to_codes(indices)
-
-
-def codebook_statistics(indices: torch.Tensor, codebook_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Perplexity and fraction of codes used, from the ids of one batch."""
-    counts = torch.bincount(indices.reshape(-1), minlength=codebook_size).float()
-    probs = counts / counts.sum().clamp_min(1.0)
-    perplexity = torch.exp(-(probs * torch.log(probs.clamp_min(1e-10))).sum())
-    usage = (counts > 0).float().mean()
-    return perplexity, usage
-
-
-def vector_quantizer_kwargs(config) -> dict:
-    """The keyword arguments of `VectorQuantizer` (also each stage of `ResidualVectorQuantizer`)."""
-    return dict(
-        num_embeddings=config.num_vq_embeddings,
-        embed_dim=config.vq_embed_dim,
-        commitment_cost=config.commitment_cost,
-        codebook_loss_weight=config.codebook_loss_weight,
-        beta_placement=config.beta_placement,
-        chunk_size=config.quantizer_chunk_size,
-        codebook_update=config.codebook_update,
-        ema_decay=config.ema_decay,
-        ema_epsilon=config.ema_epsilon,
-        kmeans_init=config.kmeans_init,
-        kmeans_iters=config.kmeans_iters,
-        codebook_dim=config.codebook_dim,
-        l2_norm=config.codebook_l2_norm,
-        usage_window=config.codebook_usage_window,
-        dead_code_restart=config.dead_code_restart,
-        entropy_loss_weight=config.entropy_loss_weight,
-        entropy_temperature=config.entropy_temperature,
-        gradient_estimator=config.gradient_estimator,
-    )
-
-
-def build_quantizer(config) -> BaseQuantizer:
-    """Builds the quantizer named by `config.quantizer_type`, unpacking the config's fields in one place."""
-    if config.quantizer_type == "vq":
-        from .quantizer_vq import VectorQuantizer
-
-        return VectorQuantizer(**vector_quantizer_kwargs(config))
-    if config.quantizer_type == "residual_vq":
-        from .quantizer_residual import ResidualVectorQuantizer
-
-        return ResidualVectorQuantizer(num_quantizers=config.num_quantizers, **vector_quantizer_kwargs(config))
-    if config.quantizer_type == "fsq":
-        from .quantizer_fsq import FiniteScalarQuantizer
-
-        return FiniteScalarQuantizer(
-            levels=config.fsq_levels, embed_dim=config.vq_embed_dim, usage_window=config.codebook_usage_window
-        )
-    if config.quantizer_type == "lfq":
-        from .quantizer_lfq import LookupFreeQuantizer
-
+    if quantizer_type == "fsq":
+        return FiniteScalarQuantizer(levels=fsq_levels, embed_dim=embed_dim, usage_window=usage_window)
+    if quantizer_type == "lfq":
+        lfq_options = ("commitment_cost", "entropy_loss_weight", "entropy_temperature")
         return LookupFreeQuantizer(
-            num_embeddings=config.num_vq_embeddings,
-            embed_dim=config.vq_embed_dim,
-            commitment_cost=config.commitment_cost,
-            entropy_loss_weight=config.entropy_loss_weight,
-            entropy_temperature=config.entropy_temperature,
-            usage_window=config.codebook_usage_window,
+            codebook_size=codebook_size,
+            embed_dim=embed_dim,
+            usage_window=usage_window,
+            **{name: vq_options[name] for name in lfq_options if name in vq_options},
         )
-    raise ValueError(
-        f"Unknown `quantizer_type` {config.quantizer_type!r}; expected one of ('vq', 'fsq', 'lfq', 'residual_vq')."
-    )
+    raise ValueError(f"Unknown `quantizer_type` {quantizer_type!r}; expected one of {QUANTIZER_TYPES}.")
+
+
+__all__ = ["QUANTIZER_TYPES", "build_quantizer"]

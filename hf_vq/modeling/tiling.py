@@ -10,7 +10,8 @@ Each tile is normalised with its own GroupNorm statistics (as in diffusers' tile
 is close to, not equal to, the untiled one; the blend keeps those differences from showing as seams.
 
 Encoding blends the pre-quantisation latents and quantizes the blended result once, so the token grid of a tiled
-encode has no duplicated or conflicting tokens.
+encode has no duplicated or conflicting tokens. The models' `tiled_encode` / `tiled_decode` / `tiled_decode_indices`
+(`modeling_utils.SingleGridMixin`) are built on the two functions here, which know nothing about models.
 """
 
 from __future__ import annotations
@@ -89,9 +90,16 @@ def tiled_map(
     return (output / weight_sum).to(out_dtype)
 
 
-def _tile_geometry(model, tile_sample_size: int | None, overlap: float) -> tuple[int, int]:
-    factor = model.downsampling_factor
-    tile = tile_sample_size if tile_sample_size is not None else model.config.sample_size
+def tile_geometry(factor: int, sample_size: int, tile_sample_size: int | None, overlap: float) -> tuple[int, int]:
+    """Checks a tiling request and returns `(tile side, overlap)` in pixels, both multiples of `factor`.
+
+    Args:
+        factor (`int`): the model's downsampling factor.
+        sample_size (`int`): the tile side used when `tile_sample_size` is None (the model's training size).
+        tile_sample_size (`int`, *optional*): tile side in pixels.
+        overlap (`float`): fraction of a tile shared with each neighbour, in [0, 1).
+    """
+    tile = tile_sample_size if tile_sample_size is not None else sample_size
     if tile % factor or tile < 2 * factor:
         raise ValueError(
             f"`tile_sample_size` must be a multiple of the downsampling factor {factor} and at least {2 * factor}; "
@@ -103,55 +111,4 @@ def _tile_geometry(model, tile_sample_size: int | None, overlap: float) -> tuple
     return tile, overlap_pixels
 
 
-def tiled_encode(model, pixel_values: torch.Tensor, tile_sample_size: int | None = None, overlap: float = 0.25):
-    """`model.encode(pixel_values)` computed tile by tile: latents are blended, then quantized once.
-
-    Args:
-        model: a `VQPreTrainedModel`.
-        pixel_values (`torch.FloatTensor` of shape `(batch_size, in_channels, height, width)`):
-            Images in `config.pixel_range`; height and width divisible by the downsampling factor.
-        tile_sample_size (`int`, *optional*, defaults to `model.config.sample_size`):
-            Tile side in pixels, a multiple of the downsampling factor.
-        overlap (`float`, *optional*, defaults to 0.25):
-            Fraction of a tile shared with each neighbour.
-
-    Returns:
-        `VQEncoderOutput` with `latents`, `quantized` and `indices` for the whole image.
-    """
-    from .modeling_utils import VQEncoderOutput  # deferred: modeling_utils may import this module
-
-    model._check_pixel_values(pixel_values)
-    tile, overlap_pixels = _tile_geometry(model, tile_sample_size, overlap)
-    factor = model.downsampling_factor
-    latents = tiled_map(
-        lambda piece: model.quant_conv(model.encoder(piece)),
-        pixel_values,
-        tile=tile,
-        overlap=overlap_pixels,
-        scale=1.0 / factor,
-        align=factor,
-    )
-    quantized = model.quantize(latents, return_dict=True)
-    return VQEncoderOutput(latents=latents, quantized=quantized.quantized, indices=quantized.indices)
-
-
-def tiled_decode_codes(model, codes: torch.Tensor, tile_sample_size: int | None = None, overlap: float = 0.25):
-    """Decodes quantized latents `(B, D, h, w)` to images `(B, C, h * f, w * f)` tile by tile.
-
-    Tiles are `tile_sample_size / f` tokens wide and overlap by `overlap` of a tile; the decoded tiles are
-    blended in pixel space.
-    """
-    tile, overlap_pixels = _tile_geometry(model, tile_sample_size, overlap)
-    factor = model.downsampling_factor
-    return tiled_map(
-        model._decode_codes, codes, tile=tile // factor, overlap=overlap_pixels // factor, scale=float(factor)
-    )
-
-
-def tiled_decode_indices(model, indices: torch.LongTensor, tile_sample_size: int | None = None, overlap: float = 0.25):
-    """`model.decode_indices(indices)` tile by tile: token ids `(B, h, w)` -> images `(B, C, h * f, w * f)`."""
-    model._check_indices(indices)
-    return tiled_decode_codes(model, model.quantize.indices_to_codes(indices), tile_sample_size, overlap)
-
-
-__all__ = ["tile_starts", "tiled_map", "tiled_encode", "tiled_decode_codes", "tiled_decode_indices"]
+__all__ = ["tile_geometry", "tile_starts", "tiled_map"]

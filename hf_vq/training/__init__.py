@@ -1,10 +1,28 @@
-"""Training and fine-tuning: `hf-vq train` (see `train.py`), its arguments and its `datasets` streaming input.
+"""Training: the shared loop (`loop.py`: a [`Task`] plugged into Accelerate) and the tokenizer task behind
+`hf-vq train` (`tokenizer.py`), their arguments (`arguments.py`) and checkpoints (`checkpointing.py`).
 
     from hf_vq.training import parse_args, train
     train(parse_args(["--max-train-steps", "100", "--output-dir", "outputs/demo"]))
 """
 
-from .arguments import TrainArguments, parse_args
-from .train import main, train
+from .arguments import LoopArguments, TrainArguments, parse_args
+from .loop import Run, Task, TaskStep, Trainable, TrainData, run_training
+from .tokenizer import TokenizerTask, main, train
+from .tokenizer_types import TOKENIZER_TYPES, TokenizerType
 
-__all__ = ["TrainArguments", "main", "parse_args", "train"]
+__all__ = [
+    "TOKENIZER_TYPES",
+    "LoopArguments",
+    "Run",
+    "Task",
+    "TaskStep",
+    "TokenizerTask",
+    "TokenizerType",
+    "TrainArguments",
+    "TrainData",
+    "Trainable",
+    "main",
+    "parse_args",
+    "run_training",
+    "train",
+]

@@ -1,8 +1,17 @@
-"""Arguments of `hf-vq train`: one dataclass, read from the command line and from a YAML/JSON file.
+"""Arguments of the trainers: groups of flags, read from the command line and from a YAML/JSON file.
 
 `hf-vq train --config run.yaml --learning-rate 1e-4` reads `run.yaml` first, then lets every flag given on the
 command line override it. Keys are the field names below (`learning_rate` or `learning-rate`); an unknown key
 or an invalid value stops the run with a message that names the flag.
+
+Flags come in groups, one dataclass each, shown together by `--help`:
+
+- generic, read by the shared loop (`loop.py`): [`OptimizationArguments`], [`OutputArguments`]; together they are
+  [`LoopArguments`], what any trainer builds on;
+- the tokenizer's (`tokenizer.py`): [`TokenizerModelArguments`], [`ImageDataArguments`], [`AdversarialArguments`].
+
+[`TrainArguments`], `hf-vq train`'s, is the flat union of all five. Each group validates its own fields
+(`_validate`). `--model-type` reads the open registry [`TOKENIZER_TYPES`]: a new tokenizer is one entry there.
 """
 
 import dataclasses
@@ -17,6 +26,8 @@ from typing import Any, Literal
 
 from transformers import HfArgumentParser
 
+from .tokenizer_types import TOKENIZER_TYPES
+
 # `transformers.get_scheduler` names we accept; all of them do a linear warm-up first.
 LR_SCHEDULERS = ("constant_with_warmup", "cosine", "linear", "cosine_with_restarts", "polynomial")
 
@@ -25,13 +36,130 @@ def _arg(default: Any, help: str, **kwargs: Any) -> Any:
     return field(default=default, metadata={"help": help, **kwargs})
 
 
-@dataclass
-class TrainArguments:
-    """Everything `hf-vq train` can be told. Run `hf-vq train --help` for the same text on the command line."""
+class _Arguments:
+    """Runs the type check, then every group's `_validate`, on the assembled dataclass."""
 
-    # --- model ---
-    model_type: Literal["vqgan", "vqvae"] = _arg(
-        "vqgan", "Architecture to train from scratch: `vqgan` (taming/latent-diffusion autoencoder + GAN) or `vqvae`."
+    def __post_init__(self) -> None:
+        _check_types(self)
+        for name, choices in _literal_fields(type(self)).items():
+            if getattr(self, name) not in choices:
+                raise _flag_error(name, f"one of {list(choices)}", getattr(self, name))
+        for cls in reversed(type(self).__mro__):
+            if "_validate" in vars(cls):
+                cls._validate(self)
+
+    @classmethod
+    def argument_groups(cls) -> list[type]:
+        """The flag groups this dataclass is made of, in `--help` order."""
+        return [c for c in reversed(cls.__mro__) if "_argument_group_name" in vars(c)]
+
+
+def _check(args: Any, names: tuple[str, ...], expected: str, ok) -> None:
+    for name in names:
+        value = getattr(args, name)
+        if value is not None and not ok(value):
+            raise _flag_error(name, expected, value)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Generic: every trainer's loop reads these.
+
+
+@dataclass
+class OptimizationArguments(_Arguments):
+    """Batches, the step budget, AdamW and its schedule, precision, EMA, the seed."""
+
+    _argument_group_name = "optimisation"
+
+    train_batch_size: int = _arg(8, "Images per process and per forward pass.")
+    gradient_accumulation_steps: int = _arg(1, "Forward/backward passes summed into one optimizer step.")
+    max_train_steps: int | None = _arg(
+        None, "Optimizer steps to run. Unset: `num_train_epochs` over a dataset of known size, else 400."
+    )
+    num_train_epochs: float | None = _arg(
+        None, "Passes over the training split; needs a dataset whose size is known. Ignored if max_train_steps is set."
+    )
+    learning_rate: float = _arg(4e-4, "Learning rate of the model (the generator), per total batch if --scale-lr.")
+    scale_lr: bool = _arg(
+        False, "Multiply the learning rates by train_batch_size * gradient_accumulation_steps * processes."
+    )
+    adam_beta1: float = _arg(0.5, "Adam beta1 of every optimizer (taming's VQ-GAN uses 0.5).")
+    adam_beta2: float = _arg(0.9, "Adam beta2 of every optimizer.")
+    adam_weight_decay: float = _arg(0.0, "AdamW weight decay of every optimizer.")
+    adam_epsilon: float = _arg(1e-8, "Adam epsilon of every optimizer.")
+    lr_scheduler: Literal[LR_SCHEDULERS] = _arg("cosine", "Learning-rate decay after the warm-up.")
+    lr_warmup_steps: int = _arg(20, "Optimizer steps of linear learning-rate warm-up.")
+    max_grad_norm: float = _arg(1.0, "Clip the gradient norm of each model to this value (0 disables).")
+    mixed_precision: Literal["no", "fp16", "bf16"] = _arg(
+        "no", "Autocast precision of the forward passes; the quantizer's nearest-code search stays in fp32."
+    )
+    use_ema: bool = _arg(True, "Keep an exponential moving average of the model's weights and save it.")
+    ema_decay: float = _arg(0.999, "EMA decay (warmed up as min(decay, (1 + n) / (10 + n)) after n updates).")
+    seed: int = _arg(0, "Seed of model init, data order, crops and every other random choice.")
+
+    def _validate(self) -> None:
+        positive = ("train_batch_size", "gradient_accumulation_steps", "max_train_steps")
+        _check(self, positive, "an integer >= 1", lambda v: v >= 1)
+        _check(self, ("lr_warmup_steps",), "an integer >= 0", lambda v: v >= 0)
+        _check(self, ("num_train_epochs",), "a number > 0", lambda v: v > 0)
+        _check(self, ("learning_rate",), "a finite number > 0", lambda v: v > 0 and math.isfinite(v))
+        _check(self, ("adam_beta1", "adam_beta2", "ema_decay"), "a number in [0, 1)", lambda v: 0.0 <= v < 1.0)
+        _check(self, ("max_grad_norm", "adam_weight_decay"), "a number >= 0", lambda v: v >= 0)
+
+
+@dataclass
+class OutputArguments(_Arguments):
+    """The output folder, checkpoints and resuming, logging and trackers, the NaN/inf guard, the Hub."""
+
+    _argument_group_name = "checkpoints, logging, output"
+
+    output_dir: str = _arg("outputs/hf-vq-train", "Folder for checkpoints, logs, samples and the final model.")
+    overwrite_output_dir: bool = _arg(False, "Start afresh even if output_dir already holds checkpoints.")
+    checkpointing_steps: int = _arg(200, "Save a resumable checkpoint every this many optimizer steps (0: never).")
+    checkpoints_total_limit: int | None = _arg(2, "Keep only this many newest checkpoints (unset: keep all).")
+    resume_from_checkpoint: str | None = _arg(
+        None, "`latest` or a checkpoint folder: continue with the same step, optimizers, EMA, data and RNG state."
+    )
+    logging_steps: int = _arg(10, "Log losses and rates every this many optimizer steps.")
+    report_to: Literal["tensorboard", "wandb", "all", "none"] = _arg(
+        "tensorboard", "Where scalars and images go: TensorBoard (under output_dir/logs), Weights & Biases, both."
+    )
+    tracker_project_name: str = _arg("hf-vq", "Project / run-group name given to the trackers.")
+    image_logging_steps: int = _arg(100, "Save and log a grid of inputs vs reconstructions every this many steps.")
+    eval_steps: int = _arg(200, "Evaluate on held-out data (PSNR, SSIM, code usage) every this many steps.")
+    max_consecutive_nonfinite: int = _arg(
+        5, "Stop after this many optimizer steps in a row were skipped for a NaN/inf loss or gradient."
+    )
+    push_to_hub: bool = _arg(False, "Upload the final model, its discriminator, card and samples to the Hub.")
+    hub_model_id: str | None = _arg(None, "Repository to push to. Unset: the output folder's name.")
+    hub_private_repo: bool = _arg(False, "Create the Hub repository as private.")
+
+    def _validate(self) -> None:
+        non_negative = ("checkpointing_steps", "logging_steps", "image_logging_steps", "eval_steps")
+        _check(self, non_negative, "an integer >= 0", lambda v: v >= 0)
+        _check(self, ("checkpoints_total_limit", "max_consecutive_nonfinite"), "an integer >= 1", lambda v: v >= 1)
+
+
+@dataclass
+class LoopArguments(OutputArguments, OptimizationArguments):
+    """What the shared loop (`loop.py`) reads; a trainer's arguments add their own groups to these two."""
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The tokenizer's: `hf-vq train`.
+
+
+@dataclass
+class TokenizerModelArguments(_Arguments):
+    """Which tokenizer: a registered type from scratch, or a saved one to fine-tune; what to freeze."""
+
+    _argument_group_name = "model"
+
+    model_type: str = _arg(
+        "vqgan",
+        "Tokenizer to train from scratch: `vqgan` (taming/latent-diffusion autoencoder + GAN) or `vqvae` "
+        "(any key of hf_vq.training.arguments.TOKENIZER_TYPES).",
+        choices=TOKENIZER_TYPES,  # the dict itself: argparse checks membership, so entries added later count
     )
     model_config: str | None = _arg(
         None,
@@ -49,7 +177,22 @@ class TrainArguments:
     )
     gradient_checkpointing: bool = _arg(False, "Recompute activations in the backward pass to save memory.")
 
-    # --- data ---
+    def _validate(self) -> None:
+        if self.model_type not in TOKENIZER_TYPES:
+            raise _flag_error("model_type", f"one of {list(TOKENIZER_TYPES)}", self.model_type)
+        if self.model_config is not None and self.init_from is not None:
+            raise ValueError(
+                "--model-config and --init-from both describe the model; give one: --init-from loads the config "
+                "saved with the weights."
+            )
+
+
+@dataclass
+class ImageDataArguments(_Arguments):
+    """Training and held-out images: where from, at what size, how they are streamed."""
+
+    _argument_group_name = "data"
+
     dataset_name: str | None = _arg(
         None,
         "Training images: a Hub dataset id, a local image folder, or parquet / webdataset (.tar) shards (a folder "
@@ -69,38 +212,29 @@ class TrainArguments:
     )
     num_eval_images: int = _arg(16, "Held-out images used by each evaluation and shown in the sample grid.")
 
-    # --- optimisation ---
-    train_batch_size: int = _arg(8, "Images per process and per forward pass.")
-    gradient_accumulation_steps: int = _arg(1, "Forward/backward passes summed into one optimizer step.")
-    max_train_steps: int | None = _arg(
-        None, "Optimizer steps to run. Unset: `num_train_epochs` over a dataset of known size, else 400."
-    )
-    num_train_epochs: float | None = _arg(
-        None, "Passes over the training split; needs a dataset whose size is known. Ignored if max_train_steps is set."
-    )
-    learning_rate: float = _arg(4e-4, "Generator learning rate (per total batch if --scale-lr is set).")
-    discriminator_learning_rate: float | None = _arg(None, "Discriminator learning rate. Unset: learning_rate.")
-    scale_lr: bool = _arg(
-        False, "Multiply the learning rates by train_batch_size * gradient_accumulation_steps * processes."
-    )
-    adam_beta1: float = _arg(0.5, "Adam beta1 of both optimizers (taming's VQ-GAN uses 0.5).")
-    adam_beta2: float = _arg(0.9, "Adam beta2 of both optimizers.")
-    adam_weight_decay: float = _arg(0.0, "AdamW weight decay of both optimizers.")
-    adam_epsilon: float = _arg(1e-8, "Adam epsilon of both optimizers.")
-    lr_scheduler: Literal[LR_SCHEDULERS] = _arg("cosine", "Learning-rate decay after the warm-up.")
-    lr_warmup_steps: int = _arg(20, "Optimizer steps of linear learning-rate warm-up.")
-    max_grad_norm: float = _arg(1.0, "Clip the gradient norm of each model to this value (0 disables).")
-    mixed_precision: Literal["no", "fp16", "bf16"] = _arg(
-        "no", "Autocast precision of the forward passes; the quantizer's nearest-code search stays in fp32."
-    )
-    use_ema: bool = _arg(True, "Keep an exponential moving average of the generator's weights and save it.")
-    ema_decay: float = _arg(0.999, "EMA decay (warmed up as min(decay, (1 + n) / (10 + n)) after n updates).")
-    seed: int = _arg(0, "Seed of model init, data order, crops and every other random choice.")
+    def _validate(self) -> None:
+        _check(self, ("resolution", "num_eval_images"), "an integer >= 1", lambda v: v >= 1)
+        _check(self, ("shuffle_buffer_size", "dataloader_num_workers"), "an integer >= 0", lambda v: v >= 0)
+        if self.resolution % 8:
+            expected = "a multiple of 8 (every built-in model downsamples by up to 8)"
+            raise _flag_error("resolution", expected, self.resolution)
 
-    # --- VQ-GAN objective ---
+    @property
+    def uses_builtin_data(self) -> bool:
+        return self.dataset_name is None
+
+
+@dataclass
+class AdversarialArguments(_Arguments):
+    """The VQ-GAN objective (`hf_vq.losses.VQGANLossConfig`) and its discriminator; unused by `--model-type vqvae`.
+    Unset values take the objective's defaults, the schedule scaled to the run (`tokenizer.build_objective`)."""
+
+    _argument_group_name = "VQ-GAN objective (discriminator, perceptual loss, regularisers)"
+
     discriminator_config: str | None = _arg(
         None, "Discriminator config: a config.json path or inline JSON. Unset: the default PatchGAN."
     )
+    discriminator_learning_rate: float | None = _arg(None, "Discriminator learning rate. Unset: learning_rate.")
     discriminator_start: int | None = _arg(
         None, "Optimizer step at which the GAN terms switch on. Unset: the objective's default for the run length."
     )
@@ -113,80 +247,29 @@ class TrainArguments:
         "Backbone of the LPIPS perceptual loss: `alexnet` (~20x cheaper, the CPU-sized default) or `vgg16` "
         "(taming's choice, for GPU training).",
     )
-
-    # --- checkpoints, logging, output ---
-    output_dir: str = _arg("outputs/hf-vq-train", "Folder for checkpoints, logs, samples and the final model.")
-    overwrite_output_dir: bool = _arg(False, "Start afresh even if output_dir already holds checkpoints.")
-    checkpointing_steps: int = _arg(200, "Save a resumable checkpoint every this many optimizer steps (0: never).")
-    checkpoints_total_limit: int | None = _arg(2, "Keep only this many newest checkpoints (unset: keep all).")
-    resume_from_checkpoint: str | None = _arg(
-        None, "`latest` or a checkpoint folder: continue with the same step, optimizers, EMA, data and RNG state."
+    lecam_weight: float | None = _arg(
+        None,
+        "Weight of the LeCam regulariser of the discriminator (MAGVIT-v2 uses 0.001; 0 disables it). Unset: the "
+        "objective's default (off).",
     )
-    logging_steps: int = _arg(10, "Log losses and rates every this many optimizer steps.")
-    report_to: Literal["tensorboard", "wandb", "all", "none"] = _arg(
-        "tensorboard", "Where scalars and images go: TensorBoard (under output_dir/logs), Weights & Biases, both."
+    lecam_ema_decay: float | None = _arg(
+        None, "Decay of the LeCam anchors' moving averages of the logits. Unset: the objective's default (0.99)."
     )
-    tracker_project_name: str = _arg("hf-vq", "Project / run-group name given to the trackers.")
-    image_logging_steps: int = _arg(100, "Save and log a grid of inputs vs reconstructions every this many steps.")
-    eval_steps: int = _arg(200, "Evaluate PSNR, SSIM and code usage on held-out images every this many steps.")
-    max_consecutive_nonfinite: int = _arg(
-        5, "Stop after this many optimizer steps in a row were skipped for a NaN/inf loss or gradient."
+    r1_weight: float | None = _arg(
+        None, "Weight of the R1 gradient penalty on real images (0 disables it). Unset: the objective's default (off)."
     )
-    push_to_hub: bool = _arg(False, "Upload the final model, its discriminator, card and samples to the Hub.")
-    hub_model_id: str | None = _arg(None, "Repository to push to. Unset: the output folder's name.")
-    hub_private_repo: bool = _arg(False, "Create the Hub repository as private.")
 
-    def __post_init__(self) -> None:
-        _check_types(self)
-        positive = ("resolution", "train_batch_size", "gradient_accumulation_steps", "num_eval_images")
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise _flag_error(name, "an integer >= 1", getattr(self, name))
-        non_negative = (
-            "shuffle_buffer_size",
-            "dataloader_num_workers",
-            "lr_warmup_steps",
-            "checkpointing_steps",
-            "logging_steps",
-            "image_logging_steps",
-            "eval_steps",
-        )
-        for name in non_negative:
-            if getattr(self, name) < 0:
-                raise _flag_error(name, "an integer >= 0", getattr(self, name))
-        for name in ("max_train_steps", "checkpoints_total_limit", "max_consecutive_nonfinite"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise _flag_error(name, "an integer >= 1", value)
-        if self.num_train_epochs is not None and not self.num_train_epochs > 0:
-            raise _flag_error("num_train_epochs", "a number > 0", self.num_train_epochs)
-        for name in ("learning_rate", "discriminator_learning_rate"):
-            value = getattr(self, name)
-            if value is not None and not (value > 0 and math.isfinite(value)):
-                raise _flag_error(name, "a finite number > 0", value)
-        for name in ("adam_beta1", "adam_beta2", "ema_decay"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise _flag_error(name, "a number in [0, 1)", getattr(self, name))
-        for name in ("max_grad_norm", "adam_weight_decay", "discriminator_weight", "perceptual_weight"):
-            value = getattr(self, name)
-            if value is not None and value < 0:
-                raise _flag_error(name, "a number >= 0", value)
-        if self.discriminator_start is not None and self.discriminator_start < 0:
-            raise _flag_error("discriminator_start", "an integer >= 0", self.discriminator_start)
-        for name, choices in _literal_fields().items():
-            if getattr(self, name) not in choices:
-                raise _flag_error(name, f"one of {list(choices)}", getattr(self, name))
-        if self.model_config is not None and self.init_from is not None:
-            raise ValueError(
-                "--model-config and --init-from both describe the model; give one: --init-from loads the config "
-                "saved with the weights."
-            )
-        if self.resolution % 8:
-            raise _flag_error("resolution", "a multiple of 8 (every built-in model downsamples by up to 8)", self.resolution)
+    def _validate(self) -> None:
+        _check(self, ("discriminator_learning_rate",), "a finite number > 0", lambda v: v > 0 and math.isfinite(v))
+        weights = ("discriminator_weight", "perceptual_weight", "lecam_weight", "r1_weight")
+        _check(self, weights, "a number >= 0", lambda v: v >= 0)
+        _check(self, ("discriminator_start",), "an integer >= 0", lambda v: v >= 0)
+        _check(self, ("lecam_ema_decay",), "a number in [0, 1)", lambda v: 0.0 <= v < 1.0)
 
-    @property
-    def uses_builtin_data(self) -> bool:
-        return self.dataset_name is None
+
+@dataclass
+class TrainArguments(LoopArguments, AdversarialArguments, ImageDataArguments, TokenizerModelArguments):
+    """Everything `hf-vq train` can be told. Run `hf-vq train --help` for the same text, by group."""
 
 
 def _flag(name: str) -> str:
@@ -197,14 +280,14 @@ def _flag_error(name: str, expected: str, received: Any) -> ValueError:
     return ValueError(f"{_flag(name)} must be {expected}; got {received!r}.")
 
 
-def _literal_fields() -> dict[str, tuple]:
-    hints = typing.get_type_hints(TrainArguments)
+def _literal_fields(arguments_class: type) -> dict[str, tuple]:
+    hints = typing.get_type_hints(arguments_class)
     return {name: typing.get_args(t) for name, t in hints.items() if typing.get_origin(t) is Literal}
 
 
-def _check_types(args: TrainArguments) -> None:
+def _check_types(args: Any) -> None:
     """Values from a YAML/JSON file skip argparse's conversions: check each one against its annotation."""
-    hints = typing.get_type_hints(TrainArguments)
+    hints = typing.get_type_hints(type(args))
     for f in dataclasses.fields(args):
         value = getattr(args, f.name)
         allowed = typing.get_args(hints[f.name]) if isinstance(hints[f.name], types.UnionType) else (hints[f.name],)
@@ -227,7 +310,7 @@ def _check_types(args: TrainArguments) -> None:
             setattr(args, f.name, float(value))
 
 
-def _read_config_file(path: str) -> dict[str, Any]:
+def _read_config_file(path: str, arguments_class: type, prog: str) -> dict[str, Any]:
     file = Path(path)
     if not file.is_file():
         raise ValueError(f"--config {path!r}: no such file.")
@@ -241,42 +324,55 @@ def _read_config_file(path: str) -> dict[str, Any]:
     else:
         raise ValueError(f"--config {path!r}: expected a .yaml, .yml or .json file.")
     if not isinstance(values, dict):
-        raise ValueError(f"--config {path!r}: expected a mapping of argument names to values, got {type(values).__name__}.")
-    known = {f.name for f in dataclasses.fields(TrainArguments)}
+        kind = type(values).__name__
+        raise ValueError(f"--config {path!r}: expected a mapping of argument names to values, got {kind}.")
+    known = {f.name for f in dataclasses.fields(arguments_class)}
     out = {}
     for key, value in values.items():
         name = str(key).replace("-", "_")
         if name not in known:
             close = difflib.get_close_matches(name, sorted(known), n=1)
-            hint = f" Did you mean `{close[0]}`?" if close else " Run `hf-vq train --help` for the list."
+            hint = f" Did you mean `{close[0]}`?" if close else f" Run `{prog} --help` for the list."
             raise ValueError(f"--config {path!r}: unknown key `{key}`.{hint}")
-        if name in ("model_config", "discriminator_config") and isinstance(value, dict):
+        if name.endswith("_config") and isinstance(value, dict):
             value = json.dumps(value)  # a mapping in the file is the same as inline JSON on the command line
         out[name] = value
     return out
 
 
-def build_parser() -> HfArgumentParser:
+TRAIN_DESCRIPTION = (
+    "Train or fine-tune a VQ-GAN / VQ-VAE image tokenizer. With no arguments: a small VQ-GAN on the photos bundled "
+    "with scikit-image, scikit-learn and matplotlib, offline, in about five minutes on a CPU."
+)
+
+
+def build_parser(
+    arguments_class: type = TrainArguments, prog: str = "hf-vq train", description: str = TRAIN_DESCRIPTION
+) -> HfArgumentParser:
+    """The parser of `arguments_class`: one `--help` section per flag group, plus `--config FILE`."""
     parser = HfArgumentParser(
-        TrainArguments,
-        prog="hf-vq train",
-        description="Train or fine-tune a VQ-GAN / VQ-VAE image tokenizer. With no arguments: a small VQ-GAN on "
-        "the photos bundled with scikit-image, scikit-learn and matplotlib, offline, in about five minutes on a CPU.",
+        arguments_class.argument_groups(),
+        prog=prog,
+        description=description,
         allow_abbrev=False,
-        usage="hf-vq train [--config FILE] [--FLAG VALUE ...]  (hf-vq train --help lists every flag)",
+        usage=f"{prog} [--config FILE] [--FLAG VALUE ...]  ({prog} --help lists every flag)",
     )
-    parser.add_argument(
-        "--config", metavar="FILE", default=None, help="YAML or JSON file of arguments; command-line flags override it."
-    )
+    text = "YAML or JSON file of arguments; command-line flags override it."
+    parser.add_argument("--config", metavar="FILE", default=None, help=text)
     return parser
 
 
-def parse_args(argv: list[str] | None = None) -> TrainArguments:
-    """Parses `argv` (flags and an optional `--config FILE`) into [`TrainArguments`].
+def parse_args(
+    argv: list[str] | None = None,
+    arguments_class: type = TrainArguments,
+    prog: str = "hf-vq train",
+    description: str = TRAIN_DESCRIPTION,
+) -> Any:
+    """Parses `argv` (flags and an optional `--config FILE`) into `arguments_class` ([`TrainArguments`]).
 
     Exits with status 2 and a message naming the flag or key on an unknown or invalid value, as argparse does.
     """
-    parser = build_parser()
+    parser = build_parser(arguments_class, prog=prog, description=description)
     namespace, unknown = parser.parse_known_args(argv)
     if unknown:
         options = [s for action in parser._actions for s in action.option_strings]
@@ -285,15 +381,15 @@ def parse_args(argv: list[str] | None = None) -> TrainArguments:
         parser.error(f"unknown argument {unknown[0]!r}" + (f"; did you mean {close[0]}?" if close else ""))
     try:
         if namespace.config is not None:
-            parser.set_defaults(**_read_config_file(namespace.config))
+            parser.set_defaults(**_read_config_file(namespace.config, arguments_class, prog))
             namespace, _ = parser.parse_known_args(argv)  # file values become defaults: the command line wins
         values = {k: v for k, v in vars(namespace).items() if k != "config"}
-        return TrainArguments(**values)
+        return arguments_class(**values)
     except ValueError as error:
         parser.error(str(error))
 
 
-def resolve_max_train_steps(args: TrainArguments, num_train_examples: int | None, num_processes: int) -> int:
+def resolve_max_train_steps(args: OptimizationArguments, num_train_examples: int | None, num_processes: int) -> int:
     """The step budget, fixed before the optimizers, schedules and checkpoints that depend on it are built.
 
     `max_train_steps` wins; else `num_train_epochs` over a split of known size; else 400 (the main job).
@@ -330,4 +426,16 @@ def parse_json_or_file(value: str, flag: str) -> dict[str, Any]:
     return values
 
 
-__all__ = ["TrainArguments", "build_parser", "parse_args", "resolve_max_train_steps", "parse_json_or_file"]
+__all__ = [
+    "AdversarialArguments",
+    "ImageDataArguments",
+    "LoopArguments",
+    "OptimizationArguments",
+    "OutputArguments",
+    "TokenizerModelArguments",
+    "TrainArguments",
+    "build_parser",
+    "parse_args",
+    "parse_json_or_file",
+    "resolve_max_train_steps",
+]

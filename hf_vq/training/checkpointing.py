@@ -1,12 +1,15 @@
-"""Resumable checkpoints: `accelerator.save_state` into a temporary folder, renamed into place once complete.
+"""Resumable checkpoints and the output folder: `accelerator.save_state` into a temporary folder, renamed into
+place once complete; the loop's own state (`TrainingState`: step, counters, every rank's data position).
 
 A checkpoint folder `checkpoint-{step}/` holds:
 
-- `model/`, `ema/` (with `--use-ema`), `discriminator/` (VQ-GAN): `save_pretrained` folders, written by the
-  save hook below in place of accelerate's own weight files, so any checkpoint loads with `from_pretrained`;
+- one `save_pretrained` folder per trained model (`model/`, and `discriminator/` for a VQ-GAN) and `ema/` (with
+  `--use-ema`), written by the save hook below in place of accelerate's own weight files, so any checkpoint loads
+  with `from_pretrained`;
 - `optimizer.bin`, `optimizer_1.bin`, `scheduler.bin`, `scheduler_1.bin`: optimizer and LR-schedule states;
 - `random_states_{rank}.pkl`: Python, NumPy and torch RNG states of every process;
 - `custom_checkpoint_0.pkl`: the loop's `TrainingState` (step, data position of every rank, counters, EMA count);
+  `custom_checkpoint_1.pkl`, ...: the task's other state (`Task.checkpointed()`: e.g. the LeCam anchors);
 - `checkpoint_complete.json`: written last. A folder is only ever named `checkpoint-{step}` after everything
   in it was written (`checkpoint-{step}.tmp` is renamed), so a run killed mid-write leaves a `.tmp` folder that
   is never taken for a checkpoint, and the previous checkpoint intact.
@@ -14,14 +17,17 @@ A checkpoint folder `checkpoint-{step}/` holds:
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
 import re
 import shutil
 import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import torch
 from safetensors.torch import load_file
 from torch import nn
 
@@ -104,38 +110,45 @@ def load_pretrained_weights(module: nn.Module, folder: str | os.PathLike) -> Non
     module.load_state_dict(state, strict=True)
 
 
-def register_checkpoint_hooks(accelerator, *, model, discriminator=None, ema=None) -> None:
-    """Makes `save_state` / `load_state` write and read `model/`, `ema/`, `discriminator/` `save_pretrained`
-    folders instead of accelerate's own weight files. `ema` is a `torch.optim.swa_utils.AveragedModel`."""
+def _save_without_card(module: nn.Module, folder: str) -> None:
+    # No model card in checkpoints: the card belongs to the final model (hf-vq models write one by default).
+    if "write_model_card" in inspect.signature(module.save_pretrained).parameters:
+        module.save_pretrained(folder, write_model_card=False)
+    else:
+        module.save_pretrained(folder)
 
-    def named(models):
-        names = []
-        for m in models:
+
+def register_checkpoint_hooks(accelerator, models: dict[str, nn.Module], ema=None) -> None:
+    """Makes `save_state` / `load_state` write and read one `save_pretrained` folder per model (`models` maps
+    folder names to the unwrapped modules) and `ema/`, instead of accelerate's own weight files. `ema` is a
+    `torch.optim.swa_utils.AveragedModel` of one of them."""
+
+    def named(prepared):
+        folders = []
+        for m in prepared:
             unwrapped = accelerator.unwrap_model(m)
-            names.append("model" if unwrapped is model else "discriminator" if unwrapped is discriminator else None)
-        return names
+            folders.append(next((name for name, module in models.items() if module is unwrapped), None))
+        return folders
 
-    def save_hook(models, weights, output_dir):
+    def save_hook(prepared, weights, output_dir):
+        names = named(prepared)
         if accelerator.is_main_process:
-            for name in named(models):
-                if name == "model":
-                    # No model card in checkpoints: the card belongs to the final model.
-                    model.save_pretrained(os.path.join(output_dir, name), write_model_card=False)
-                elif name == "discriminator":
-                    discriminator.save_pretrained(os.path.join(output_dir, name))
+            for name in names:
+                if name is not None:
+                    _save_without_card(models[name], os.path.join(output_dir, name))
             if ema is not None:
-                ema.module.save_pretrained(os.path.join(output_dir, "ema"), write_model_card=False)
+                _save_without_card(ema.module, os.path.join(output_dir, "ema"))
         # Weights are in the folders above: stop accelerate from writing a second copy of each.
-        for i in reversed(range(len(models))):
-            if named(models)[i] is not None:
+        for i in reversed(range(len(prepared))):
+            if names[i] is not None:
                 weights.pop(i)
 
-    def load_hook(models, input_dir):
-        for i in reversed(range(len(models))):
-            name = named(models)[i]
-            if name is not None:
-                load_pretrained_weights(accelerator.unwrap_model(models[i]), os.path.join(input_dir, name))
-                models.pop(i)
+    def load_hook(prepared, input_dir):
+        names = named(prepared)
+        for i in reversed(range(len(prepared))):
+            if names[i] is not None:
+                load_pretrained_weights(accelerator.unwrap_model(prepared[i]), os.path.join(input_dir, names[i]))
+                prepared.pop(i)
         if ema is not None:
             load_pretrained_weights(ema.module, os.path.join(input_dir, "ema"))
 
@@ -143,12 +156,88 @@ def register_checkpoint_hooks(accelerator, *, model, discriminator=None, ema=Non
     accelerator.register_load_state_pre_hook(load_hook)
 
 
+@dataclass
+class TrainingState:
+    """What the loop itself must remember across a resume; checkpointed with `register_for_checkpointing`."""
+
+    global_step: int = 0  # optimizer steps taken (skipped non-finite steps not included)
+    micro_steps: int = 0  # batches consumed
+    epochs: list[int] = field(default_factory=lambda: [0])  # per rank: current epoch of the data stream
+    batches_in_epoch: list[int] = field(default_factory=lambda: [0])  # per rank: batches consumed in that epoch
+    images_seen: int = 0  # examples (images, for a tokenizer), all ranks together; named as in older checkpoints
+    skipped_records: int = 0  # corrupt / non-image records dropped, all ranks together
+    nonfinite_steps: int = 0
+    consecutive_nonfinite: int = 0
+    ema_updates: int = 0
+
+    def state_dict(self) -> dict:
+        return asdict(self)
+
+    def load_state_dict(self, state: dict) -> None:
+        for key, value in state.items():
+            setattr(self, key, value)
+
+
+def prepare_output_dir(args, accelerator, output_names: tuple[str, ...] = ()) -> None:
+    """Refuses to write over an earlier run unless told to resume or overwrite (`args`: `LoopArguments`); the
+    overwrite removes its checkpoints, logs and `output_names` (what the task's final save writes)."""
+    output_dir = Path(args.output_dir)
+    existing = list_checkpoints(output_dir)
+    has_model = (output_dir / "config.json").is_file()
+    if (existing or has_model) and args.resume_from_checkpoint is None and not args.overwrite_output_dir:
+        raise FileExistsError(
+            f"{output_dir} already holds {'checkpoints' if existing else 'a trained model'} from an earlier run. "
+            "Continue it with --resume-from-checkpoint latest, start afresh with --overwrite-output-dir, or pick "
+            "another --output-dir."
+        )
+    if accelerator.is_main_process:
+        if args.overwrite_output_dir and args.resume_from_checkpoint is None and output_dir.is_dir():
+            for path in [*output_dir.glob("checkpoint-*"), *(output_dir / name for name in ("logs", *output_names))]:
+                if path.is_dir():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+        output_dir.mkdir(parents=True, exist_ok=True)
+    accelerator.wait_for_everyone()
+
+
+def resume(
+    accelerator, state: TrainingState, value: str | None, output_dir: str | os.PathLike, ema=None
+) -> tuple[int, int]:
+    """`--resume-from-checkpoint value`: loads weights, optimizers, schedules, RNG and counters (into `state`, an
+    `ema` `AveragedModel`'s count too). Returns this rank's (epoch, batches to replay); (0, 0) on a fresh start."""
+    checkpoint = resolve_resume_checkpoint(value, output_dir)
+    if checkpoint is None:
+        return 0, 0
+    logger.info("Resuming from %s", checkpoint)
+    accelerator.load_state(str(checkpoint))
+    if ema is not None:
+        ema.n_averaged.fill_(state.ema_updates)
+    if len(state.epochs) != accelerator.num_processes:
+        raise ValueError(
+            f"{checkpoint} was written by {len(state.epochs)} processes; resume it with the same number (this run "
+            f"has {accelerator.num_processes}) so that every rank continues from its own data position."
+        )
+    rank = accelerator.process_index
+    return state.epochs[rank], state.batches_in_epoch[rank]
+
+
+def gather_positions(accelerator, epoch: int, batches_in_epoch: int) -> tuple[list[int], list[int]]:
+    """Every rank's (epoch, batches consumed in it): ranks can be at different points of their own shards."""
+    local = torch.tensor([[epoch, batches_in_epoch]], device=accelerator.device)
+    everyone = accelerator.gather(local).cpu().tolist()
+    return [e for e, _ in everyone], [b for _, b in everyone]
+
+
 __all__ = [
     "COMPLETE_MARKER",
+    "TrainingState",
+    "gather_positions",
     "list_checkpoints",
     "load_pretrained_weights",
+    "prepare_output_dir",
     "register_checkpoint_hooks",
     "resolve_resume_checkpoint",
+    "resume",
     "save_checkpoint",
 ]
-

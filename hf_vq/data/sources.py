@@ -1,5 +1,5 @@
-"""Training images as a `datasets` stream: a Hub dataset id, a local folder, parquet or webdataset shards, or the
-built-in photos.
+"""Where images come from: training (and held-out) images as a `datasets` stream from a Hub dataset id, a local
+folder, parquet or webdataset shards, or the built-in photos.
 
 Pipeline (one example at a time, in the data loader's workers)::
 
@@ -47,9 +47,7 @@ Grayscale, synthetic or RGBA images in those packages (camera, coins, logo, ...)
 from __future__ import annotations
 
 import glob
-import io
 import logging
-import os
 import zlib
 from dataclasses import dataclass
 from importlib import resources
@@ -58,7 +56,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
+
+from .images import center_crop, decode_image, resize_shorter_side, to_rgb, to_tensor
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +79,10 @@ BUILTIN_EVAL_PHOTOS = (
     ("sklearn", "datasets/images/flower.jpg"),
     ("skimage", "data/rocket.jpg"),
 )
+# `--dataset builtin` of `hf-vq evaluate`; training takes no dataset name for them.
+BUILTIN_DATASET = "builtin"
+# How runs on the built-in photos name their data in logs and model cards.
+BUILTIN_DESCRIPTION = "built-in photos (scikit-image, scikit-learn, matplotlib)"
 BUILTIN_PHOTO_SHORT_SIDE = 256  # photos are scaled once so their shorter side has this many pixels
 BUILTIN_NUM_SHARDS = 64  # one independent crop stream per shard: enough for 64 ranks x workers
 IMAGE_COLUMN_NAMES = ("image", "img", "images", "jpg", "jpeg", "png", "webp", "pixel_values")
@@ -86,7 +90,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".we
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Decoding
+# Built-in photos
 
 
 def builtin_photo_paths(split: str) -> list[Path]:
@@ -105,69 +109,6 @@ def builtin_photo_paths(split: str) -> list[Path]:
             )
         paths.append(path)
     return paths
-
-
-def to_rgb(image: Image.Image) -> Image.Image:
-    """Any PIL image as 8-bit RGB: EXIF rotation applied, palette and alpha composited on white, 16-bit scaled."""
-    image = ImageOps.exif_transpose(image)
-    if image.mode.startswith("I") or image.mode == "F":
-        # 16-bit (or 32-bit / float) grayscale: PIL's convert("L") clips at 255 instead of rescaling
-        array = np.asarray(image, dtype=np.float64)
-        peak = array.max(initial=0.0)
-        if image.mode == "F":
-            top = 1.0 if peak <= 1.0 else 255.0
-        else:
-            top = 255.0 if image.mode == "I" and peak <= 255 else 65535.0
-        image = Image.fromarray(np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8), mode="L")
-    if image.mode == "P":
-        image = image.convert("RGBA")
-    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(background, rgba)
-    return image.convert("RGB") if image.mode != "RGB" else image
-
-
-def decode_image(value: Any) -> Image.Image:
-    """Decodes one record's image (undecoded `{"bytes", "path"}`, bytes, a path, a PIL image or an array) to RGB.
-
-    Raises `OSError`/`ValueError` on anything that is not a readable image.
-    """
-    if isinstance(value, dict):
-        value = value.get("bytes") or value.get("path")
-    if isinstance(value, (bytes, bytearray)):
-        image = Image.open(io.BytesIO(value))
-    elif isinstance(value, (str, os.PathLike)):
-        image = Image.open(value)
-    elif isinstance(value, Image.Image):
-        image = value
-    elif isinstance(value, np.ndarray):
-        if value.dtype == np.uint16:
-            value = (value.astype(np.float64) / 257.0 + 0.5).astype(np.uint8)
-        elif value.dtype != np.uint8:
-            value = np.clip(np.asarray(value, dtype=np.float64) * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        image = Image.fromarray(value)
-    else:
-        raise ValueError(f"not an image: {type(value).__name__}")
-    image.load()  # decode now, so a truncated file fails here and not later
-    if image.width < 1 or image.height < 1:
-        raise ValueError("empty image")
-    return to_rgb(image)
-
-
-def resize_shorter_side(image: Image.Image, size: int) -> Image.Image:
-    scale = size / min(image.size)
-    if scale == 1.0:
-        return image
-    width, height = max(size, round(image.width * scale)), max(size, round(image.height * scale))
-    return image.resize((width, height), Image.BICUBIC, reducing_gap=3.0)  # antialiased when downscaling
-
-
-def to_tensor(image: Image.Image, pixel_range: tuple[float, float]) -> torch.Tensor:
-    """(H, W, 3) uint8 -> (3, H, W) float32 mapped linearly from [0, 255] to `pixel_range`."""
-    low, high = pixel_range
-    array = np.asarray(image, dtype=np.float32).transpose(2, 0, 1) / 255.0
-    return torch.from_numpy(array * (high - low) + low)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -201,8 +142,7 @@ class ImageTransform:
         image = resize_shorter_side(image, self.resolution)
         r = self.resolution
         if not self.train:
-            left, top = (image.width - r) // 2, (image.height - r) // 2
-            return image.crop((left, top, left + r, top + r))
+            return center_crop(image, r)
         # Keyed, not global, randomness: the same stream position gives the same crop after a resume.
         rng = np.random.default_rng([self.seed, index, zlib.crc32(image.tobytes())])
         left = int(rng.integers(0, image.width - r + 1))
@@ -215,7 +155,7 @@ class ImageTransform:
     def __call__(self, example: dict[str, Any], index: int) -> dict[str, Any]:
         try:
             image = decode_image(example[self.image_column])
-        except Exception as error:  # noqa: BLE001 - any undecodable record is skipped, never a crash
+        except Exception as error:
             where = example[self.image_column].get("path") if isinstance(example[self.image_column], dict) else None
             logger.warning("Skipping a record that is not a readable image (%s): %s", where or f"#{index}", error)
             return {"pixel_values": None}
@@ -235,9 +175,13 @@ def collate_images(examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
 # Sources
 
 
+def _open_photo(path: Path) -> Image.Image:
+    return resize_shorter_side(to_rgb(Image.open(path)), BUILTIN_PHOTO_SHORT_SIDE)
+
+
 def _builtin_train_crops(shard_seeds: list[int], resolution: int):
     """Endless random square crops of the built-in training photos; one independent stream per shard seed."""
-    photos = [resize_shorter_side(to_rgb(Image.open(p)), BUILTIN_PHOTO_SHORT_SIDE) for p in builtin_photo_paths("train")]
+    photos = [_open_photo(path) for path in builtin_photo_paths("train")]
     for shard_seed in shard_seeds:  # each shard is endless: a worker only ever reads its first one
         rng = np.random.default_rng(shard_seed)
         while True:
@@ -250,7 +194,7 @@ def _builtin_train_crops(shard_seeds: list[int], resolution: int):
 
 def builtin_eval_crops() -> list[Image.Image]:
     """The fixed eval views of the built-in eval photos: whole photos first, then their corner quarters."""
-    photos = [resize_shorter_side(to_rgb(Image.open(p)), BUILTIN_PHOTO_SHORT_SIDE) for p in builtin_photo_paths("eval")]
+    photos = [_open_photo(path) for path in builtin_photo_paths("eval")]
     views = []
     for corner in (None, (0, 0), (1, 0), (0, 1), (1, 1)):
         for photo in photos:
@@ -282,7 +226,9 @@ def _load_source(name: str, config_name: str | None, split: str):
         elif suffixes <= set(IMAGE_SUFFIXES):
             builder = "imagefolder"
         else:
-            raise ValueError(f"--dataset-name {name!r}: expected .parquet, .tar or image files, found {sorted(suffixes)}.")
+            raise ValueError(
+                f"--dataset-name {name!r}: expected .parquet, .tar or image files, found {sorted(suffixes)}."
+            )
         return datasets.load_dataset(builder, data_files={split: files}, split=split, streaming=True)
     return datasets.load_dataset(name, config_name, split=split, streaming=True)
 
@@ -326,7 +272,7 @@ def default_eval_split(name: str, config_name: str | None) -> str | None:
         return None
     try:
         splits = datasets.load_dataset(str(path) if path.is_dir() else name, config_name, streaming=True).keys()
-    except Exception as error:  # noqa: BLE001 - no eval split is not an error
+    except Exception as error:
         logger.info("Could not list the splits of %s (%s); no evaluation split.", name, error)
         return None
     return next((s for s in ("validation", "valid", "val", "test") if s in splits), None)
@@ -364,7 +310,7 @@ def build_train_stream(
         raw = datasets.IterableDataset.from_generator(
             _builtin_train_crops, gen_kwargs={"shard_seeds": shard_seeds, "resolution": resolution}
         )
-        column, num_examples, description = "image", None, "built-in photos (scikit-image, scikit-learn, matplotlib)"
+        column, num_examples, description = "image", None, BUILTIN_DESCRIPTION
     else:
         raw, column = load_raw_dataset(dataset_name, dataset_config_name, split, image_column)
         splits = raw.info.splits or {}
@@ -432,8 +378,12 @@ def load_eval_images(
 
 
 __all__ = [
-    "BUILTIN_TRAIN_PHOTOS",
+    "BUILTIN_DATASET",
+    "BUILTIN_DESCRIPTION",
     "BUILTIN_EVAL_PHOTOS",
+    "BUILTIN_TRAIN_PHOTOS",
+    "IMAGE_COLUMN_NAMES",
+    "IMAGE_SUFFIXES",
     "ImageTransform",
     "TrainStream",
     "build_train_dataloader",
@@ -441,7 +391,8 @@ __all__ = [
     "builtin_eval_crops",
     "builtin_photo_paths",
     "collate_images",
-    "decode_image",
+    "default_eval_split",
+    "find_image_column",
     "load_eval_images",
-    "to_rgb",
+    "load_raw_dataset",
 ]

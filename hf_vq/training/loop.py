@@ -1,0 +1,497 @@
+"""The training loop every hf-vq trainer shares, with Accelerate, around a task that knows its models.
+
+Read top to bottom, a run is a sequence of named steps; the task's hooks (a [`Task`]) are in brackets:
+
+    accelerator, output_dir                               one process per device, trackers, seeds
+    [build_models] -> trainables                          each gets an AdamW + warm-up/decay schedule
+    [build_data] -> dataloader; the step budget           counted before anything uses it
+    [build_objective], optimizers, schedulers, ema
+    accelerator.prepare(models, optimizers, dataloader)   DDP, device placement, autocast, data sharding
+    resume                                                load_state + replay each rank's data to its position
+    loop: [train_step] -> guard -> optimizer_step -> log / [watch] / checkpoint
+    finish: [save] + training_args.json [+ push] + [report]
+
+The loop holds nothing task-specific: the NaN/inf guard (`train_step`), clipping, EMA of the first model, exact
+resume and checkpoints (`checkpointing.py`), logs. It runs on one CPU, one GPU or many (`accelerate launch`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .arguments import LoopArguments, resolve_max_train_steps
+from .checkpointing import (
+    TrainingState,
+    gather_positions,
+    list_checkpoints,
+    prepare_output_dir,
+    register_checkpoint_hooks,
+    resume,
+    save_checkpoint,
+)
+
+logger = logging.getLogger(__name__)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The task interface
+
+
+@dataclass
+class Trainable:
+    """One model the loop trains, with its own AdamW, learning-rate schedule, gradient clipping and checkpoint
+    folder. The first trainable of a task is *the* model: its EMA is kept and it is what the task saves."""
+
+    name: str  # in the logs: `grad_norm/{name}`, `lr/{name}`
+    module: nn.Module
+    learning_rate: float  # before `--scale-lr`
+    folder: str | None = None  # its `save_pretrained` folder inside a checkpoint; defaults to `name`
+
+
+@dataclass
+class TrainData:
+    """The training data of a task: an (unprepared) data loader over a stream the loop can set the epoch of."""
+
+    dataloader: Any  # `set_epoch(epoch)`; each rank reads its own shards
+    description: str  # for the logs and the model card
+    num_examples: int | None  # size of the split if known, for `--num-train-epochs`
+
+
+@dataclass
+class TaskStep:
+    """What a task's forward returns to the loop for one batch (this rank's)."""
+
+    losses: list[torch.Tensor]  # each backpropagated once if finite on every rank; empty when `examples == 0`
+    logs: dict[str, torch.Tensor]  # scalars, logged as `train/{key}`
+    examples: int  # examples in this rank's batch
+    skipped_records: int | torch.Tensor = 0  # unreadable records the data pipeline dropped from this batch
+
+
+class Task:
+    """The hooks a trainer implements; [`run_training`] calls them. A task keeps its own models and data."""
+
+    command: str = "hf-vq"  # what messages to the user start with
+    example_name: str = "images"  # throughput is logged as `throughput/{example_name}_per_second`
+    progress_keys: tuple[str, ...] = ("loss",)  # `train/` logs shown on the progress bar
+    output_names: tuple[str, ...] = ()  # what `save` writes in the output folder: --overwrite-output-dir removes it
+
+    def build_models(self) -> list[Trainable]:
+        """The models to train, built (fresh or loaded) in train mode; the first is the one saved."""
+        raise NotImplementedError
+
+    def build_data(self, accelerator) -> TrainData:
+        """The training data (and whatever held-out data `watch` and `save` use, on `accelerator.device`)."""
+        raise NotImplementedError
+
+    def build_objective(self, max_train_steps: int, device: torch.device) -> None:
+        """Anything that depends on the step budget (loss schedules), on `device`. Called after `build_data`."""
+
+    def checkpointed(self) -> list[nn.Module]:
+        """Stateful objects besides the models (e.g. a loss's moving averages): checkpointed, and restored with
+        the models' state after a non-finite step."""
+        return []
+
+    def train_step(self, accelerator, models: list[nn.Module], batch: dict, step: int) -> TaskStep:
+        """Forward of one batch under `accelerator.autocast()` and its losses, one per trainable that steps.
+        `models` are the prepared trainables in `build_models` order; `step` counts optimizer steps from 0."""
+        raise NotImplementedError
+
+    def watch(self, run: Run) -> None:
+        """After every optimizer step, on every process: sample grids, held-out evaluation, every N steps."""
+
+    def save(self, run: Run) -> None:
+        """On the main process, after the last step: the final model (`run.sample_model()`) and what goes with it."""
+        raise NotImplementedError
+
+    def report(self, run: Run, seconds: float) -> None:
+        """On the main process, after saving (and pushing): tell the user where everything is."""
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Set-up steps
+
+
+def build_accelerator(args: LoopArguments):
+    from accelerate import Accelerator
+    from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration
+
+    report_to = {"none": None, "all": ["tensorboard", "wandb"]}.get(args.report_to, [args.report_to])
+    return Accelerator(
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        mixed_precision=args.mixed_precision,
+        log_with=report_to,
+        project_config=ProjectConfiguration(project_dir=args.output_dir, logging_dir=f"{args.output_dir}/logs"),
+        # Each rank reads its own shards (no batch dispatch from rank 0); seeded, resumable sampling.
+        dataloader_config=DataLoaderConfiguration(dispatch_batches=False, use_seedable_sampler=True),
+        # Our schedules count optimizer steps: step them ourselves, once per real optimizer step.
+        step_scheduler_with_optimizer=False,
+    )
+
+
+def build_optimizers(
+    args: LoopArguments, trainables: list[Trainable], max_train_steps: int, num_processes: int, device_type="cpu"
+) -> tuple[list, list]:
+    """AdamW for each trainable (at its learning rate, scaled by `--scale-lr`) and a warm-up + decay schedule
+    (`transformers.get_scheduler`) in optimizer steps.
+
+    On CPU and CUDA the AdamW update is torch's fused kernel: one pass over each parameter instead of a chain of
+    per-tensor ops, the same AdamW up to floating-point rounding (`benchmarks/train_step_speed.py` times the step
+    with both: the `ours+fused AdamW` and `ours` rows).
+    """
+    from transformers import get_scheduler
+
+    # --scale-lr: the learning rates are per example of the total batch
+    scale = args.train_batch_size * args.gradient_accumulation_steps * num_processes if args.scale_lr else 1
+    kwargs = dict(betas=(args.adam_beta1, args.adam_beta2), weight_decay=args.adam_weight_decay, eps=args.adam_epsilon)
+    if device_type in ("cpu", "cuda"):
+        kwargs["fused"] = True
+    optimizers = []
+    for trainable in trainables:
+        parameters = [p for p in trainable.module.parameters() if p.requires_grad]
+        if not parameters:
+            raise ValueError(f"Every parameter of the {trainable.name} is frozen: there is nothing to train.")
+        optimizers.append(torch.optim.AdamW(parameters, lr=trainable.learning_rate * scale, **kwargs))
+    steps = dict(num_warmup_steps=args.lr_warmup_steps, num_training_steps=max_train_steps)
+    return optimizers, [get_scheduler(args.lr_scheduler, opt, **steps) for opt in optimizers]
+
+
+def build_ema(args: LoopArguments, model: nn.Module):
+    """An `AveragedModel` EMA of the model (torch's maintained implementation; no extra dependency), with the
+    usual warm-up `decay_n = min(decay, (1 + n) / (10 + n))` so short runs are not dominated by the init."""
+    if not args.use_ema:
+        return None
+    from torch.optim.swa_utils import AveragedModel
+
+    decay = args.ema_decay
+
+    @torch.no_grad()
+    def ema_update(averaged: list[torch.Tensor], current: list[torch.Tensor], num_averaged) -> None:
+        n = int(num_averaged)
+        weight = 1.0 - min(decay, (1.0 + n) / (10.0 + n))
+        floats = [(a, c) for a, c in zip(averaged, current) if a.is_floating_point()]
+        if floats:
+            torch._foreach_lerp_([a for a, _ in floats], [c.to(a.dtype) for a, c in floats], weight)
+        for a, c in zip(averaged, current):
+            if not a.is_floating_point():  # integer buffers (counters) are copied, not averaged
+                a.copy_(c)
+
+    ema = AveragedModel(model, multi_avg_fn=ema_update, use_buffers=True)
+    ema.module.requires_grad_(False)
+    return ema
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The step
+
+
+@dataclass
+class StepOutput:
+    logs: dict[str, torch.Tensor]  # detached scalars
+    finite: bool
+    examples: int  # summed over all processes
+    skipped_records: int  # summed over all processes
+
+
+def forward_state(modules: list[nn.Module]) -> list[torch.Tensor]:
+    """What a forward may write besides activations: the whole state (parameters included) of every submodule
+    that holds persistent buffers of its own. A module with state may also write its parameters in forward (a
+    quantizer's k-means init, EMA codes and dead-code restarts write its codebook); modules without buffers don't,
+    so a model's bulk (convolutions, attention, norms) is not copied every step."""
+    tensors, seen = [], set()
+    for module in modules:
+        for sub in module.modules():
+            # Non-persistent buffers are derived constants (masks, caches), not state: they do not count.
+            own = [name for name, _ in sub.named_buffers(recurse=False) if name not in sub._non_persistent_buffers_set]
+            if not own:
+                continue
+            for tensor in sub.state_dict(keep_vars=True).values():
+                if id(tensor) not in seen:
+                    seen.add(id(tensor))
+                    tensors.append(tensor.data)
+    return tensors
+
+
+def train_step(accelerator, task: Task, models: list[nn.Module], batch: dict, step: int) -> StepOutput:
+    """The task's forward on one batch, then backward. Nothing is backpropagated unless every rank's losses are
+    finite and every rank has examples, so a bad batch leaves the gradients untouched and the state its forward
+    wrote (see [`forward_state`]) is restored. That agreement and the example and skipped-record counts travel in
+    one all-reduce: one host sync per micro-step."""
+    state = forward_state([accelerator.unwrap_model(m) for m in models] + task.checkpointed())
+    saved = [t.clone() for t in state]
+    out = task.train_step(accelerator, models, batch, step)
+    has_examples = out.examples > 0 and len(out.losses) > 0
+    ok = torch.stack([torch.isfinite(x) for x in out.losses]).all() if has_examples else torch.tensor(False)
+    device = accelerator.device
+    skipped = torch.as_tensor(out.skipped_records, dtype=torch.float32).to(device)
+    local = torch.stack([ok.to(device, torch.float32), torch.tensor(float(out.examples), device=device), skipped])
+    agreed, examples, skipped = accelerator.reduce(local, reduction="sum").tolist()
+    finite = agreed == accelerator.num_processes
+    if finite:
+        for loss in out.losses:
+            accelerator.backward(loss)
+    else:
+        with torch.no_grad():
+            for tensor, copy in zip(state, saved):
+                tensor.copy_(copy)
+    return StepOutput({k: v.detach().float() for k, v in out.logs.items()}, finite, int(examples), int(skipped))
+
+
+def optimizer_step(
+    accelerator, args: LoopArguments, models: dict[str, nn.Module], optimizers, schedulers, window_ok: bool
+) -> tuple[bool, dict]:
+    """Clip, check the gradient norms, step. `models` maps trainable names to prepared modules, in optimizer
+    order. Returns (stepped, grad norms by name). A non-finite window is discarded."""
+    norms = {}
+    if window_ok and args.max_grad_norm > 0:
+        for name, m in models.items():
+            trained = [p for p in m.parameters() if p.requires_grad]
+            norms[name] = accelerator.clip_grad_norm_(trained, args.max_grad_norm)
+        window_ok = all(bool(torch.isfinite(torch.as_tensor(n))) for n in norms.values())
+    if window_ok:
+        for opt in optimizers:
+            opt.step()
+        if not accelerator.optimizer_step_was_skipped:  # fp16 loss scaling skips overflowing steps
+            for sched in schedulers:
+                sched.step()
+    for opt in optimizers:
+        opt.zero_grad(set_to_none=True)
+    return window_ok, {k: float(v) for k, v in norms.items()}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The run
+
+
+@dataclass
+class Run:
+    """Everything one training run holds, prepared for the accelerator."""
+
+    args: LoopArguments
+    task: Task
+    accelerator: Any
+    names: list[str]  # trainables' names, in `models` order
+    models: list  # prepared (DDP-wrapped when distributed)
+    optimizers: list
+    schedulers: list
+    learning_rates: list[float]  # the rates actually used (scaled with `--scale-lr`), per model
+    dataloader: Any
+    data: TrainData
+    ema: Any | None
+    max_train_steps: int
+    state: TrainingState = field(default_factory=TrainingState)
+
+    @property
+    def model(self):
+        return self.models[0]
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.args.output_dir)
+
+    def sample_model(self):
+        """What gets saved and shown: the EMA weights when enabled."""
+        return self.ema.module if self.ema is not None else self.accelerator.unwrap_model(self.model)
+
+    def training_recipe(self, **task_rows: Any) -> dict:
+        """The model card's `training` table: the loop's rows, with the task's (`task_rows`) after the schedule."""
+        args, accelerator = self.args, self.accelerator
+        device = accelerator.device
+        name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type.upper()  # CPU, MPS, ...
+        return {
+            "dataset": self.data.description,
+            "steps": self.state.global_step,
+            "batch_size": args.train_batch_size * args.gradient_accumulation_steps * accelerator.num_processes,
+            "learning_rate": self.learning_rates[0],
+            "lr_schedule": f"{args.lr_scheduler}, {args.lr_warmup_steps} warm-up steps",
+            **task_rows,
+            "precision": args.mixed_precision if args.mixed_precision != "no" else "fp32",
+            "ema": f"decay {args.ema_decay} (saved weights)" if args.use_ema else "off",
+            "hardware": f"{accelerator.num_processes}x {name}",
+        }
+
+
+def set_up(args: LoopArguments, task: Task) -> Run:
+    """Count first, build second: data and step budget, then objective, optimizers and schedules, all prepared."""
+    import transformers
+    from accelerate.utils import set_seed
+
+    accelerator = build_accelerator(args)
+    # One line per checkpoint, not one per file: accelerate's per-file INFO logs and transformers' shard bars off.
+    logging.getLogger("accelerate").setLevel(logging.WARNING)
+    transformers.utils.logging.disable_progress_bar()
+    logging.basicConfig(
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        level=logging.INFO if accelerator.is_main_process else logging.WARNING,
+    )
+    set_seed(args.seed)
+    prepare_output_dir(args, accelerator, task.output_names)
+
+    trainables = task.build_models()
+    data = task.build_data(accelerator)
+    max_train_steps = resolve_max_train_steps(args, data.num_examples, accelerator.num_processes)
+    task.build_objective(max_train_steps, accelerator.device)
+    optimizers, schedulers = build_optimizers(
+        args, trainables, max_train_steps, accelerator.num_processes, accelerator.device.type
+    )
+    learning_rates = [opt.defaults["lr"] for opt in optimizers]
+    n = len(trainables)
+    prepared = accelerator.prepare(*(t.module for t in trainables), *optimizers, *schedulers, data.dataloader)
+    models, optimizers, schedulers = list(prepared[:n]), list(prepared[n : 2 * n]), list(prepared[2 * n : 3 * n])
+    run = Run(
+        args=args,
+        task=task,
+        accelerator=accelerator,
+        names=[t.name for t in trainables],
+        models=models,
+        optimizers=optimizers,
+        schedulers=schedulers,
+        learning_rates=learning_rates,
+        dataloader=prepared[-1],
+        data=data,
+        ema=build_ema(args, accelerator.unwrap_model(models[0])),
+        max_train_steps=max_train_steps,
+    )
+    accelerator.register_for_checkpointing(run.state)  # custom_checkpoint_0.pkl
+    for stateful in task.checkpointed():
+        accelerator.register_for_checkpointing(stateful)
+    folders = {t.folder or t.name: accelerator.unwrap_model(m) for t, m in zip(trainables, models)}
+    register_checkpoint_hooks(accelerator, folders, ema=run.ema)
+    return run
+
+
+def log_step(run: Run, step_out: StepOutput, grad_norms: dict, examples_per_second: float, progress) -> None:
+    step, logs = run.state.global_step, {f"train/{k}": float(v) for k, v in step_out.logs.items()}
+    logs.update({f"grad_norm/{k}": v for k, v in grad_norms.items()})
+    logs.update({f"lr/{name}": s.get_last_lr()[0] for name, s in zip(run.names, run.schedulers)})
+    logs[f"throughput/{run.task.example_name}_per_second"] = examples_per_second
+    logs["data/skipped_records"] = run.state.skipped_records
+    logs["train/nonfinite_steps"] = run.state.nonfinite_steps
+    run.accelerator.log(logs, step=step)
+    shown = run.task.progress_keys
+    progress.set_postfix({k.split("/")[1]: f"{v:.3g}" for k, v in logs.items() if k.split("/")[1] in shown})
+
+
+def run_training(args: LoopArguments, task: Task) -> int:
+    """Trains `task` with the loop. Returns 0, or 1 if the run was stopped by non-finite losses."""
+    from tqdm.auto import tqdm
+
+    start_time = time.perf_counter()
+    run = set_up(args, task)
+    accelerator, state = run.accelerator, run.state
+    epoch, replay = resume(accelerator, state, args.resume_from_checkpoint, run.output_dir, run.ema)
+    if accelerator.is_main_process:
+        config = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in asdict(args).items()}
+        accelerator.init_trackers(args.tracker_project_name, config=config)
+        model = accelerator.unwrap_model(run.model)
+        millions = sum(p.numel() for p in model.parameters()) / 1e6
+        per_step = args.train_batch_size * args.gradient_accumulation_steps * accelerator.num_processes
+        logger.info(
+            "Training %s (%.2fM parameters) on %s for %d steps, %d %s per step over %d process(es)",
+            type(model).__name__, millions, run.data.description, run.max_train_steps, per_step, task.example_name,
+            accelerator.num_processes
+        )  # fmt: skip
+
+    bar = dict(desc="train", dynamic_ncols=True, disable=not accelerator.is_main_process)
+    progress = tqdm(total=run.max_train_steps, initial=state.global_step, **bar)
+    checkpoints = list_checkpoints(run.output_dir)
+    last_checkpoint = checkpoints[-1] if checkpoints else None
+    named_models = dict(zip(run.names, run.models))
+    window_ok, window_start, window_examples = True, time.perf_counter(), 0
+    stop_message = None
+    while state.global_step < run.max_train_steps and stop_message is None:
+        run.dataloader.set_epoch(epoch)
+        # After a resume, replay this rank's stream to where the checkpoint left it (deterministic data: hf_vq.data).
+        batches = accelerator.skip_first_batches(run.dataloader, replay) if replay else run.dataloader
+        batches_in_epoch, replay = replay, 0
+        for batch in batches:
+            batches_in_epoch += 1
+            with accelerator.accumulate(*run.models):
+                step_out = train_step(accelerator, task, run.models, batch, state.global_step)
+                window_ok &= step_out.finite
+                state.images_seen += step_out.examples
+                state.skipped_records += step_out.skipped_records
+                window_examples += step_out.examples
+                state.micro_steps += 1
+                if not accelerator.sync_gradients:
+                    continue
+                stepped, grad_norms = optimizer_step(
+                    accelerator, args, named_models, run.optimizers, run.schedulers, window_ok
+                )
+            window_ok = True
+
+            if not stepped:  # NaN/inf guard: nothing was updated; stop after too many in a row
+                state.nonfinite_steps += 1
+                state.consecutive_nonfinite += 1
+                step, in_a_row = state.global_step, state.consecutive_nonfinite
+                logger.warning("Step %d skipped: non-finite loss or gradient (%d in a row)", step, in_a_row)
+                accelerator.log({"train/nonfinite_steps": state.nonfinite_steps}, step=state.global_step)
+                if state.consecutive_nonfinite >= args.max_consecutive_nonfinite:
+                    stop_message = (
+                        f"{state.consecutive_nonfinite} steps in a row had a non-finite loss or gradient; stopping. "
+                        f"Last good checkpoint: {last_checkpoint or 'none yet'}. Resume from it with "
+                        f"--resume-from-checkpoint {last_checkpoint or 'latest'} and a lower --learning-rate "
+                        "(or --mixed-precision bf16 / no instead of fp16)."
+                    )
+                    break
+                continue
+            state.consecutive_nonfinite = 0
+            if run.ema is not None:
+                run.ema.update_parameters(accelerator.unwrap_model(run.model))
+                state.ema_updates += 1
+            state.global_step += 1
+            progress.update(1)
+            step = state.global_step
+
+            if step % args.logging_steps == 0 or step == run.max_train_steps:
+                rate = window_examples / max(time.perf_counter() - window_start, 1e-9)
+                log_step(run, step_out, grad_norms, rate, progress)
+                window_start, window_examples = time.perf_counter(), 0
+            task.watch(run)
+            if args.checkpointing_steps and step % args.checkpointing_steps == 0:
+                state.epochs, state.batches_in_epoch = gather_positions(accelerator, epoch, batches_in_epoch)
+                last_checkpoint = save_checkpoint(accelerator, run.output_dir, step, args.checkpoints_total_limit)
+                logger.info("Saved checkpoint %s", last_checkpoint)
+            if step >= run.max_train_steps:
+                break
+        else:
+            if batches_in_epoch == 0:
+                description, kind = run.data.description, task.example_name
+                raise ValueError(f"The training split of {description} yielded no full batch of {kind}.")
+            epoch += 1  # the stream ran out: next pass, reshuffled
+    progress.close()
+
+    if stop_message is not None:
+        accelerator.end_training()
+        if accelerator.is_main_process:
+            print(f"{task.command}: {stop_message}", file=sys.stderr)
+        return 1
+    finish(run, time.perf_counter() - start_time)
+    return 0
+
+
+def finish(run: Run, seconds: float) -> None:
+    """The task's final save, the arguments beside it, the push to the Hub, the task's report."""
+    accelerator, args, output_dir = run.accelerator, run.args, run.output_dir
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        run.task.save(run)
+        (output_dir / "training_args.json").write_text(json.dumps(asdict(args), indent=2) + "\n")
+        if args.push_to_hub:
+            from ..hub import push_folder
+
+            repo_id = args.hub_model_id or output_dir.resolve().name
+            commit = push_folder(output_dir, repo_id, private=args.hub_private_repo)
+            logger.info("Pushed to %s", getattr(commit, "commit_url", repo_id))
+        run.task.report(run, seconds)
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+
