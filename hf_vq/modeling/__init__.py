@@ -5,15 +5,17 @@ hook (`register_integrations`) through which the rest of hf-vq serves the models
 uploads, diffusers conversion.
 """
 
-from transformers import AutoConfig, AutoModel
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
 
 from .configuration_discriminator import VQGANDiscriminatorConfig
+from .configuration_prior import VQPriorConfig, tokenizer_config_hash
 from .configuration_utils import BaseVQConfig
 from .configuration_vqgan import VQGANConfig
 from .configuration_vqvae import VQVAEConfig
 from .configuration_vqvae2 import VQVAE2Config
 from .modeling_discriminator import VQGANDiscriminator, VQGANDiscriminatorOutput
 from .modeling_outputs import QuantizerOutput, VQDecoderOutput, VQEncoderOutput, VQModelOutput, VQVAE2ModelOutput
+from .modeling_prior import VQPriorForCausalLM
 from .modeling_utils import SingleGridMixin, VQPreTrainedModel, register_integrations
 from .modeling_vqgan import VQGANModel
 from .modeling_vqvae import VQVAEModel
@@ -31,6 +33,9 @@ for _config, _model in (
     AutoConfig.register(_config.model_type, _config, exist_ok=True)
     AutoModel.register(_config, _model, exist_ok=True)
 
+# The stage-2 prior is a causal LM over token ids: AutoModelForCausalLM, not AutoModel.
+AutoConfig.register(VQPriorConfig.model_type, VQPriorConfig, exist_ok=True)
+AutoModelForCausalLM.register(VQPriorConfig, VQPriorForCausalLM, exist_ok=True)
 
 __all__ = [
     "BaseQuantizer",
@@ -48,6 +53,8 @@ __all__ = [
     "VQGANModel",
     "VQModelOutput",
     "VQPreTrainedModel",
+    "VQPriorConfig",
+    "VQPriorForCausalLM",
     "VQVAE2Config",
     "VQVAE2Model",
     "VQVAE2ModelOutput",
@@ -55,4 +62,5 @@ __all__ = [
     "VQVAEModel",
     "build_quantizer",
     "register_integrations",
+    "tokenizer_config_hash",
 ]

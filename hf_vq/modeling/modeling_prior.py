@@ -1,0 +1,349 @@
+"""An autoregressive prior over an hf-vq tokenizer's ids: transformers' Llama with a class prefix, image-only
+targets, class dropout, optional 2-D position embeddings, and a sampler with batched classifier-free guidance.
+
+Sequence of one image: `[class or null token, image id 0, ..., image id L-1]` (see [`VQPriorConfig`] for the
+vocabulary). Causal-LM shifting makes the prefix a condition, never a target: the loss is cross-entropy over the L
+image ids only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# diffusers records a pipeline component from a library it does not know by its module and, when loading, picks the
+# load method by finding a known base class *in that module*: PreTrainedModel (see modeling_vqgan.py).
+from transformers import DynamicCache, LlamaForCausalLM, PreTrainedModel  # noqa: F401
+from transformers import initialization as init
+from transformers.generation import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+from transformers.utils.deprecation import deprecate_kwarg
+
+from .configuration_prior import VQPriorConfig, tokenizer_config_hash
+from .token_layout import Indices
+
+ClassLabels = int | Sequence[int] | torch.Tensor
+
+
+class GridPositionEmbedding(nn.Module):
+    """Learned row and column embeddings added to each image token ("rope+2d"). Row / column 0 is reserved for the
+    class prefix; image tokens use 1 + their row / column in units of the finest grid, so every level of a
+    hierarchical tokenizer and every residual stage of a position shares the embedding of its image location."""
+
+    def __init__(self, num_rows: int, num_cols: int, hidden_size: int):
+        super().__init__()
+        self.row = nn.Parameter(torch.empty(num_rows + 1, hidden_size))
+        self.col = nn.Parameter(torch.empty(num_cols + 1, hidden_size))
+
+    def forward(self, rows: torch.LongTensor, cols: torch.LongTensor) -> torch.Tensor:
+        return self.row[rows] + self.col[cols]
+
+
+class VQPriorForCausalLM(LlamaForCausalLM):
+    r"""
+    A class-conditional (or unconditional) autoregressive prior over the ids of an hf-vq tokenizer.
+
+    Train it with `model(input_ids=ids, labels=ids)` where `ids = model.build_input_ids(tokens, class_labels)`;
+    sample token grids with [`generate_indices`] and decode them with the tokenizer's `decode_indices` (or use
+    `hf_vq.pipelines.VQImagePipeline`).
+
+    Example:
+
+    ```python
+    >>> import torch
+    >>> from hf_vq.modeling.configuration_prior import VQPriorConfig
+    >>> from hf_vq.modeling.modeling_prior import VQPriorForCausalLM
+    >>> config = VQPriorConfig(
+    ...     token_levels=[{"name": "tokens", "downsampling_factor": 4, "codebook_size": 16}], image_size=16,
+    ...     num_classes=3, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4)
+    >>> prior = VQPriorForCausalLM(config)
+    >>> ids = prior.build_input_ids(torch.randint(0, 16, (2, 4, 4)), class_labels=[0, 2])
+    >>> prior(input_ids=ids, labels=ids).loss.shape
+    torch.Size([])
+    >>> prior.eval().generate_indices(class_labels=[1], num_images=2, guidance_scale=3.0,
+    ...                               generator=torch.Generator().manual_seed(0)).shape
+    torch.Size([2, 4, 4])
+
+    ```
+    """
+
+    config_class = VQPriorConfig
+    config: VQPriorConfig
+
+    def __init__(self, config: VQPriorConfig):
+        super().__init__(config)
+        self.grid_position_embedding = None
+        if config.position_embedding == "rope+2d":
+            rows, cols = self._finest_grid()
+            self.grid_position_embedding = GridPositionEmbedding(rows, cols, config.hidden_size)
+        self._layout_tables: dict[torch.device, dict[str, torch.Tensor]] = {}
+        self.post_init()  # again: Llama's own post_init ran before the grid embedding existed
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, GridPositionEmbedding):
+            init.normal_(module.row, mean=0.0, std=self.config.initializer_range)
+            init.normal_(module.col, mean=0.0, std=self.config.initializer_range)
+        else:
+            super()._init_weights(module)
+
+    # ----------------------------------------------------------------------------------------- layout tables
+
+    def _finest_grid(self) -> tuple[int, int]:
+        factor = min(level["downsampling_factor"] for level in self.config.token_levels)
+        return self.config.image_size[0] // factor, self.config.image_size[1] // factor
+
+    def _position_tables(self, device: torch.device) -> dict[str, torch.Tensor]:
+        """`rows` / `cols`, per sequence position (length 1 + L): the grid row / column in finest-grid units, 0 for
+        the prefix. `low` / `high`, per image position (length L): the range `[low, high)` of ids it may hold."""
+        if device not in self._layout_tables:
+            layout, (height, width) = self.config.token_layout, self.config.image_size
+            finest = min(level.downsampling_factor for level in layout.levels)
+            rows, cols, low, high = [torch.zeros(1, dtype=torch.long)], [torch.zeros(1, dtype=torch.long)], [], []
+            for level, offsets in zip(layout.levels, layout.offsets):
+                h, w = level.grid_shape(height, width)
+                scale = level.downsampling_factor // finest
+                grid_rows = torch.arange(h).repeat_interleave(w * level.depth)  # raster order, stages together
+                grid_cols = torch.arange(w).repeat_interleave(level.depth).repeat(h)
+                rows.append(1 + grid_rows * scale)
+                cols.append(1 + grid_cols * scale)
+                start = torch.tensor(offsets).repeat(h * w)
+                low.append(start)
+                high.append(start + level.codebook_size)
+            self._layout_tables[device] = {
+                "rows": torch.cat(rows).to(device),
+                "cols": torch.cat(cols).to(device),
+                "low": torch.cat(low).to(device),
+                "high": torch.cat(high).to(device),
+            }
+        return self._layout_tables[device]
+
+    # ----------------------------------------------------------------------------------------- training
+
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        cache=None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        **kwargs,
+    ):
+        r"""
+        [`LlamaForCausalLM.forward`] with class dropout and the 2-D position embeddings.
+
+        Args:
+            input_ids (`torch.LongTensor` of shape `(batch_size, sequence_length)`):
+                `[class or null token, image ids...]` (see [`build_input_ids`]), or the next ids when `cache` holds
+                the ones before.
+            labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
+                Usually `input_ids` itself: logits at position t are scored against `labels[:, t + 1]`, so the
+                prefix is never a target and the loss covers the image ids only. In training mode with labels,
+                the class token is replaced by the null token with probability `config.class_dropout_prob`.
+        """
+        past = cache.get_seq_length() if cache is not None else 0
+        config = self.config
+        if labels is not None and self.training and input_ids is not None and past == 0:
+            if config.num_classes > 0 and config.class_dropout_prob > 0:
+                drop = torch.rand(input_ids.shape[0], device=input_ids.device) < config.class_dropout_prob
+                input_ids = input_ids.clone()
+                input_ids[:, 0] = torch.where(drop, config.null_class_token_id, input_ids[:, 0])
+        if self.grid_position_embedding is not None:
+            if inputs_embeds is None:
+                inputs_embeds, input_ids = self.model.embed_tokens(input_ids), None
+            if position_ids is None:
+                position_ids = torch.arange(inputs_embeds.shape[1], device=inputs_embeds.device)[None] + past
+            tables = self._position_tables(inputs_embeds.device)
+            grid = self.grid_position_embedding(tables["rows"][position_ids], tables["cols"][position_ids])
+            inputs_embeds = inputs_embeds + grid.to(inputs_embeds.dtype)
+        return super().forward(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            cache=cache,
+            inputs_embeds=inputs_embeds,
+            labels=labels,
+            use_cache=use_cache,
+            logits_to_keep=logits_to_keep,
+            **kwargs,
+        )
+
+    def build_input_ids(self, indices: Indices, class_labels: ClassLabels | None = None) -> torch.LongTensor:
+        """Token ids from the tokenizer (`encode_to_indices`) -> `(B, 1 + L)` model inputs: the class token (the
+        null token for an unconditional prior) followed by the ids in the layout's joint vocabulary.
+
+        Args:
+            indices (`torch.LongTensor` or `tuple`):
+                Ids of B images of `config.image_size`, as the tokenizer returns them.
+            class_labels (`int`, `list[int]` or `torch.LongTensor` of shape `(B,)`, *optional*):
+                Class of each image; required by a class-conditional prior, refused by an unconditional one.
+        """
+        layout = self.config.token_layout
+        levels = layout.check(indices)
+        shapes = [tuple(ids.shape[1:]) for ids in levels]
+        if shapes != [tuple(s) for s in self.config.latent_shapes]:
+            raise ValueError(
+                f"Token grids of shape {shapes} do not match this prior's {self.config.latent_shapes} (images of "
+                f"{self.config.image_size[0]}x{self.config.image_size[1]}). Encode images of that size."
+            )
+        batch = levels[0].shape[0]
+        if self.config.num_classes > 0 and class_labels is None:
+            raise ValueError("This prior is class-conditional: pass `class_labels`, one per image.")
+        prefix = self._prefix_ids(class_labels, batch if class_labels is None else 1, levels[0].device)
+        if prefix.shape[0] != batch:
+            raise ValueError(f"`class_labels` must have one entry per image ({batch}); got {prefix.shape[0]}.")
+        return torch.cat([prefix[:, None], layout.flatten(indices)], dim=1)
+
+    def _prefix_ids(self, class_labels: ClassLabels | None, num_images: int, device) -> torch.LongTensor:
+        """Prefix token of each sequence, `(len(class_labels) * num_images,)`: class tokens, or null tokens."""
+        config = self.config
+        if isinstance(num_images, bool) or not isinstance(num_images, int) or num_images < 1:
+            raise ValueError(f"`num_images` must be an integer >= 1; got {num_images!r}.")
+        if class_labels is None:
+            return torch.full((num_images,), config.null_class_token_id, dtype=torch.long, device=device)
+        if config.num_classes == 0:
+            raise ValueError(
+                "`class_labels` were given to an unconditional prior (config.num_classes = 0). Pass "
+                "`class_labels=None`, or train a prior with `num_classes` > 0."
+            )
+        labels = torch.as_tensor(class_labels, device=device)
+        if labels.numel() == 0:
+            raise ValueError("`class_labels` is empty: pass at least one class, or None for unconditional samples.")
+        if labels.is_floating_point() or labels.is_complex() or labels.dim() > 1:
+            raise ValueError(
+                f"`class_labels` must be an int or a 1-D sequence of ints; got {tuple(labels.shape)} {labels.dtype}."
+            )
+        labels = labels.long().reshape(-1)
+        if labels.min() < 0 or labels.max() >= config.num_classes:
+            raise ValueError(
+                f"`class_labels` must be in [0, {config.num_classes}) (config.num_classes); got values in "
+                f"[{int(labels.min())}, {int(labels.max())}]."
+            )
+        return (labels + config.image_vocab_size).repeat_interleave(num_images)
+
+    # ----------------------------------------------------------------------------------------- sampling
+
+    def check_tokenizer(self, tokenizer) -> None:
+        """Raises a `ValueError` when `tokenizer` is not the one this prior models: another token layout, or
+        (when the config records one) another config hash."""
+        config = self.config
+        ours = [(lv.downsampling_factor, lv.codebook_size, lv.depth) for lv in config.token_layout.levels]
+        layout = getattr(tokenizer, "token_layout", None)
+        theirs = None
+        if layout is not None:
+            theirs = [(lv.downsampling_factor, lv.codebook_size, lv.depth) for lv in layout.levels]
+        if theirs != ours:
+            raise ValueError(
+                f"The tokenizer's token layout (downsampling factor, codebook size, depth per level) is {theirs}; "
+                f"this prior was trained on {ours}. Use the tokenizer it was trained with "
+                f"({config.tokenizer_name_or_path or 'see config.tokenizer_name_or_path'})."
+            )
+        if config.tokenizer_config_hash is not None:
+            received = tokenizer_config_hash(tokenizer)
+            if received != config.tokenizer_config_hash:
+                raise ValueError(
+                    f"The tokenizer's config hash is {received}; this prior was trained on a tokenizer with hash "
+                    f"{config.tokenizer_config_hash} ({config.tokenizer_name_or_path or 'name not recorded'}). Its "
+                    "ids mean other codes: load the tokenizer the prior was trained with."
+                )
+
+    @torch.no_grad()
+    def generate_indices(
+        self,
+        class_labels: ClassLabels | None = None,
+        num_images: int = 1,
+        guidance_scale: float = 1.0,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        generator: torch.Generator | None = None,
+        tokenizer=None,
+    ) -> Indices:
+        r"""
+        Samples token grids, one token per forward, with a KV cache. Only image ids are ever emitted: at every
+        step the logits of class tokens, the null token and (for layouts with several levels or stages) ids of
+        other levels / stages are set to `-inf` before temperature, top-k and top-p.
+
+        Args:
+            class_labels (`int`, `list[int]` or `torch.LongTensor`, *optional*):
+                Classes to sample; `num_images` images per entry. `None`: unconditional samples (for a
+                class-conditional prior: samples conditioned on the null class).
+            num_images (`int`, *optional*, defaults to 1):
+                Images per class label (or in total, for unconditional samples).
+            guidance_scale (`float`, *optional*, defaults to 1.0):
+                Classifier-free guidance `s`: `log p_null + s (log p_class - log p_null)` (transformers'
+                `guidance_scale` semantics). Both branches run as one batch of 2B rows; 1.0 skips the null branch.
+            temperature (`float`, *optional*, defaults to 1.0):
+                Softmax temperature; 0 for greedy decoding (argmax).
+            top_k (`int`, *optional*):
+                Sample among the `top_k` most likely ids only.
+            top_p (`float`, *optional*):
+                Nucleus sampling: the smallest set of ids whose probability reaches `top_p`.
+            generator (`torch.Generator`, *optional*):
+                Random generator on the model's device, for reproducible samples (else the global RNG).
+            tokenizer (`VQPreTrainedModel`, *optional*):
+                Checked with [`check_tokenizer`] before sampling.
+
+        Returns:
+            Token ids in the tokenizer's layout: `(B, h, w)` for a single-grid tokenizer (`(B, h, w, depth)` for
+            residual VQ, a tuple per level for a hierarchical one), B = `len(class_labels) * num_images`.
+        """
+        if tokenizer is not None:
+            self.check_tokenizer(tokenizer)
+        config, device = self.config, self.device
+        prefix = self._prefix_ids(class_labels, num_images, device)
+        guided = float(guidance_scale) != 1.0
+        if guided and (config.num_classes == 0 or class_labels is None):
+            raise ValueError(
+                f"`guidance_scale` = {guidance_scale} needs class labels and a class-conditional prior (guidance "
+                "contrasts a class with the null class). Use guidance_scale=1.0 for unconditional samples."
+            )
+        if temperature < 0:
+            raise ValueError(f"`temperature` must be >= 0 (0: greedy); got {temperature}.")
+        if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
+            raise ValueError(f"`top_k` must be a positive integer or None; got {top_k!r}.")
+        if top_p is not None and not 0.0 < top_p <= 1.0:
+            raise ValueError(f"`top_p` must be in (0, 1] or None; got {top_p!r}.")
+        warpers = LogitsProcessorList()
+        if temperature not in (0, 1):
+            warpers.append(TemperatureLogitsWarper(float(temperature)))
+        if top_k is not None:
+            warpers.append(TopKLogitsWarper(top_k=top_k))
+        if top_p is not None and top_p < 1.0:
+            warpers.append(TopPLogitsWarper(top_p=top_p))
+
+        tables = self._position_tables(device)
+        vocabulary = torch.arange(config.vocab_size, device=device)
+        length = config.sequence_length
+        # (2B, 1): conditional rows, then null-class rows, run as one batch.
+        inputs = torch.cat([prefix, torch.full_like(prefix, config.null_class_token_id)]) if guided else prefix
+        inputs = inputs[:, None]
+        sequence = prefix[:, None]
+        cache = DynamicCache(config=config)
+        for step in range(length):
+            output = self(input_ids=inputs, cache=cache, use_cache=True, logits_to_keep=1)
+            cache, logits = output.cache, output.logits[:, -1].float()  # (B or 2B, vocab)
+            if guided:
+                # On log-probabilities, as transformers' UnbatchedClassifierFreeGuidanceLogitsProcessor.
+                conditional, unconditional = F.log_softmax(logits, dim=-1).chunk(2)
+                scores = guidance_scale * (conditional - unconditional) + unconditional
+            else:
+                scores = logits
+            allowed = (vocabulary >= tables["low"][step]) & (vocabulary < tables["high"][step])
+            scores = scores.masked_fill(~allowed, -float("inf"))
+            if temperature == 0:
+                tokens = scores.argmax(dim=-1)
+            else:
+                scores = warpers(sequence, scores)
+                tokens = torch.multinomial(F.softmax(scores, dim=-1), 1, generator=generator).squeeze(1)
+            sequence = torch.cat([sequence, tokens[:, None]], dim=1)
+            inputs = torch.cat([tokens, tokens])[:, None] if guided else tokens[:, None]
+        return config.token_layout.unflatten(sequence[:, 1:], *config.image_size)
+
+
+__all__ = ["GridPositionEmbedding", "VQPriorForCausalLM"]

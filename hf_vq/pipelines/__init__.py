@@ -1,0 +1,6 @@
+"""diffusers pipelines built on hf-vq models. Importing this package imports diffusers
+(`pip install hf-vq[diffusers]`); `import hf_vq` alone does not."""
+
+from .pipeline_vq_image import VQImagePipeline
+
+__all__ = ["VQImagePipeline"]

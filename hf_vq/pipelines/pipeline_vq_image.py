@@ -1,0 +1,153 @@
+"""Image generation with an hf-vq tokenizer and an autoregressive prior over its ids, as a diffusers pipeline.
+
+The prior samples token grids ([`VQPriorForCausalLM.generate_indices`]) and the tokenizer decodes them
+(`decode_indices`). Built on `DiffusionPipeline` for its saving, loading, device and offload machinery, not on
+diffusers' aMUSEd or VQ-Diffusion pipelines (deprecated in diffusers 0.42).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from diffusers import DiffusionPipeline
+from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
+
+OUTPUT_TYPES = ("pil", "np", "pt", "latent")
+
+
+class VQImagePipeline(DiffusionPipeline):
+    r"""
+    Class-conditional (or unconditional) image generation: a transformer prior samples token ids, the VQ tokenizer
+    decodes them to pixels.
+
+    Components:
+        vqvae ([`VQPreTrainedModel`]):
+            Any hf-vq tokenizer (`VQGANModel`, `VQVAEModel`, ...): its `decode_indices` turns ids into images.
+        transformer ([`VQPriorForCausalLM`]):
+            The prior over that tokenizer's ids; it checks at every call that `vqvae` is the tokenizer it was trained
+            on (token layout and config hash).
+
+    The pipeline saves as one folder (`save_pretrained`: `model_index.json`, `vqvae/`, `transformer/`) and loads
+    with `VQImagePipeline.from_pretrained(folder)`. `DiffusionPipeline.from_pretrained` does not know this class:
+    pass `custom_pipeline` and `trust_remote_code=True` to it, or use this class's own `from_pretrained`.
+
+    Example:
+
+    ```python
+    >>> import torch
+    >>> from hf_vq import VQGANConfig, VQGANModel
+    >>> from hf_vq.modeling.configuration_prior import VQPriorConfig
+    >>> from hf_vq.modeling.modeling_prior import VQPriorForCausalLM
+    >>> from hf_vq.pipelines import VQImagePipeline
+    >>> vqvae = VQGANModel(VQGANConfig(block_out_channels=[8, 16], layers_per_block=1, latent_channels=4,
+    ...                                num_vq_embeddings=16, norm_num_groups=4, sample_size=16)).eval()
+    >>> prior = VQPriorForCausalLM(VQPriorConfig.from_tokenizer(
+    ...     vqvae, num_classes=2, id2label={0: "cat", 1: "dog"}, hidden_size=32, intermediate_size=64,
+    ...     num_hidden_layers=1, num_attention_heads=4)).eval()
+    >>> pipe = VQImagePipeline(vqvae=vqvae, transformer=prior)
+    >>> out = pipe(class_labels=["cat", 1], guidance_scale=2.0, generator=torch.Generator().manual_seed(0))
+    >>> len(out.images), out.images[0].size
+    (2, (16, 16))
+
+    ```
+    """
+
+    model_cpu_offload_seq = "transformer->vqvae"
+
+    def __init__(self, vqvae, transformer):
+        super().__init__()
+        self.register_modules(vqvae=vqvae, transformer=transformer)
+
+    def get_label_ids(self, class_labels: int | str | Sequence[int | str] | torch.Tensor) -> list[int]:
+        """Class labels (ids, or names from the prior's `config.id2label`) -> class ids."""
+        if isinstance(class_labels, torch.Tensor):
+            return class_labels.reshape(-1).tolist()
+        labels = [class_labels] if isinstance(class_labels, (int, str)) else list(class_labels)
+        config = self.transformer.config
+        names = {str(name): int(i) for i, name in (config.id2label or {}).items()}
+        ids = []
+        for label in labels:
+            if not isinstance(label, str):
+                ids.append(label)
+                continue
+            if not config.has_class_names:
+                raise ValueError(
+                    f"Class name {label!r} given, but the prior's config has no class names (`id2label`). Pass class "
+                    f"ids in [0, {config.num_classes}), or save the prior with `id2label`."
+                )
+            if label not in names:
+                known = sorted(names)
+                shown = ", ".join(map(repr, known[:10])) + (", ..." if len(known) > 10 else "")
+                raise ValueError(f"Unknown class name {label!r}; the prior knows {len(known)} classes: {shown}.")
+            ids.append(names[label])
+        return ids
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        class_labels: int | str | Sequence[int | str] | torch.Tensor | None = None,
+        num_images_per_prompt: int = 1,
+        guidance_scale: float = 1.0,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        generator: torch.Generator | None = None,
+        output_type: str = "pil",
+        return_dict: bool = True,
+    ) -> ImagePipelineOutput | tuple:
+        r"""
+        Generates images.
+
+        Args:
+            class_labels (`int`, `str`, `list` or `torch.LongTensor`, *optional*):
+                Classes to generate, as ids in `[0, num_classes)` or names from the prior's `id2label`. `None` for an
+                unconditional prior (or null-class samples of a conditional one).
+            num_images_per_prompt (`int`, *optional*, defaults to 1):
+                Images per class label (in total when `class_labels` is `None`).
+            guidance_scale (`float`, *optional*, defaults to 1.0):
+                Classifier-free guidance scale; 1.0 runs no unconditional branch.
+            temperature (`float`, *optional*, defaults to 1.0):
+                Sampling temperature; 0 for greedy decoding.
+            top_k (`int`, *optional*):
+                Sample among the `top_k` most likely ids.
+            top_p (`float`, *optional*):
+                Nucleus sampling threshold.
+            generator (`torch.Generator`, *optional*):
+                On the prior's device, for reproducible images.
+            output_type (`str`, *optional*, defaults to `"pil"`):
+                `"pil"` (list of `PIL.Image`), `"np"` (`(B, H, W, C)` float array in [0, 1]), `"pt"` (`(B, C, H, W)`
+                tensor in [0, 1]) or `"latent"` (the sampled token ids, in the tokenizer's layout).
+            return_dict (`bool`, *optional*, defaults to `True`):
+                Return an [`ImagePipelineOutput`] instead of a 1-tuple.
+        """
+        if output_type not in OUTPUT_TYPES:
+            raise ValueError(f"`output_type` must be one of {OUTPUT_TYPES}; got {output_type!r}.")
+        labels = None if class_labels is None else self.get_label_ids(class_labels)
+        indices = self.transformer.generate_indices(
+            class_labels=labels,
+            num_images=num_images_per_prompt,
+            guidance_scale=guidance_scale,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            generator=generator,
+            tokenizer=self.vqvae,
+        )
+        if output_type == "latent":
+            images = indices
+        else:
+            device = self.vqvae.device
+            indices = indices.to(device) if isinstance(indices, torch.Tensor) else tuple(i.to(device) for i in indices)
+            low, high = self.vqvae.config.pixel_range
+            images = ((self.vqvae.decode_indices(indices).float() - low) / (high - low)).clamp(0, 1)
+            if output_type != "pt":
+                images = images.permute(0, 2, 3, 1).cpu().numpy()
+                if output_type == "pil":
+                    images = self.numpy_to_pil(images.astype(np.float32))
+        self.maybe_free_model_hooks()
+        return ImagePipelineOutput(images=images) if return_dict else (images,)
+
+
+__all__ = ["OUTPUT_TYPES", "VQImagePipeline"]
