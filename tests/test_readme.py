@@ -44,3 +44,20 @@ def test_training_yaml_example_parses(tmp_path):
     from hf_vq.training.arguments import parse_json_or_file
 
     VQGANConfig(**parse_json_or_file(args.model_config, "model_config"))  # the example's model fields are valid
+
+
+def test_vqvae2_example_runs(tmp_path, monkeypatch):
+    from hf_vq import VQVAE2Config, VQVAE2Model
+
+    code = readme_python_block("VQ-VAE-2: two grids")
+    folder = re.search(r'from_pretrained\("([^"]+)"\)', code).group(1)
+    monkeypatch.chdir(tmp_path)
+    config = VQVAE2Config(
+        hidden_channels=16, residual_hidden_channels=8, latent_channels=8, num_vq_embeddings=32, vq_embed_dim=4,
+        top_num_vq_embeddings=16, top_vq_embed_dim=4, sample_size=32,
+    )
+    VQVAE2Model(config).save_pretrained(tmp_path / folder)
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert tuple(namespace["top"].shape) == (1, 8, 8) and tuple(namespace["bottom"].shape) == (1, 16, 16)
+    assert tuple(namespace["images"].shape) == (1, 3, 64, 64)

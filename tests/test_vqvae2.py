@@ -143,3 +143,77 @@ def test_config_errors_name_the_field():
 def test_diffusers_export_says_why_not():
     with pytest.raises(ValueError, match="two token grids"):
         tiny().to_diffusers()
+
+
+# ------------------------------------------------------------------------------------------------ hf-vq train
+
+
+def train_flags(output_dir, *extra):
+    import json
+
+    return [
+        "--model-type", "vqvae2", "--model-config", json.dumps(TINY), "--output-dir", str(output_dir),
+        "--resolution", "32", "--train-batch-size", "2", "--dataloader-num-workers", "0", "--report-to", "none",
+        "--num-eval-images", "3", "--lr-warmup-steps", "0", "--image-logging-steps", "0", "--eval-steps", "0",
+        *extra,
+    ]  # fmt: skip
+
+
+def test_hf_vq_train_trains_vqvae2_with_per_level_statistics_card_and_grid(tmp_path):
+    import json
+
+    from hf_vq.training import parse_args, train
+
+    assert train(parse_args(train_flags(tmp_path, "--max-train-steps", "3", "--checkpointing-steps", "0"))) == 0
+    model = VQVAE2Model.from_pretrained(tmp_path)
+    assert model.config.kmeans_init  # the recommended quantizer options reach both levels
+    assert model.quantize_top.kmeans_done and model.quantize_bottom.kmeans_done
+    assert not (tmp_path / "discriminator").exists()
+    assert (tmp_path / "samples.png").is_file()
+    metrics = json.loads((tmp_path / "card_info.json").read_text())["results"]["metrics"]
+    assert {"psnr", "codebook_usage", "codebook_usage/top", "codebook_usage/bottom"} <= set(metrics)
+    assert metrics["codebook_usage"] == pytest.approx((metrics["codebook_usage/top"] + metrics["codebook_usage/bottom"]) / 2)
+    card = (tmp_path / "README.md").read_text()
+    assert "VQ-VAE-2" in card and "top" in card and "bottom" in card
+
+
+@pytest.mark.slow
+def test_hf_vq_train_resumes_vqvae2_exactly(tmp_path):
+    from safetensors.torch import load_file
+
+    from hf_vq.training import parse_args, train
+
+    # A constant schedule, so that the resumed run's first half (a 2-step budget) trains as the straight run did.
+    def run(folder, steps, *extra):
+        flags = train_flags(folder, "--lr-scheduler", "constant_with_warmup", "--checkpointing-steps", "2", *extra)
+        assert train(parse_args([*flags, "--max-train-steps", str(steps)])) == 0
+
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    run(straight, 4)
+    run(resumed, 2)
+    run(resumed, 4, "--resume-from-checkpoint", "latest")
+    a, b = load_file(straight / "model.safetensors"), load_file(resumed / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+# ------------------------------------------------------------------------------------------------ generation
+
+
+def test_vq_image_pipeline_samples_top_then_bottom(tmp_path):
+    from hf_vq import VQPriorConfig, VQPriorForCausalLM
+    from hf_vq.pipelines import VQImagePipeline
+
+    tokenizer = tiny().eval()
+    config = VQPriorConfig.from_tokenizer(
+        tokenizer, num_classes=2, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+        num_key_value_heads=2,
+    )
+    torch.manual_seed(0)
+    prior = VQPriorForCausalLM(config).eval()
+    pipe = VQImagePipeline(vqvae=tokenizer, transformer=prior)
+    top, bottom = pipe(class_labels=[0, 1], guidance_scale=2.0, generator=torch.manual_seed(0), output_type="latent").images
+    assert top.shape == (2, 4, 4) and bottom.shape == (2, 8, 8)
+    assert int(top.max()) < 16 and int(bottom.max()) < 32  # each level only ever gets its own codes
+    images = pipe(class_labels=[0, 1], guidance_scale=2.0, generator=torch.manual_seed(0), output_type="pt").images
+    assert images.shape == (2, 3, 32, 32)
+    torch.testing.assert_close(images, ((tokenizer.decode_indices((top, bottom)) + 1) / 2).clamp(0, 1))
