@@ -113,11 +113,14 @@ def test_encode_rejects_unknown_output_format(saved_model, photos, tmp_path):
         main(["encode", str(folder), str(photos[0]), "--output", str(tmp_path / "tokens.txt")])
 
 
-def test_decode_rejects_out_of_range_tokens(saved_model, tmp_path):
+def test_decode_rejects_out_of_range_tokens(saved_model, tmp_path, capsys):
     _, folder = saved_model
     np.save(tmp_path / "bad.npy", np.full((1, 4, 4), 99, dtype=np.int64))
+    argv = ["decode", str(folder), str(tmp_path / "bad.npy"), "--output-dir", str(tmp_path / "out")]
+    assert main(argv) == 2  # the CLI prints the library's ValueError as one paragraph (#17)
+    assert "[0, 16)" in capsys.readouterr().err
     with pytest.raises(ValueError, match=r"\[0, 16\)"):
-        main(["decode", str(folder), str(tmp_path / "bad.npy"), "--output-dir", str(tmp_path / "out")])
+        main([*argv, "--debug"])  # --debug: the exception itself, with its traceback
 
 
 def test_image_folder_is_an_evaluation_dataset(tmp_path, photos):

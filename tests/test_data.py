@@ -96,3 +96,25 @@ def test_builtin_stream_is_endless_and_reproducible():
     b = [e["pixel_values"] for _, e in zip(range(6), second.dataset)]
     assert all(torch.equal(x, y) for x, y in zip(a, b))
     assert first.n_shards >= 2
+
+
+def test_local_or_hub_is_decided_from_the_name_before_any_lookup(tmp_path):
+    from hf_vq.data.locations import check_dataset_source, looks_like_local_path
+
+    for local in (
+        "/data/photos",
+        "./photos",
+        "../photos",
+        "~/photos",
+        "a/b/c",
+        "shard.parquet",
+        "photos\\x",
+        "my photos",
+    ):
+        assert looks_like_local_path(local), local
+    for either in ("my_photos", "org/name", "cifar10", "org/model.v1"):
+        assert not looks_like_local_path(either), either
+    assert check_dataset_source(str(tmp_path)) == "local"
+    assert check_dataset_source(str(tmp_path / "*.parquet")) == "local"  # a glob: local files
+    with pytest.raises(FileNotFoundError, match="the Hub was not tried"):
+        check_dataset_source(str(tmp_path / "missing"))

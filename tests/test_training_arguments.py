@@ -52,6 +52,7 @@ def test_json_config_files_work_too(tmp_path):
         ("", ["--lr-scheduler", "step"], "invalid choice: 'step'"),
         ("", ["--ema-decay", "1.5"], "--ema-decay must be a number in [0, 1)"),
         ("", ["--resolution", "30"], "--resolution must be a multiple of 8"),
+        ("", ["--max-empty-batches", "0"], "--max-empty-batches must be an integer >= 1; got 0"),
     ],
 )
 def test_invalid_input_fails_naming_the_flag(tmp_path, capsys, file_text, flags, message):

@@ -22,7 +22,7 @@ REPO_ROOT = str(Path(__file__).resolve().parents[1])
 
 CHECKPOINT_FILES = {
     "checkpoint_complete.json",
-    "custom_checkpoint_0.pkl",
+    "training_state.json",  # the loop's state as JSON, not a pickle (#17)
     "discriminator",
     "ema",
     "model",
@@ -164,6 +164,6 @@ def test_two_process_cpu_run_sees_each_example_once_and_trains(tmp_path):
     assert sorted(seen[0] + seen[1]) == list(range(16))  # every example once, on one rank only
     assert len(seen[0]) == len(seen[1]) == 8
     # The same launch trained: both ranks' data positions are in the checkpoint, the final model is saved.
-    state = torch.load(tmp_path / "run" / "checkpoint-2" / "custom_checkpoint_0.pkl", weights_only=False)
+    state = json.loads((tmp_path / "run" / "checkpoint-2" / "training_state.json").read_text())
     assert len(state["epochs"]) == 2 and state["images_seen"] == 2 * 2 * 2
     assert (tmp_path / "run" / "model.safetensors").is_file()

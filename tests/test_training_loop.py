@@ -231,5 +231,7 @@ def test_lecam_and_r1_flags_reach_the_objective_and_the_card_has_the_rate_used(t
     card = json.loads((tmp_path / "card_info.json").read_text())["training"]
     assert card["learning_rate"] == pytest.approx(4e-4 * 2)  # --scale-lr: per image of the batch of 2
     assert "0.001·LeCam (decay 0.9)" in card["losses"] and "0.5·R1" in card["losses"]
-    anchors = torch.load(tmp_path / "checkpoint-2" / "custom_checkpoint_1.pkl", weights_only=False)
-    assert int(anchors["num_updates"]) == 2  # the LeCam moving averages are checkpointed with the run
+    from safetensors.torch import load_file
+
+    anchors = load_file(tmp_path / "checkpoint-2" / "task_state.safetensors")  # safetensors, not a pickle (#17)
+    assert int(anchors["0.num_updates"]) == 2  # the LeCam moving averages are checkpointed with the run

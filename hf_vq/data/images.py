@@ -137,6 +137,28 @@ def prepare_image(image: Image.Image, image_size: int | None = None, multiple_of
     return torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).contiguous()
 
 
+def check_image_files(paths: list[str | os.PathLike]) -> None:
+    """Fails, before anything is written, on paths that are missing, folders or not decodable images, naming each
+    (up to five) and why; decodes each once, so truncated files are caught too."""
+    problems = []
+    for path in map(Path, paths):
+        if not path.exists():
+            problems.append(f"{path}: no such file")
+        elif path.is_dir():
+            problems.append(f"{path}: a folder, not an image file")
+        else:
+            try:
+                decode_image(path)
+            except (OSError, ValueError) as error:
+                problems.append(f"{path}: not an image PIL can read ({type(error).__name__}: {error})")
+    if problems:
+        more = f"; and {len(problems) - 5} more" if len(problems) > 5 else ""
+        raise ValueError(
+            f"{len(problems)} of the {len(paths)} input(s) cannot be used: {'; '.join(problems[:5])}{more}. Give "
+            "image files (PNG, JPEG, WebP, ...)."
+        )
+
+
 def load_image(path: str | os.PathLike, image_size: int | None = None, multiple_of: int = 1) -> torch.Tensor:
     """Reads an image file as `uint8` `(3, H, W)` (see [`prepare_image`])."""
     return prepare_image(decode_image(Path(path)), image_size, multiple_of)
@@ -195,6 +217,7 @@ def comparison_grid(
 
 __all__ = [
     "center_crop",
+    "check_image_files",
     "comparison_grid",
     "decode_image",
     "from_uint8",

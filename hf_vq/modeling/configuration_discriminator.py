@@ -7,7 +7,7 @@ from typing import Literal
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
-from .configuration_utils import config_error
+from .configuration_utils import check_field_types, config_error
 
 DISCRIMINATOR_NORM_TYPES = ("batch", "group", "instance", "none")
 
@@ -79,6 +79,7 @@ class VQGANDiscriminatorConfig(PreTrainedConfig):
     initializer_range: float | int = 0.02
 
     def __post_init__(self, **kwargs):
+        check_field_types(self)
         super().__post_init__(**kwargs)
         self.validate_discriminator_fields()
 
@@ -98,8 +99,8 @@ class VQGANDiscriminatorConfig(PreTrainedConfig):
             raise config_error("norm_type", f"one of {DISCRIMINATOR_NORM_TYPES}", self.norm_type, "Use 'group'.")
         if self.norm_type == "group":
             normalised = self.layer_channels[1:]
-            bad = [c for c in normalised if c % self.norm_num_groups]
-            if self.norm_num_groups < 1 or bad:
+            bad = [c for c in normalised if self.norm_num_groups < 1 or c % self.norm_num_groups]
+            if bad:
                 raise config_error(
                     "norm_num_groups",
                     f"a positive divisor of every normalised layer width {normalised}",

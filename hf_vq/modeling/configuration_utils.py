@@ -5,10 +5,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
+import sys
+import typing
 from typing import Any, Literal
 
-from huggingface_hub.dataclasses import strict
+from huggingface_hub.dataclasses import strict, type_validator
 from transformers import PreTrainedConfig
 
 QUANTIZER_TYPES = ("vq", "fsq", "lfq", "residual_vq")
@@ -49,6 +53,43 @@ FSQ_LEVEL_SUGGESTIONS = {
 def config_error(field: str, expected: str, received: Any, fix: str) -> ValueError:
     """A `ValueError` that names the field, what it expected, what it received and how to fix it."""
     return ValueError(f"`{field}` must be {expected}; got {received!r}. {fix}")
+
+
+@functools.cache
+def _declared_field_types(cls: type) -> dict[str, Any]:
+    """The annotations hf-vq's config classes declare (not `PreTrainedConfig`'s), evaluated. These modules use
+    `from __future__ import annotations`, so the annotations are strings that `@strict` skips: checked here."""
+    hints: dict[str, Any] = {}
+    for klass in reversed(cls.__mro__):
+        if not issubclass(klass, PreTrainedConfig) or klass is PreTrainedConfig:
+            continue
+        namespace = vars(sys.modules[klass.__module__])
+        for name, annotation in vars(klass).get("__annotations__", {}).items():
+            hints[name] = eval(annotation, namespace) if isinstance(annotation, str) else annotation
+    return hints
+
+
+def _expected_type(hint: Any) -> str:
+    if typing.get_origin(hint) is Literal:
+        return f"one of {list(typing.get_args(hint))}"
+    text = hint.__name__ if isinstance(hint, type) else str(hint)
+    return "of type " + text.replace("typing.", "").replace("NoneType", "None").replace(" | ", " or ")
+
+
+def check_field_types(config: PreTrainedConfig) -> None:
+    """Checks every field hf-vq declares against its annotation, before anything compares or iterates it, so a
+    JSON/YAML value of the wrong type (`num_vq_embeddings: "many"`, `block_out_channels: 8`) is named with the
+    type it needs instead of failing deep inside (`'<' not supported between instances of 'str' and 'int'`)."""
+    defaults = {f.name: f.default for f in dataclasses.fields(config)}
+    for name, hint in _declared_field_types(type(config)).items():
+        value = getattr(config, name)
+        try:
+            type_validator(name, value, hint)
+        except TypeError:
+            example = defaults.get(name)
+            example = list(example) if isinstance(example, tuple) else example
+            fix = f"Give a value of that type, e.g. {example!r} (the default)." if example is not None else ""
+            raise config_error(name, _expected_type(hint), value, fix or "Give a value of that type.") from None
 
 
 @strict(accept_kwargs=True)
@@ -171,6 +212,7 @@ class BaseVQConfig(PreTrainedConfig):
     initializer_range: float | int = 0.02
 
     def __post_init__(self, **kwargs):
+        check_field_types(self)
         self.pixel_range = [float(v) for v in self.pixel_range]
         if self.fsq_levels is not None:
             self.fsq_levels = [int(v) for v in self.fsq_levels]

@@ -6,7 +6,7 @@ from typing import Literal
 
 from huggingface_hub.dataclasses import strict
 
-from .configuration_utils import BaseVQConfig, config_error
+from .configuration_utils import BaseVQConfig, check_field_types, config_error
 
 DOWN_BLOCK_TYPES = ("DownEncoderBlock2D", "AttnDownEncoderBlock2D")
 UP_BLOCK_TYPES = ("UpDecoderBlock2D", "AttnUpDecoderBlock2D")
@@ -91,6 +91,7 @@ class VQGANConfig(BaseVQConfig):
     reconstruction_loss_type: Literal["mse", "l1"] = "l1"
 
     def __post_init__(self, **kwargs):
+        check_field_types(self)  # before the lines below iterate the lists
         self.block_out_channels = list(self.block_out_channels)
         levels = len(self.block_out_channels)
         if self.down_block_types is None:
@@ -119,6 +120,10 @@ class VQGANConfig(BaseVQConfig):
         levels = len(self.block_out_channels)
         if levels < 1:
             raise config_error("block_out_channels", "a non-empty list", self.block_out_channels, "Use e.g. [128, 256].")
+        if min(self.block_out_channels) < 1:
+            raise config_error(
+                "block_out_channels", "positive channel counts", self.block_out_channels, "Use e.g. [128, 256]."
+            )
         for name, allowed in (("down_block_types", DOWN_BLOCK_TYPES), ("up_block_types", UP_BLOCK_TYPES)):
             types = getattr(self, name)
             if len(types) != levels:
@@ -131,8 +136,8 @@ class VQGANConfig(BaseVQConfig):
             unknown = [t for t in types if t not in allowed]
             if unknown:
                 raise config_error(name, f"entries from {allowed}", unknown, "Replace the unknown block types.")
-        bad = [c for c in self.block_out_channels if c % self.norm_num_groups]
-        if self.norm_num_groups < 1 or bad:
+        bad = [c for c in self.block_out_channels if self.norm_num_groups < 1 or c % self.norm_num_groups]
+        if bad:
             raise config_error(
                 "norm_num_groups",
                 f"a divisor of every entry of `block_out_channels` {self.block_out_channels}",
@@ -143,6 +148,8 @@ class VQGANConfig(BaseVQConfig):
             raise config_error("layers_per_block", "an integer >= 1", self.layers_per_block, "Use e.g. 2.")
         if not 0.0 <= self.dropout < 1.0:
             raise config_error("dropout", "a probability in [0, 1)", self.dropout, "Use 0.0 to disable dropout.")
+        if self.sample_size < 1:
+            raise config_error("sample_size", "a positive integer", self.sample_size, "Use e.g. 256.")
         if self.sample_size % self.downsampling_factor:
             raise config_error(
                 "sample_size",

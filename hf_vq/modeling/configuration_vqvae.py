@@ -55,7 +55,7 @@ class VQVAEConfig(BaseVQConfig):
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
-        for name in ("hidden_channels", "residual_hidden_channels", "num_downsample_layers"):
+        for name in ("hidden_channels", "residual_hidden_channels", "num_downsample_layers", "sample_size"):
             if getattr(self, name) < 1:
                 raise config_error(name, "a positive integer", getattr(self, name), f"Set `{name}` to at least 1.")
         if self.num_residual_layers < 0:

@@ -7,7 +7,7 @@ from typing import Any
 
 from huggingface_hub.dataclasses import strict
 
-from .configuration_utils import BaseVQConfig, config_error
+from .configuration_utils import BaseVQConfig, check_field_types, config_error
 
 
 @strict(accept_kwargs=True)
@@ -79,6 +79,7 @@ class VQVAE2Config(BaseVQConfig):
     sample_size: int = 256
 
     def __post_init__(self, **kwargs):
+        check_field_types(self)
         if self.top_fsq_levels is not None:
             self.top_fsq_levels = [int(v) for v in self.top_fsq_levels]
         super().__post_init__(**kwargs)
@@ -89,6 +90,7 @@ class VQVAE2Config(BaseVQConfig):
             "num_top_downsample_layers",
             "top_num_vq_embeddings",
             "top_vq_embed_dim",
+            "sample_size",
         ):
             if getattr(self, name) < 1:
                 raise config_error(name, "a positive integer", getattr(self, name), f"Set `{name}` to at least 1.")

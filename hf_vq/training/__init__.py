@@ -1,5 +1,6 @@
-"""Training: the shared loop (`loop.py`: a [`Task`] plugged into Accelerate) and the tokenizer task behind
-`hf-vq train` (`tokenizer.py`), their arguments (`arguments.py`) and checkpoints (`checkpointing.py`).
+"""Training: the shared loop (`loop.py`: a [`Task`] plugged into Accelerate; one guarded step in `step.py`) and the
+tokenizer task behind `hf-vq train` (`tokenizer.py`), their arguments (`arguments.py`), checkpoints
+(`checkpointing.py`) and the kill-safe final save (`output.py`).
 
     from hf_vq.training import parse_args, train
     train(parse_args(["--max-train-steps", "100", "--output-dir", "outputs/demo"]))

@@ -114,11 +114,25 @@ class OutputArguments(_Arguments):
     _argument_group_name = "checkpoints, logging, output"
 
     output_dir: str = _arg("outputs/hf-vq-train", "Folder for checkpoints, logs, samples and the final model.")
-    overwrite_output_dir: bool = _arg(False, "Start afresh even if output_dir already holds checkpoints.")
+    overwrite_output_dir: bool = _arg(
+        False,
+        "Start afresh even if output_dir already holds checkpoints or a model. They are removed only once every "
+        "argument, config and the data were checked, when the new run starts writing.",
+    )
     checkpointing_steps: int = _arg(200, "Save a resumable checkpoint every this many optimizer steps (0: never).")
     checkpoints_total_limit: int | None = _arg(2, "Keep only this many newest checkpoints (unset: keep all).")
     resume_from_checkpoint: str | None = _arg(
-        None, "`latest` or a checkpoint folder: continue with the same step, optimizers, EMA, data and RNG state."
+        None,
+        "`latest` or a checkpoint folder: continue with the same step, optimizers, EMA, data and RNG state. Nothing "
+        "in it is unpickled (hf-vq's state is JSON and safetensors; optimizer, schedule and RNG files are read with "
+        "torch.load(weights_only=True)); a folder owned by another user needs --trust-checkpoint.",
+    )
+    trust_checkpoint: bool = _arg(
+        False,
+        "Resume from a checkpoint folder that another user owns. The threat: a checkpoint's optimizer and RNG files "
+        "are pickles, and unpickling a crafted one runs its author's code. hf-vq reads them with torch's restricted "
+        "unpickler (weights_only=True), so only a bug in it could be exploited; this flag is the second lock. Give "
+        "it only for checkpoints whose origin you trust.",
     )
     logging_steps: int = _arg(10, "Log losses and rates every this many optimizer steps.")
     report_to: Literal["tensorboard", "wandb", "all", "none"] = _arg(
@@ -130,6 +144,11 @@ class OutputArguments(_Arguments):
     max_consecutive_nonfinite: int = _arg(
         5, "Stop after this many optimizer steps in a row were skipped for a NaN/inf loss or gradient."
     )
+    max_empty_batches: int = _arg(
+        50,
+        "Stop after this many batches in a row held no readable example (every record corrupt or not an image). "
+        "Fewer are skipped and counted as skipped data, not as failed steps.",
+    )
     push_to_hub: bool = _arg(False, "Upload the final model, its discriminator, card and samples to the Hub.")
     hub_model_id: str | None = _arg(None, "Repository to push to. Unset: the output folder's name.")
     hub_private_repo: bool = _arg(False, "Create the Hub repository as private.")
@@ -137,7 +156,8 @@ class OutputArguments(_Arguments):
     def _validate(self) -> None:
         non_negative = ("checkpointing_steps", "logging_steps", "image_logging_steps", "eval_steps")
         _check(self, non_negative, "an integer >= 0", lambda v: v >= 0)
-        _check(self, ("checkpoints_total_limit", "max_consecutive_nonfinite"), "an integer >= 1", lambda v: v >= 1)
+        at_least_one = ("checkpoints_total_limit", "max_consecutive_nonfinite", "max_empty_batches")
+        _check(self, at_least_one, "an integer >= 1", lambda v: v >= 1)
 
 
 @dataclass

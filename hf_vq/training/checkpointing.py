@@ -6,36 +6,51 @@ A checkpoint folder `checkpoint-{step}/` holds:
 - one `save_pretrained` folder per trained model (`model/`, and `discriminator/` for a VQ-GAN) and `ema/` (with
   `--use-ema`), written by the save hook below in place of accelerate's own weight files, so any checkpoint loads
   with `from_pretrained`;
+- `training_state.json`: the loop's `TrainingState` (step, data position of every rank, counters, EMA count);
+  `task_state.safetensors`: the task's other state (`Task.checkpointed()`: e.g. the LeCam anchors);
 - `optimizer.bin`, `optimizer_1.bin`, `scheduler.bin`, `scheduler_1.bin`: optimizer and LR-schedule states;
 - `random_states_{rank}.pkl`: Python, NumPy and torch RNG states of every process;
-- `custom_checkpoint_0.pkl`: the loop's `TrainingState` (step, data position of every rank, counters, EMA count);
-  `custom_checkpoint_1.pkl`, ...: the task's other state (`Task.checkpointed()`: e.g. the LeCam anchors);
 - `checkpoint_complete.json`: written last. A folder is only ever named `checkpoint-{step}` after everything
   in it was written (`checkpoint-{step}.tmp` is renamed), so a run killed mid-write leaves a `.tmp` folder that
-  is never taken for a checkpoint, and the previous checkpoint intact.
+  is never taken for a checkpoint, and the previous checkpoint intact. A checkpoint being deleted loses its
+  marker first, so a half-deleted folder is never taken for one either.
+
+Nothing is unpickled on resume: hf-vq's own state is JSON and safetensors, and accelerate's optimizer, schedule and
+RNG files are read with `torch.load(weights_only=True)`, which rebuilds tensors and plain containers only. A
+checkpoint folder owned by another user is refused unless `--trust-checkpoint` (see `check_checkpoint`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import inspect
 import json
 import logging
 import os
+import pickle
 import re
 import shutil
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 from torch import nn
+
+from .output import commit_staged_save, remove_leftovers
 
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_PREFIX = "checkpoint-"
 COMPLETE_MARKER = "checkpoint_complete.json"
+TRAINING_STATE_NAME = "training_state.json"
+TASK_STATE_NAME = "task_state.safetensors"
 _CHECKPOINT_NAME = re.compile(r"^checkpoint-(\d+)$")
+# Fields of a model's config.json that say where or how it was saved, not what the model is.
+_CONFIG_METADATA = {"transformers_version", "_name_or_path", "architectures", "auto_map", "dtype", "torch_dtype"}
 
 
 def list_checkpoints(output_dir: str | os.PathLike) -> list[Path]:
@@ -57,6 +72,10 @@ def resolve_resume_checkpoint(value: str | None, output_dir: str | os.PathLike) 
         return None
     if value == "latest":
         checkpoints = list_checkpoints(output_dir)
+        if not checkpoints:
+            logger.warning(
+                "--resume-from-checkpoint latest: no checkpoint found in %s; starting from step 0.", output_dir
+            )
         return checkpoints[-1] if checkpoints else None
     path = Path(value)
     if not path.is_dir() or not (path / COMPLETE_MARKER).is_file():
@@ -67,10 +86,74 @@ def resolve_resume_checkpoint(value: str | None, output_dir: str | os.PathLike) 
     return path
 
 
+def check_checkpoint(checkpoint: Path, trust: bool = False, rank: int = 0) -> None:
+    """Refuses a checkpoint folder that another user owns, unless `trust` (`--trust-checkpoint`), and one whose RNG
+    state cannot be read safely (accelerate would otherwise skip it silently, and the resume would not be exact).
+
+    Every file is read without unpickling arbitrary objects, so the ownership check is defence in depth: a
+    checkpoint is a bundle of pickle-framed files, and a bug in torch's restricted unpickler would let a crafted one
+    run code.
+    """
+    if not trust and hasattr(os, "getuid"):
+        uid = os.getuid()
+        foreign = [p for p in (checkpoint, *checkpoint.iterdir()) if p.stat().st_uid != uid]
+        if foreign:
+            raise PermissionError(
+                f"--resume-from-checkpoint {checkpoint}: {foreign[0]} belongs to another user (uid "
+                f"{foreign[0].stat().st_uid}, you are {uid}). Checkpoints hold pickle-framed optimizer and RNG files; "
+                "hf-vq reads them with torch.load(weights_only=True), but resumes from folders you do not own only "
+                "when told to: add --trust-checkpoint if you trust where it came from."
+            )
+    rng = checkpoint / f"random_states_{rank}.pkl"
+    if rng.is_file():
+        _safe_torch_load(rng)
+
+
+def check_same_configs(checkpoint: Path, models: dict[str, nn.Module]) -> None:
+    """Compares each model's config with the one saved in `checkpoint/{folder}/config.json` and names the fields
+    that differ, before any weight is loaded (a mismatch would otherwise surface as a tensor `size mismatch`)."""
+    for folder, module in models.items():
+        saved_file = checkpoint / folder / "config.json"
+        if not saved_file.is_file() or not hasattr(module, "config"):
+            continue
+        # Both through the config class, so fields a config.json leaves out (at their defaults) compare equal.
+        config_class = type(module.config)
+        saved = json.loads(config_class.from_json_file(str(saved_file)).to_json_string(use_diff=False))
+        current = json.loads(module.config.to_json_string(use_diff=False))
+        names = sorted((set(saved) | set(current)) - _CONFIG_METADATA)
+        differ = [name for name in names if saved.get(name) != current.get(name)]
+        if differ:
+            shown = "; ".join(f"`{n}` {saved.get(n)!r} in the checkpoint, {current.get(n)!r} now" for n in differ[:8])
+            raise ValueError(
+                f"--resume-from-checkpoint {checkpoint}: its {folder} was trained with another config ({shown}"
+                f"{'; ...' if len(differ) > 8 else ''}). Resume with the flags of the run that wrote it (see "
+                f"{checkpoint.parent / 'training_args.json'} or {saved_file}), or train the new config in another "
+                "--output-dir."
+            )
+
+
+def _write_marker(path: Path, record: dict) -> None:
+    with open(path, "w") as f:
+        json.dump(record, f)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def delete_checkpoint(path: Path) -> None:
+    """Removes the completion marker first, so an interrupted delete never leaves a folder that looks complete."""
+    (path / COMPLETE_MARKER).unlink(missing_ok=True)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _any_rank(accelerator, flag: bool) -> bool:
+    return float(accelerator.reduce(torch.tensor([float(flag)], device=accelerator.device), "sum")[0]) > 0
+
+
 def save_checkpoint(accelerator, output_dir: str | os.PathLike, step: int, total_limit: int | None) -> Path:
     """Writes `checkpoint-{step}` atomically (see the module docstring) and deletes the oldest beyond `total_limit`.
 
-    Every process must call it (each saves its own RNG state).
+    Every process must call it (each saves its own RNG state). If a write fails (a full disk), the partial folder
+    is removed on every rank and an `OSError` says so; the previous checkpoints are untouched.
     """
     output_dir = Path(output_dir)
     final = output_dir / f"{CHECKPOINT_PREFIX}{step}"
@@ -78,35 +161,57 @@ def save_checkpoint(accelerator, output_dir: str | os.PathLike, step: int, total
     if accelerator.is_main_process and partial.exists():
         shutil.rmtree(partial)  # left by a run killed while writing
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(partial))
-    accelerator.wait_for_everyone()
+    failure = None
+    try:
+        accelerator.save_state(str(partial))
+    except OSError as error:
+        failure = error
+    # Every rank learns whether any rank failed, so that all stop together instead of waiting for each other.
+    if not _any_rank(accelerator, failure is not None) and accelerator.is_main_process:
+        try:
+            record = {"step": step, "time": time.time(), "num_processes": accelerator.num_processes}
+            _write_marker(partial / COMPLETE_MARKER, record)
+        except OSError as error:
+            failure = error
+    if _any_rank(accelerator, failure is not None):
+        if accelerator.is_main_process:
+            shutil.rmtree(partial, ignore_errors=True)
+        accelerator.wait_for_everyone()
+        reason = (failure.strerror or str(failure)) if failure is not None else "another process failed to write"
+        if failure is not None and failure.errno == errno.ENOSPC:
+            reason = "the disk is full"
+        kept = list_checkpoints(output_dir)
+        raise OSError(
+            failure.errno if failure is not None else errno.EIO,
+            f"Could not write checkpoint {final} ({reason}); the partial folder was removed. "
+            f"Last complete checkpoint: {kept[-1] if kept else 'none'}. Free some space (or lower "
+            f"--checkpoints-total-limit) and continue with --resume-from-checkpoint latest.",
+        )
     if accelerator.is_main_process:
-        marker = partial / COMPLETE_MARKER
-        with open(marker, "w") as f:
-            json.dump({"step": step, "time": time.time(), "num_processes": accelerator.num_processes}, f)
-            f.flush()
-            os.fsync(f.fileno())
+        old = final.with_name(final.name + ".old")
         if final.exists():  # the same step saved again (e.g. the end of a run that just checkpointed)
-            shutil.rmtree(final)
+            (final / COMPLETE_MARKER).unlink(missing_ok=True)
+            os.replace(final, old)
         os.replace(partial, final)
+        shutil.rmtree(old, ignore_errors=True)
         if total_limit is not None:
-            for old in list_checkpoints(output_dir)[:-total_limit]:
-                logger.info("Removing old checkpoint %s (--checkpoints-total-limit %d)", old, total_limit)
-                shutil.rmtree(old)
+            for stale in list_checkpoints(output_dir)[:-total_limit]:
+                logger.info("Removing old checkpoint %s (--checkpoints-total-limit %d)", stale, total_limit)
+                delete_checkpoint(stale)
     accelerator.wait_for_everyone()
     return final
 
 
 def load_pretrained_weights(module: nn.Module, folder: str | os.PathLike) -> None:
-    """Loads the weights of a `save_pretrained` folder into an existing module, strictly, in place."""
+    """Loads the weights of a `save_pretrained` folder (one safetensors file, or shards with an index) into an
+    existing module, strictly, in place."""
     folder = Path(folder)
     index = folder / "model.safetensors.index.json"
     if index.is_file():
-        from transformers.modeling_utils import load_sharded_checkpoint
-
-        load_sharded_checkpoint(module, str(folder), strict=True)
-        return
-    state = load_file(str(folder / "model.safetensors"))
+        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        state = {k: v for shard in shards for k, v in load_file(str(folder / shard)).items()}
+    else:
+        state = load_file(str(folder / "model.safetensors"))
     module.load_state_dict(state, strict=True)
 
 
@@ -118,10 +223,41 @@ def _save_without_card(module: nn.Module, folder: str) -> None:
         module.save_pretrained(folder)
 
 
-def register_checkpoint_hooks(accelerator, models: dict[str, nn.Module], ema=None) -> None:
+def _safe_torch_load(path: Path) -> dict:
+    """A pickle-framed state written by an earlier hf-vq (`custom_checkpoint_*.pkl`), read without running code."""
+    from accelerate.utils import load
+
+    try:
+        return load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001  (the restricted unpickler raises many kinds; each means: refused)
+        raise ValueError(
+            f"{Path(path).resolve()} cannot be read with torch.load(weights_only=True) ({type(error).__name__}); it "
+            "was not written by hf-vq, or it is corrupt. hf-vq never unpickles checkpoint files: that would run any "
+            "code inside them."
+        ) from None
+
+
+@contextlib.contextmanager
+def _without_pickled_state(checkpoint: Path):
+    """`checkpoint`, or for one written before the JSON state (its `custom_checkpoint_*.pkl`, which accelerate would
+    unpickle with weights_only=False) a view of it with those renamed `legacy_state_*.pkl`, read safely by the hook."""
+    legacy = sorted(checkpoint.glob("custom_checkpoint_*.pkl"))
+    if not legacy:
+        yield checkpoint
+        return
+    with tempfile.TemporaryDirectory(prefix="hf-vq-resume-") as view:
+        for entry in checkpoint.iterdir():
+            name = entry.name.replace("custom_checkpoint_", "legacy_state_")
+            os.symlink(entry.resolve(), Path(view, name), target_is_directory=entry.is_dir())
+        yield Path(view)
+
+
+def register_checkpoint_hooks(accelerator, models: dict[str, nn.Module], ema=None, state=None, stateful=()) -> None:
     """Makes `save_state` / `load_state` write and read one `save_pretrained` folder per model (`models` maps
-    folder names to the unwrapped modules) and `ema/`, instead of accelerate's own weight files. `ema` is a
-    `torch.optim.swa_utils.AveragedModel` of one of them."""
+    folder names to the unwrapped modules) and `ema/`, instead of accelerate's own weight files, and the loop's
+    `state` (a [`TrainingState`]) and the task's `stateful` modules as JSON and safetensors instead of pickles.
+    `ema` is a `torch.optim.swa_utils.AveragedModel` of one of the models."""
+    stateful = list(stateful)
 
     def named(prepared):
         folders = []
@@ -138,6 +274,12 @@ def register_checkpoint_hooks(accelerator, models: dict[str, nn.Module], ema=Non
                     _save_without_card(models[name], os.path.join(output_dir, name))
             if ema is not None:
                 _save_without_card(ema.module, os.path.join(output_dir, "ema"))
+            if state is not None:
+                Path(output_dir, TRAINING_STATE_NAME).write_text(json.dumps(state.state_dict(), indent=1) + "\n")
+            if stateful:
+                tensors = {f"{i}.{k}": v.detach().cpu().contiguous() for i, m in enumerate(stateful)
+                           for k, v in m.state_dict().items()}  # fmt: skip
+                save_file(tensors, os.path.join(output_dir, TASK_STATE_NAME))
         # Weights are in the folders above: stop accelerate from writing a second copy of each.
         for i in reversed(range(len(prepared))):
             if names[i] is not None:
@@ -151,6 +293,18 @@ def register_checkpoint_hooks(accelerator, models: dict[str, nn.Module], ema=Non
                 prepared.pop(i)
         if ema is not None:
             load_pretrained_weights(ema.module, os.path.join(input_dir, "ema"))
+        folder = Path(input_dir)
+        legacy = not (folder / TRAINING_STATE_NAME).is_file()  # written by hf-vq before the JSON state
+        if state is not None:
+            path = folder / ("legacy_state_0.pkl" if legacy else TRAINING_STATE_NAME)
+            state.load_state_dict(_safe_torch_load(path) if legacy else json.loads(path.read_text()))
+        if legacy:
+            for i, module in enumerate(stateful):
+                module.load_state_dict(_safe_torch_load(folder / f"legacy_state_{i + 1}.pkl"))
+        elif stateful:
+            tensors = load_file(str(folder / TASK_STATE_NAME))
+            for i, module in enumerate(stateful):
+                module.load_state_dict({k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith(f"{i}.")})
 
     accelerator.register_save_state_pre_hook(save_hook)
     accelerator.register_load_state_pre_hook(load_hook)
@@ -158,7 +312,7 @@ def register_checkpoint_hooks(accelerator, models: dict[str, nn.Module], ema=Non
 
 @dataclass
 class TrainingState:
-    """What the loop itself must remember across a resume; checkpointed with `register_for_checkpointing`."""
+    """What the loop itself must remember across a resume; saved as `training_state.json` in each checkpoint."""
 
     global_step: int = 0  # optimizer steps taken (skipped non-finite steps not included)
     micro_steps: int = 0  # batches consumed
@@ -166,6 +320,8 @@ class TrainingState:
     batches_in_epoch: list[int] = field(default_factory=lambda: [0])  # per rank: batches consumed in that epoch
     images_seen: int = 0  # examples (images, for a tokenizer), all ranks together; named as in older checkpoints
     skipped_records: int = 0  # corrupt / non-image records dropped, all ranks together
+    empty_batches: int = 0  # batches that held no readable example on some rank: skipped data, not a step
+    consecutive_empty_batches: int = 0
     nonfinite_steps: int = 0
     consecutive_nonfinite: int = 0
     ema_updates: int = 0
@@ -178,39 +334,80 @@ class TrainingState:
             setattr(self, key, value)
 
 
-def prepare_output_dir(args, accelerator, output_names: tuple[str, ...] = ()) -> None:
-    """Refuses to write over an earlier run unless told to resume or overwrite (`args`: `LoopArguments`); the
-    overwrite removes its checkpoints, logs and `output_names` (what the task's final save writes)."""
+def check_output_dir(args) -> None:
+    """Validates `--output-dir` without touching it: a folder (or a path that can become one) this user may
+    write, and not an earlier run's unless told to resume or overwrite (`args`: `LoopArguments`)."""
     output_dir = Path(args.output_dir)
-    existing = list_checkpoints(output_dir)
-    has_model = (output_dir / "config.json").is_file()
-    if (existing or has_model) and args.resume_from_checkpoint is None and not args.overwrite_output_dir:
+    flag = f"--output-dir {args.output_dir!r}"
+    existing = output_dir
+    try:
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+    except PermissionError:  # a parent folder this user may not enter
+        raise PermissionError(
+            f"{flag}: you may not look inside {existing.parent}. Pick an --output-dir in a folder you can write to."
+        ) from None
+    if not existing.is_dir():
+        raise NotADirectoryError(
+            f"{flag}: {existing} is a file, not a folder, so the output folder cannot be created there. Pick an "
+            "--output-dir outside it."
+        )
+    if not os.access(existing, os.W_OK | os.X_OK, effective_ids=os.access in os.supports_effective_ids):
+        raise PermissionError(
+            f"{flag}: you may not write in {existing}. Pick an --output-dir in a folder you can write to (or "
+            "change its permissions)."
+        )
+    checkpoints = list_checkpoints(output_dir)
+    has_model = any((output_dir / name).is_file() for name in ("config.json", "model_index.json"))
+    if (checkpoints or has_model) and args.resume_from_checkpoint is None and not args.overwrite_output_dir:
         raise FileExistsError(
-            f"{output_dir} already holds {'checkpoints' if existing else 'a trained model'} from an earlier run. "
+            f"{output_dir} already holds {'checkpoints' if checkpoints else 'a trained model'} from an earlier run. "
             "Continue it with --resume-from-checkpoint latest, start afresh with --overwrite-output-dir, or pick "
             "another --output-dir."
         )
+
+
+def prepare_output_dir(args, accelerator, output_names: tuple[str, ...] = ()) -> None:
+    """Creates the output folder, once the run is known to be valid ([`check_output_dir`] and every build step
+    passed): `--overwrite-output-dir` removes the earlier run's checkpoints, logs and `output_names` (what the
+    task's final save writes) only now. Finishes or removes what a killed run left (see `output.py`)."""
+    output_dir = Path(args.output_dir)
     if accelerator.is_main_process:
-        if args.overwrite_output_dir and args.resume_from_checkpoint is None and output_dir.is_dir():
-            for path in [*output_dir.glob("checkpoint-*"), *(output_dir / name for name in ("logs", *output_names))]:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        commit_staged_save(output_dir)  # a final save killed after it was complete: finish moving it in
+        remove_leftovers(output_dir, _CHECKPOINT_NAME, COMPLETE_MARKER)
+        if args.overwrite_output_dir and args.resume_from_checkpoint is None:
+            for checkpoint in list_checkpoints(output_dir):
+                delete_checkpoint(checkpoint)
+            for path in (output_dir / name for name in ("logs", "training_args.json", *output_names)):
                 if path.is_dir():
                     shutil.rmtree(path, ignore_errors=True)
                 else:
                     path.unlink(missing_ok=True)
-        output_dir.mkdir(parents=True, exist_ok=True)
     accelerator.wait_for_everyone()
 
 
 def resume(
-    accelerator, state: TrainingState, value: str | None, output_dir: str | os.PathLike, ema=None
+    accelerator, state: TrainingState, checkpoint: Path | None, max_train_steps: int, ema=None
 ) -> tuple[int, int]:
-    """`--resume-from-checkpoint value`: loads weights, optimizers, schedules, RNG and counters (into `state`, an
-    `ema` `AveragedModel`'s count too). Returns this rank's (epoch, batches to replay); (0, 0) on a fresh start."""
-    checkpoint = resolve_resume_checkpoint(value, output_dir)
+    """Loads weights, optimizers, schedules, RNG and counters from `checkpoint` (into `state`, an `ema`
+    `AveragedModel`'s count too). Returns this rank's (epoch, batches to replay); (0, 0) on a fresh start."""
     if checkpoint is None:
         return 0, 0
     logger.info("Resuming from %s", checkpoint)
-    accelerator.load_state(str(checkpoint))
+    try:
+        with _without_pickled_state(checkpoint) as folder:
+            accelerator.load_state(str(folder), load_kwargs={"weights_only": True})
+    except (
+        RuntimeError,
+        KeyError,
+        pickle.UnpicklingError,
+    ) as error:  # e.g. changed parameter groups; a crafted pickle
+        message = " ".join(str(error).split())[:300]
+        raise ValueError(
+            f"--resume-from-checkpoint {checkpoint}: its state does not fit this run ({type(error).__name__}: "
+            f"{message}). Resume with the flags of the run that wrote it ({checkpoint.parent / 'training_args.json'})."
+        ) from None
     if ema is not None:
         ema.n_averaged.fill_(state.ema_updates)
     if len(state.epochs) != accelerator.num_processes:
@@ -218,6 +415,13 @@ def resume(
             f"{checkpoint} was written by {len(state.epochs)} processes; resume it with the same number (this run "
             f"has {accelerator.num_processes}) so that every rank continues from its own data position."
         )
+    if state.global_step > max_train_steps:
+        logger.warning(
+            "%s is at step %d, past --max-train-steps %d: nothing is trained, and the final model saved now is the "
+            "step-%d one (training_args.json records the budget you gave, %d). Give --max-train-steps above %d to "
+            "train on.", checkpoint, state.global_step, max_train_steps, state.global_step, max_train_steps,
+            state.global_step,
+        )  # fmt: skip
     rank = accelerator.process_index
     return state.epochs[rank], state.batches_in_epoch[rank]
 
@@ -231,7 +435,13 @@ def gather_positions(accelerator, epoch: int, batches_in_epoch: int) -> tuple[li
 
 __all__ = [
     "COMPLETE_MARKER",
+    "TASK_STATE_NAME",
+    "TRAINING_STATE_NAME",
     "TrainingState",
+    "check_checkpoint",
+    "check_output_dir",
+    "check_same_configs",
+    "delete_checkpoint",
     "gather_positions",
     "list_checkpoints",
     "load_pretrained_weights",

@@ -2,17 +2,20 @@
 
 Read top to bottom, a run is a sequence of named steps; the task's hooks (a [`Task`]) are in brackets:
 
-    accelerator, output_dir                               one process per device, trackers, seeds
+    accelerator; checks of output_dir and the checkpoint  one process per device, seeds; nothing written yet
     [build_models] -> trainables                          each gets an AdamW + warm-up/decay schedule
     [build_data] -> dataloader; the step budget           counted before anything uses it
     [build_objective], optimizers, schedulers, ema
     accelerator.prepare(models, optimizers, dataloader)   DDP, device placement, autocast, data sharding
     resume                                                load_state + replay each rank's data to its position
+    output_dir                                            only now created (or, with --overwrite-output-dir, cleared)
     loop: [train_step] -> guard -> optimizer_step -> log / [watch] / checkpoint
-    finish: [save] + training_args.json [+ push] + [report]
+    finish: [save] + training_args.json, staged and moved in (`output.py`) [+ push] + [report]
 
-The loop holds nothing task-specific: the NaN/inf guard (`train_step`), clipping, EMA of the first model, exact
-resume and checkpoints (`checkpointing.py`), logs. It runs on one CPU, one GPU or many (`accelerate launch`).
+The loop holds nothing task-specific: the NaN/inf guard (`train_step`), the empty-batch guard, clipping, EMA of the
+first model, exact resume and checkpoints (`checkpointing.py`), logs. Every check that can fail at start-up runs
+before anything is written, so a run that cannot start changes nothing on disk. It runs on one CPU, one GPU or many
+(`accelerate launch`).
 """
 
 from __future__ import annotations
@@ -31,13 +34,19 @@ from torch import nn
 from .arguments import LoopArguments, resolve_max_train_steps
 from .checkpointing import (
     TrainingState,
+    check_checkpoint,
+    check_output_dir,
+    check_same_configs,
     gather_positions,
     list_checkpoints,
     prepare_output_dir,
     register_checkpoint_hooks,
+    resolve_resume_checkpoint,
     resume,
     save_checkpoint,
 )
+from .output import abort_staged_save, begin_staged_save, finish_staged_save
+from .step import StepOutput, TaskStep, forward_state, optimizer_step, train_step  # noqa: F401  (re-exported)
 
 logger = logging.getLogger(__name__)
 
@@ -66,16 +75,6 @@ class TrainData:
     num_examples: int | None  # size of the split if known, for `--num-train-epochs`
 
 
-@dataclass
-class TaskStep:
-    """What a task's forward returns to the loop for one batch (this rank's)."""
-
-    losses: list[torch.Tensor]  # each backpropagated once if finite on every rank; empty when `examples == 0`
-    logs: dict[str, torch.Tensor]  # scalars, logged as `train/{key}`
-    examples: int  # examples in this rank's batch
-    skipped_records: int | torch.Tensor = 0  # unreadable records the data pipeline dropped from this batch
-
-
 class Task:
     """The hooks a trainer implements; [`run_training`] calls them. A task keeps its own models and data."""
 
@@ -96,8 +95,8 @@ class Task:
         """Anything that depends on the step budget (loss schedules), on `device`. Called after `build_data`."""
 
     def checkpointed(self) -> list[nn.Module]:
-        """Stateful objects besides the models (e.g. a loss's moving averages): checkpointed, and restored with
-        the models' state after a non-finite step."""
+        """Stateful objects besides the models (e.g. a loss's moving averages): checkpointed (their `state_dict`
+        of tensors, as `task_state.safetensors`), and restored with the models' state after a non-finite step."""
         return []
 
     def train_step(self, accelerator, models: list[nn.Module], batch: dict, step: int) -> TaskStep:
@@ -109,7 +108,8 @@ class Task:
         """After every optimizer step, on every process: sample grids, held-out evaluation, every N steps."""
 
     def save(self, run: Run) -> None:
-        """On the main process, after the last step: the final model (`run.sample_model()`) and what goes with it."""
+        """On the main process, after the last step: the final model (`run.sample_model()`) and what goes with it,
+        written into `run.save_dir` (a staging folder the loop moves into the output folder once complete)."""
         raise NotImplementedError
 
     def report(self, run: Run, seconds: float) -> None:
@@ -190,84 +190,6 @@ def build_ema(args: LoopArguments, model: nn.Module):
 
 
 # ----------------------------------------------------------------------------------------------------------
-# The step
-
-
-@dataclass
-class StepOutput:
-    logs: dict[str, torch.Tensor]  # detached scalars
-    finite: bool
-    examples: int  # summed over all processes
-    skipped_records: int  # summed over all processes
-
-
-def forward_state(modules: list[nn.Module]) -> list[torch.Tensor]:
-    """What a forward may write besides activations: the whole state (parameters included) of every submodule
-    that holds persistent buffers of its own. A module with state may also write its parameters in forward (a
-    quantizer's k-means init, EMA codes and dead-code restarts write its codebook); modules without buffers don't,
-    so a model's bulk (convolutions, attention, norms) is not copied every step."""
-    tensors, seen = [], set()
-    for module in modules:
-        for sub in module.modules():
-            # Non-persistent buffers are derived constants (masks, caches), not state: they do not count.
-            own = [name for name, _ in sub.named_buffers(recurse=False) if name not in sub._non_persistent_buffers_set]
-            if not own:
-                continue
-            for tensor in sub.state_dict(keep_vars=True).values():
-                if id(tensor) not in seen:
-                    seen.add(id(tensor))
-                    tensors.append(tensor.data)
-    return tensors
-
-
-def train_step(accelerator, task: Task, models: list[nn.Module], batch: dict, step: int) -> StepOutput:
-    """The task's forward on one batch, then backward. Nothing is backpropagated unless every rank's losses are
-    finite and every rank has examples, so a bad batch leaves the gradients untouched and the state its forward
-    wrote (see [`forward_state`]) is restored. That agreement and the example and skipped-record counts travel in
-    one all-reduce: one host sync per micro-step."""
-    state = forward_state([accelerator.unwrap_model(m) for m in models] + task.checkpointed())
-    saved = [t.clone() for t in state]
-    out = task.train_step(accelerator, models, batch, step)
-    has_examples = out.examples > 0 and len(out.losses) > 0
-    ok = torch.stack([torch.isfinite(x) for x in out.losses]).all() if has_examples else torch.tensor(False)
-    device = accelerator.device
-    skipped = torch.as_tensor(out.skipped_records, dtype=torch.float32).to(device)
-    local = torch.stack([ok.to(device, torch.float32), torch.tensor(float(out.examples), device=device), skipped])
-    agreed, examples, skipped = accelerator.reduce(local, reduction="sum").tolist()
-    finite = agreed == accelerator.num_processes
-    if finite:
-        for loss in out.losses:
-            accelerator.backward(loss)
-    else:
-        with torch.no_grad():
-            for tensor, copy in zip(state, saved):
-                tensor.copy_(copy)
-    return StepOutput({k: v.detach().float() for k, v in out.logs.items()}, finite, int(examples), int(skipped))
-
-
-def optimizer_step(
-    accelerator, args: LoopArguments, models: dict[str, nn.Module], optimizers, schedulers, window_ok: bool
-) -> tuple[bool, dict]:
-    """Clip, check the gradient norms, step. `models` maps trainable names to prepared modules, in optimizer
-    order. Returns (stepped, grad norms by name). A non-finite window is discarded."""
-    norms = {}
-    if window_ok and args.max_grad_norm > 0:
-        for name, m in models.items():
-            trained = [p for p in m.parameters() if p.requires_grad]
-            norms[name] = accelerator.clip_grad_norm_(trained, args.max_grad_norm)
-        window_ok = all(bool(torch.isfinite(torch.as_tensor(n))) for n in norms.values())
-    if window_ok:
-        for opt in optimizers:
-            opt.step()
-        if not accelerator.optimizer_step_was_skipped:  # fp16 loss scaling skips overflowing steps
-            for sched in schedulers:
-                sched.step()
-    for opt in optimizers:
-        opt.zero_grad(set_to_none=True)
-    return window_ok, {k: float(v) for k, v in norms.items()}
-
-
-# ----------------------------------------------------------------------------------------------------------
 # The run
 
 
@@ -288,6 +210,12 @@ class Run:
     ema: Any | None
     max_train_steps: int
     state: TrainingState = field(default_factory=TrainingState)
+    epoch: int = 0  # this rank's data epoch and batches to replay in it, after a resume
+    replay: int = 0
+    save_dir: Path | None = None  # where `Task.save` writes: the final save's staging folder (see `finish`)
+
+    def __post_init__(self):
+        self.save_dir = self.save_dir or self.output_dir
 
     @property
     def model(self):
@@ -320,7 +248,9 @@ class Run:
 
 
 def set_up(args: LoopArguments, task: Task) -> Run:
-    """Count first, build second: data and step budget, then objective, optimizers and schedules, all prepared."""
+    """Check first, count second, build third, write last: the output folder and the checkpoint to resume are
+    checked, models, data, step budget, objective, optimizers and schedules built and prepared, the checkpoint
+    loaded; only then is the output folder created (or cleared by `--overwrite-output-dir`)."""
     import transformers
     from accelerate.utils import set_seed
 
@@ -333,9 +263,15 @@ def set_up(args: LoopArguments, task: Task) -> Run:
         level=logging.INFO if accelerator.is_main_process else logging.WARNING,
     )
     set_seed(args.seed)
-    prepare_output_dir(args, accelerator, task.output_names)
+    check_output_dir(args)
+    checkpoint = resolve_resume_checkpoint(args.resume_from_checkpoint, args.output_dir)
+    if checkpoint is not None:
+        check_checkpoint(checkpoint, trust=args.trust_checkpoint, rank=accelerator.process_index)
 
     trainables = task.build_models()
+    folders = {t.folder or t.name: t.module for t in trainables}
+    if checkpoint is not None:
+        check_same_configs(checkpoint, folders)
     data = task.build_data(accelerator)
     max_train_steps = resolve_max_train_steps(args, data.num_examples, accelerator.num_processes)
     task.build_objective(max_train_steps, accelerator.device)
@@ -360,11 +296,11 @@ def set_up(args: LoopArguments, task: Task) -> Run:
         ema=build_ema(args, accelerator.unwrap_model(models[0])),
         max_train_steps=max_train_steps,
     )
-    accelerator.register_for_checkpointing(run.state)  # custom_checkpoint_0.pkl
-    for stateful in task.checkpointed():
-        accelerator.register_for_checkpointing(stateful)
-    folders = {t.folder or t.name: accelerator.unwrap_model(m) for t, m in zip(trainables, models)}
-    register_checkpoint_hooks(accelerator, folders, ema=run.ema)
+    # training_state.json and task_state.safetensors: JSON and safetensors, never pickles (see checkpointing.py).
+    folders = {name: accelerator.unwrap_model(m) for name, m in zip(folders, models)}
+    register_checkpoint_hooks(accelerator, folders, ema=run.ema, state=run.state, stateful=task.checkpointed())
+    run.epoch, run.replay = resume(accelerator, run.state, checkpoint, max_train_steps, run.ema)
+    prepare_output_dir(args, accelerator, task.output_names)  # the run is valid: now, and only now, write
     return run
 
 
@@ -374,20 +310,45 @@ def log_step(run: Run, step_out: StepOutput, grad_norms: dict, examples_per_seco
     logs.update({f"lr/{name}": s.get_last_lr()[0] for name, s in zip(run.names, run.schedulers)})
     logs[f"throughput/{run.task.example_name}_per_second"] = examples_per_second
     logs["data/skipped_records"] = run.state.skipped_records
+    logs["data/empty_batches"] = run.state.empty_batches
     logs["train/nonfinite_steps"] = run.state.nonfinite_steps
     run.accelerator.log(logs, step=step)
     shown = run.task.progress_keys
     progress.set_postfix({k.split("/")[1]: f"{v:.3g}" for k, v in logs.items() if k.split("/")[1] in shown})
 
 
-def run_training(args: LoopArguments, task: Task) -> int:
-    """Trains `task` with the loop. Returns 0, or 1 if the run was stopped by non-finite losses."""
-    from tqdm.auto import tqdm
+class DataReadError(RuntimeError):
+    """The training data loader raised: a shard that cannot be read (see `read_batches`)."""
 
+
+def read_batches(batches, description: str):
+    """`batches`, with a read failure (a corrupt parquet shard raises `pyarrow.ArrowInvalid`, a `ValueError`; a
+    vanished file an `OSError`) turned into a [`DataReadError`] naming the data source. Such a shard stops the run
+    instead of being skipped: skipping it would silently change the data and break exact resume. Unreadable
+    *records* are another matter: the data pipeline skips and counts them (`hf_vq.data`)."""
+    iterator = iter(batches)
+    while True:
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            return
+        except (OSError, ValueError) as error:
+            lines = str(error).strip().splitlines() or [type(error).__name__]
+            raise DataReadError(
+                f"Reading the training data ({description}) failed: {lines[-1].strip()} A shard that cannot be read "
+                "stops the run rather than being skipped (that would change the data and break exact resume); the "
+                "`datasets` error logged above names the file. Repair or remove it, then continue with "
+                "--resume-from-checkpoint latest."
+            ) from error
+        yield batch
+
+
+def run_training(args: LoopArguments, task: Task) -> int:
+    """Trains `task` with the loop. Returns 0, or 1 if the run was stopped (non-finite losses, no readable data,
+    a shard or a checkpoint that could not be read or written) with a message saying why."""
     start_time = time.perf_counter()
     run = set_up(args, task)
-    accelerator, state = run.accelerator, run.state
-    epoch, replay = resume(accelerator, state, args.resume_from_checkpoint, run.output_dir, run.ema)
+    accelerator = run.accelerator
     if accelerator.is_main_process:
         config = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in asdict(args).items()}
         accelerator.init_trackers(args.tracker_project_name, config=config)
@@ -399,35 +360,68 @@ def run_training(args: LoopArguments, task: Task) -> int:
             type(model).__name__, millions, run.data.description, run.max_train_steps, per_step, task.example_name,
             accelerator.num_processes
         )  # fmt: skip
+    try:
+        stop_message = train_loop(run)
+    except (DataReadError, OSError) as error:
+        stop_message = str(error)
+    if stop_message is not None:
+        accelerator.end_training()
+        if accelerator.is_main_process:
+            print(f"{task.command}: {stop_message}", file=sys.stderr)
+        return 1
+    finish(run, time.perf_counter() - start_time)
+    return 0
 
+
+def train_loop(run: Run) -> str | None:
+    """The steps, from the resumed position to the budget. Returns None, or why the run had to stop."""
+    from tqdm.auto import tqdm
+
+    args, task, accelerator, state = run.args, run.task, run.accelerator, run.state
+    epoch, replay = run.epoch, run.replay
     bar = dict(desc="train", dynamic_ncols=True, disable=not accelerator.is_main_process)
-    progress = tqdm(total=run.max_train_steps, initial=state.global_step, **bar)
+    progress = tqdm(total=run.max_train_steps, initial=min(state.global_step, run.max_train_steps), **bar)
     checkpoints = list_checkpoints(run.output_dir)
     last_checkpoint = checkpoints[-1] if checkpoints else None
     named_models = dict(zip(run.names, run.models))
-    window_ok, window_start, window_examples = True, time.perf_counter(), 0
+    window_ok, window_empty, window_start, window_examples = True, False, time.perf_counter(), 0
     stop_message = None
     while state.global_step < run.max_train_steps and stop_message is None:
         run.dataloader.set_epoch(epoch)
         # After a resume, replay this rank's stream to where the checkpoint left it (deterministic data: hf_vq.data).
         batches = accelerator.skip_first_batches(run.dataloader, replay) if replay else run.dataloader
         batches_in_epoch, replay = replay, 0
-        for batch in batches:
+        for batch in read_batches(batches, run.data.description):
             batches_in_epoch += 1
             with accelerator.accumulate(*run.models):
                 step_out = train_step(accelerator, task, run.models, batch, state.global_step)
-                window_ok &= step_out.finite
+                window_ok &= step_out.finite or step_out.empty  # an empty batch is missing data, not a bad step
+                window_empty |= step_out.empty
                 state.images_seen += step_out.examples
                 state.skipped_records += step_out.skipped_records
                 window_examples += step_out.examples
                 state.micro_steps += 1
+                if step_out.empty:  # skipped data: counted, and the run stops only after a window of nothing
+                    state.empty_batches += 1
+                    state.consecutive_empty_batches += 1
+                    if state.consecutive_empty_batches >= args.max_empty_batches:
+                        stop_message = (
+                            f"{state.consecutive_empty_batches} batches in a row held no readable example in "
+                            f"{run.data.description} ({state.skipped_records} unreadable records skipped so far); "
+                            "stopping. Check the data source (--dataset-name, --image-column) or raise "
+                            "--max-empty-batches if readable records are this sparse."
+                        )
+                        break
+                else:
+                    state.consecutive_empty_batches = 0
                 if not accelerator.sync_gradients:
                     continue
                 stepped, grad_norms = optimizer_step(
-                    accelerator, args, named_models, run.optimizers, run.schedulers, window_ok
+                    accelerator, args, named_models, run.optimizers, run.schedulers, window_ok and not window_empty
                 )
-            window_ok = True
-
+            skipped_data, window_ok, window_empty = window_empty and window_ok, True, False
+            if skipped_data:  # the window held an empty batch: nothing was updated, and nothing went wrong
+                continue
             if not stepped:  # NaN/inf guard: nothing was updated; stop after too many in a row
                 state.nonfinite_steps += 1
                 state.consecutive_nonfinite += 1
@@ -468,23 +462,30 @@ def run_training(args: LoopArguments, task: Task) -> int:
                 raise ValueError(f"The training split of {description} yielded no full batch of {kind}.")
             epoch += 1  # the stream ran out: next pass, reshuffled
     progress.close()
-
-    if stop_message is not None:
-        accelerator.end_training()
-        if accelerator.is_main_process:
-            print(f"{task.command}: {stop_message}", file=sys.stderr)
-        return 1
-    finish(run, time.perf_counter() - start_time)
-    return 0
+    return stop_message
 
 
 def finish(run: Run, seconds: float) -> None:
-    """The task's final save, the arguments beside it, the push to the Hub, the task's report."""
+    """The task's final save and the arguments beside it, staged and moved into the output folder (`output.py`:
+    a kill leaves the old model or the new one), then the push to the Hub and the task's report."""
     accelerator, args, output_dir = run.accelerator, run.args, run.output_dir
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        run.task.save(run)
-        (output_dir / "training_args.json").write_text(json.dumps(asdict(args), indent=2) + "\n")
+        run.save_dir = begin_staged_save(output_dir)
+        try:
+            run.task.save(run)
+            (run.save_dir / "training_args.json").write_text(json.dumps(asdict(args), indent=2) + "\n")
+            finish_staged_save(output_dir)
+        except OSError as error:
+            abort_staged_save(output_dir)
+            raise OSError(
+                error.errno,
+                f"Could not write the final model into {output_dir} ({error.strerror or error}); the folder is as it "
+                "was before the save. Free some space and run the same command with --resume-from-checkpoint latest: "
+                f"it saves again from the last checkpoint ({(list_checkpoints(output_dir) or ['none written'])[-1]}).",
+            ) from error
+        finally:
+            run.save_dir = output_dir
         if args.push_to_hub:
             from ..hub import push_folder
 
@@ -494,4 +495,3 @@ def finish(run: Run, seconds: float) -> None:
         run.task.report(run, seconds)
     accelerator.wait_for_everyone()
     accelerator.end_training()
-

@@ -59,6 +59,7 @@ def print_summary(args, output_dir: Path, state, seconds: float, has_grid: bool,
     lines = [
         f"Done: {state.global_step} steps in {seconds / 60:.1f} min ({state.images_seen} images"
         + (f", {state.skipped_records} unreadable records skipped" if state.skipped_records else "")
+        + (f", {state.empty_batches} batches without a readable image skipped" if state.empty_batches else "")
         + (f", {state.nonfinite_steps} non-finite steps skipped" if state.nonfinite_steps else "")
         + ").",
         f"Model (with model card README.md): {output_dir}",

@@ -21,9 +21,11 @@ import sys
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from torch import nn
 
 from ..data import BUILTIN_DESCRIPTION, build_train_dataloader, build_train_stream, load_eval_images
+from ..data.locations import hub_is_offline, looks_like_local_path, missing_source_message
 from ..losses import VQGANLoss, VQGANLossConfig, load_lpips
 from ..modeling import BaseQuantizer, VQGANDiscriminator, VQGANDiscriminatorConfig
 from ..modeling.configuration_utils import RECOMMENDED_QUANTIZER_FIELDS
@@ -34,6 +36,11 @@ from .tokenizer_types import DEFAULT_DISCRIMINATOR_CONFIG, TOKENIZER_TYPES, Toke
 
 logger = logging.getLogger(__name__)
 
+# Keys a saved config.json holds besides the config's fields (where and how it was saved): a `--model-config` that
+# points at a saved model's config.json may carry them.
+SAVED_CONFIG_KEYS = {"model_type", "transformers_version", "architectures", "auto_map", "dtype", "torch_dtype",
+                     "_name_or_path", "output_attentions"}  # fmt: skip
+
 
 def tokenizer_type_of(model: nn.Module) -> TokenizerType:
     """The registry entry of a (loaded) model: how it is trained and frozen."""
@@ -42,17 +49,75 @@ def tokenizer_type_of(model: nn.Module) -> TokenizerType:
             return entry
     raise ValueError(
         f"--init-from loaded a {type(model).__name__}, which is not a registered tokenizer; expected one of "
-        f"{[e.model_class.__name__ for e in TOKENIZER_TYPES.values()]} (hf_vq.training.tokenizer_types.TOKENIZER_TYPES)."
+        f"{[e.model_class.__name__ for e in TOKENIZER_TYPES.values()]} "
+        "(hf_vq.training.tokenizer_types.TOKENIZER_TYPES)."
     )
+
+
+def load_init_model(source: str) -> nn.Module:
+    """`--init-from`: a local `save_pretrained` folder, or a Hub id; a missing local path is never sent to the Hub,
+    and every failure names the folder or id, what was tried and the fix."""
+    from transformers import AutoModel
+
+    path = Path(source).expanduser()
+    if path.exists() and not (path / "config.json").is_file():
+        raise FileNotFoundError(
+            f"--init-from {source!r}: {path} is not a model folder (no config.json in it). Give a folder written by "
+            "save_pretrained or `hf-vq train`, or a Hub model id."
+        )
+    if not path.exists() and looks_like_local_path(source):
+        raise FileNotFoundError(missing_source_message(source, "--init-from", "model"))
+    try:
+        return AutoModel.from_pretrained(source)
+    except SafetensorError as error:
+        raise OSError(
+            f"--init-from {source!r}: a weights file in it is incomplete or corrupt (safetensors: {error}). Save or "
+            "download the model again."
+        ) from None
+    except OSError as error:
+        detail = " ".join(str(error).split())
+        if path.exists():  # e.g. an incomplete or corrupt weights file: transformers' message names it
+            raise OSError(f"--init-from {source!r}: {detail}") from None
+        message = missing_source_message(source, "--init-from", "model")
+        raise FileNotFoundError(message if hub_is_offline() else f"{message} (transformers: {detail[:200]})") from None
+
+
+def new_model_config(entry: TokenizerType, args: TrainArguments):
+    """The config of a model trained from scratch: `--model-config` (or the type's small default), checked field by
+    field, with the recommended quantizer options (k-means init, dead-code restarts) where they apply."""
+    import dataclasses
+    import difflib
+
+    overrides = parse_json_or_file(args.model_config, "--model-config") if args.model_config else {}
+    fields = dict(overrides or {**entry.defaults, "sample_size": args.resolution})
+    known = {f.name for f in dataclasses.fields(entry.config_class)} | SAVED_CONFIG_KEYS
+    for key in fields:
+        if key not in known:
+            close = difflib.get_close_matches(key, sorted(known), n=1)
+            hint = f" Did you mean `{close[0]}`?" if close else ""
+            raise ValueError(f"--model-config: `{key}` is not a field of {entry.config_class.__name__}.{hint}")
+    if fields.get("model_type", entry.config_class.model_type) != entry.config_class.model_type:
+        kinds = {e.config_class.model_type: name for name, e in TOKENIZER_TYPES.items()}
+        other = kinds.get(fields["model_type"], fields["model_type"])
+        raise ValueError(f"--model-config describes a {other} model; give --model-type {other} as well.")
+    fields.pop("model_type", None)
+    # K-means init and dead-code restarts act on a learned codebook: FSQ and LFQ have none, and reject them.
+    default_type = next(f.default for f in dataclasses.fields(entry.config_class) if f.name == "quantizer_type")
+    if fields.get("quantizer_type", default_type) in ("vq", "residual_vq"):
+        fields = {**RECOMMENDED_QUANTIZER_FIELDS, **fields}
+    try:
+        return entry.config_class(**fields)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"--model-config: {' '.join(str(error).split())}") from None
 
 
 def build_models(args: TrainArguments) -> tuple[nn.Module, nn.Module | None]:
     """The tokenizer and, for an adversarial type, its discriminator: fresh, or loaded with `--init-from`."""
-    from transformers import AutoModel
-
     discriminator = None
     if args.init_from is not None:
-        model = AutoModel.from_pretrained(args.init_from)
+        model = load_init_model(args.init_from)
+        # The base model's card (recipe, results) describes the base model: this run writes its own at the end.
+        model.card_info = None
         entry = tokenizer_type_of(model)
         if entry.adversarial:
             try:
@@ -61,18 +126,19 @@ def build_models(args: TrainArguments) -> tuple[nn.Module, nn.Module | None]:
             except OSError:
                 logger.info("%s has no discriminator/ subfolder: a fresh discriminator.", args.init_from)
     else:
-        entry = TOKENIZER_TYPES[args.model_type]
-        overrides = parse_json_or_file(args.model_config, "--model-config") if args.model_config else {}
         # New models get the measured-best quantizer options (k-means init + dead-code restart) unless the config
         # sets them; models loaded with --init-from keep theirs (k-means would overwrite a trained codebook).
-        fields = {**RECOMMENDED_QUANTIZER_FIELDS, **(overrides or {**entry.defaults, "sample_size": args.resolution})}
-        model = entry.model_class(entry.config_class(**fields))
+        entry = TOKENIZER_TYPES[args.model_type]
+        model = entry.model_class(new_model_config(entry, args))
     if entry.adversarial and discriminator is None:
         overrides = {}
         if args.discriminator_config:
             overrides = parse_json_or_file(args.discriminator_config, "--discriminator-config")
         fields = {**DEFAULT_DISCRIMINATOR_CONFIG, "in_channels": model.config.out_channels, **overrides}
-        discriminator = VQGANDiscriminator(VQGANDiscriminatorConfig(**fields))
+        try:
+            discriminator = VQGANDiscriminator(VQGANDiscriminatorConfig(**fields))
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"--discriminator-config: {' '.join(str(error).split())}") from None
     if args.freeze_encoder:
         for name in entry.encoder_modules:
             getattr(model, name).requires_grad_(False)
@@ -266,8 +332,9 @@ class TokenizerTask(Task):
             logger.info("step %d eval: %s", step, ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
 
     def save(self, run: Run) -> None:
-        """The final model (EMA weights when enabled), its discriminator, a sample grid and a model card."""
-        output_dir, final_model = run.output_dir, run.sample_model()
+        """The final model (EMA weights when enabled), its discriminator, a sample grid and a model card, into
+        `run.save_dir` (the staging folder the loop moves into the output folder once complete)."""
+        output_dir, final_model = run.save_dir, run.sample_model()
         results = None
         if self.grid_images is not None:
             save_grid(final_model, self.grid_images, output_dir / SAMPLES_NAME)
@@ -290,6 +357,7 @@ class TokenizerTask(Task):
             frozen = [name for name, on in choices if on]
             training["fine_tuned_from"] = args.init_from + (f" ({' and '.join(frozen)} frozen)" if frozen else "")
         info = {"training": training, "datasets": [args.dataset_name or BUILTIN_DESCRIPTION]}
+        info["model_id"] = str(run.output_dir)  # the folder the card's snippets load from, not the staging folder
         if args.init_from and not Path(args.init_from).exists():
             info["base_model"] = args.init_from
         if self.grid_images is not None:
@@ -313,13 +381,11 @@ def train(args: TrainArguments) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        return train(args)
-    except (FileExistsError, FileNotFoundError, ValueError) as error:
-        print(f"hf-vq train: error: {error}", file=sys.stderr)
-        return 2
+    """`hf-vq train ARGS`. Errors propagate: `hf_vq.cli` turns them into one-paragraph messages."""
+    return train(parse_args(argv))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from ..cli import main as cli_main  # the command line's error handling (--debug), for `python -m` too
+
+    sys.exit(cli_main(["train", *sys.argv[1:]]))
