@@ -73,7 +73,7 @@ def worker(case: str, args) -> None:
         from hf_vq.modeling.modeling_discriminator import VQGANDiscriminator
 
         torch.manual_seed(0)
-        perceptual = LPIPS("vgg16").to(device).requires_grad_(False).eval()  # speed only: weights do not matter
+        perceptual = LPIPS("vgg16", pretrained=False).to(device).requires_grad_(False).eval()  # speed only: weights do not matter
         discriminator = VQGANDiscriminator(VQGANDiscriminatorConfig()).to(device).train()
         if channels_last:
             perceptual = perceptual.to(memory_format=torch.channels_last)

@@ -16,6 +16,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -27,12 +28,46 @@ INDICES_KEY = "indices"  # the tensor of a single-level model; "indices.<level n
 
 
 def _load_model(name: str, device: str | None, trust_remote_code: bool = False):
+    """The model folder or Hub id `name`, on `device`, in eval mode. A missing local path is never sent to the Hub,
+    and each failure (no such folder, not a model folder, a truncated weights file) says which and how to fix it."""
+    from safetensors import SafetensorError
     from transformers import AutoModel
 
+    from .data.locations import hub_is_offline, looks_like_local_path, missing_source_message
     from .modeling import VQPreTrainedModel  # noqa: F401  (registers the hf-vq models with AutoModel)
 
+    path = Path(name).expanduser()
+    if path.exists() and not (path / "config.json").is_file():
+        raise FileNotFoundError(f"model {name!r}: {path} is not a model folder (it has no config.json).")
+    if not path.exists() and looks_like_local_path(name):
+        raise FileNotFoundError(missing_source_message(name, "model", "model"))
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return AutoModel.from_pretrained(name, trust_remote_code=trust_remote_code).to(device).eval()
+    try:
+        model = AutoModel.from_pretrained(name, trust_remote_code=trust_remote_code)
+    except SafetensorError as error:
+        raise OSError(f"model {name!r}: a weights file is incomplete or corrupt ({error}). Save it again.") from None
+    except OSError as error:
+        detail = " ".join(str(error).split())
+        if path.exists():  # e.g. an incomplete weights file: transformers' message names it
+            raise OSError(f"model {name!r}: {detail}") from None
+        message = missing_source_message(name, "model", "model")
+        raise FileNotFoundError(message if hub_is_offline() else f"{message} (transformers: {detail[:200]})") from None
+    return model.to(device).eval()
+
+
+def _check_output_path(path: Path, flag: str) -> None:
+    """Fails before any work if `path` (a file or folder to write) cannot be created: a parent is a regular file, or
+    the nearest existing folder is not writable."""
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing != path and not existing.is_dir():
+        raise NotADirectoryError(f"{flag} {str(path)!r}: {existing} is a file, not a folder. Pick another {flag}.")
+    if existing == path and path.exists() and flag.endswith("dir") and not path.is_dir():
+        raise NotADirectoryError(f"{flag} {str(path)!r} is a file, not a folder. Pick another {flag}.")
+    folder = existing if existing.is_dir() else existing.parent
+    if not os.access(folder, os.W_OK | os.X_OK, effective_ids=os.access in os.supports_effective_ids):
+        raise PermissionError(f"{flag} {str(path)!r}: you may not write in {folder}. Pick another {flag}.")
 
 
 def _model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -93,10 +128,15 @@ def _evaluate_parser() -> argparse.ArgumentParser:
 
 
 def evaluate_main(argv: list[str] | None = None) -> int:
+    from .data import BUILTIN_DATASET, check_dataset_source
     from .evaluation import GRID_FILENAME, GRID_IMAGES, evaluate
     from .hub import load_card_info, update_model_card
 
     args = _evaluate_parser().parse_args(argv)
+    if args.dataset != BUILTIN_DATASET:
+        check_dataset_source(args.dataset, "--dataset")  # before the model loads: fails in seconds
+    if args.output:
+        _check_output_path(Path(args.output), "--output")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = _load_model(args.model, device, args.trust_remote_code)
     folder = Path(args.model) if Path(args.model).is_dir() else None
@@ -140,7 +180,7 @@ def evaluate_main(argv: list[str] | None = None) -> int:
 
 @torch.no_grad()
 def reconstruct_main(argv: list[str] | None = None) -> int:
-    from .data import from_uint8, load_image, side_by_side, to_uint8
+    from .data import check_image_files, from_uint8, load_image, side_by_side, to_uint8
     from .evaluation import psnr
 
     parser = argparse.ArgumentParser(
@@ -160,9 +200,11 @@ def reconstruct_main(argv: list[str] | None = None) -> int:
         "cropped to a multiple of the downsampling factor)",
     )
     args = parser.parse_args(argv)
+    output_dir = Path(args.output_dir)
+    check_image_files(args.images)  # every input, before the model loads and before anything is written
+    _check_output_path(output_dir, "--output-dir")
 
     model = _load_model(args.model, args.device, args.trust_remote_code)
-    output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     pixel_range = model.config.pixel_range
     for path in args.images:
@@ -180,7 +222,7 @@ def reconstruct_main(argv: list[str] | None = None) -> int:
 
 @torch.no_grad()
 def encode_main(argv: list[str] | None = None) -> int:
-    from .data import from_uint8, load_image
+    from .data import check_image_files, from_uint8, load_image
 
     parser = argparse.ArgumentParser(
         prog="hf-vq encode", description="Images -> token ids ((N, h, w) grids for a single-grid tokenizer)."
@@ -199,6 +241,8 @@ def encode_main(argv: list[str] | None = None) -> int:
     output = Path(args.output)
     if output.suffix not in (".safetensors", ".npy"):
         parser.error(f"--output must end in .safetensors or .npy; got {output.name}")
+    check_image_files(args.images)  # every input, before the model loads and before anything is written
+    _check_output_path(output, "--output")
 
     model = _load_model(args.model, args.device, args.trust_remote_code)
     layout = model.token_layout
@@ -279,6 +323,9 @@ def decode_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output-dir", default="decoded", help="where the PNGs go (default: ./decoded)")
     parser.add_argument("--batch-size", type=int, default=16)
     args = parser.parse_args(argv)
+    if not Path(args.tokens).is_file():
+        raise FileNotFoundError(f"tokens {args.tokens!r}: no such file. Give a file written by `hf-vq encode`.")
+    _check_output_path(Path(args.output_dir), "--output-dir")
 
     model = _load_model(args.model, args.device, args.trust_remote_code)
     layout = model.token_layout
@@ -329,8 +376,8 @@ def push_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="list the files that would be uploaded, upload nothing")
     args = parser.parse_args(argv)
 
-    if args.dry_run:
-        for name in upload_file_list(args.folder):
+    if args.dry_run:  # with --remote-code: the .py files it would add too (nothing is written)
+        for name in upload_file_list(args.folder, remote_code=args.remote_code):
             print(name)
         return 0
     commit = push_folder(
@@ -346,3 +393,23 @@ def push_main(argv: list[str] | None = None) -> int:
     )
     print(commit.commit_url)
     return 0
+
+
+def assets_main(argv: list[str] | None = None) -> int:
+    """`hf-vq assets`: prepares every offline asset (LPIPS weights, the FID Inception network, the built-in photos)
+    and says what it did; exit status 1 if any is missing."""
+    from .evaluation import prepare_assets
+
+    parser = argparse.ArgumentParser(
+        prog="hf-vq assets",
+        description="Prepare the offline assets (LPIPS VGG16/AlexNet weights, the FID Inception network, the "
+        "built-in photos) and report where each is, or how to get it.",
+    )
+    parser.add_argument("--cache-dir", default=None, help="where converted LPIPS weights go (default: $HF_VQ_CACHE)")
+    parser.add_argument("--lpips-repo", default=None, help="Hub repo holding lpips_{net}.safetensors")
+    args = parser.parse_args(argv)
+    statuses = prepare_assets(cache_dir=args.cache_dir, lpips_repo=args.lpips_repo)
+    width = max(len(status.asset) for status in statuses)
+    for status in statuses:
+        print(f"{status.asset.ljust(width)}  {status.status}  {status.path or ''}".rstrip())
+    return 0 if all(status.ok for status in statuses) else 1

@@ -97,8 +97,7 @@ def test_import_amused_like_vq_with_pixel_range_override():
     [
         (dict(quantizer_type="fsq", fsq_levels=[4, 4], num_vq_embeddings=16, vq_embed_dim=2), "quantizer_type='fsq'"),
         (dict(quantizer_type="lfq", num_vq_embeddings=16), "quantizer_type='lfq'"),
-        (dict(codebook_l2_norm=True), "codebook_l2_norm=True"),
-        (dict(codebook_dim=2), "codebook_dim=2"),
+        (dict(**{k: v for k, v in MOVQ.items() if k not in TINY}, codebook_dim=2), "codebook_dim=2 with norm_type"),
         (dict(act_fn="gelu"), "act_fn='gelu'"),
     ],
 )
@@ -106,6 +105,70 @@ def test_inexpressible_exports_name_the_option(fields, named):
     model = VQGANModel(VQGANConfig(**{**TINY, **fields}))
     with pytest.raises(ValueError, match="cannot be exported to diffusers.VQModel.*" + named.replace("[", r"\[")):
         model.to_diffusers()
+
+
+def _photos(size: int) -> torch.Tensor:
+    """Real photo crops in [-1, 1]: a trained codebook's nearest codes are decided on real image statistics."""
+    from skimage import data as skdata
+
+    images = [torch.from_numpy(photo[:256, :256].copy()).permute(2, 0, 1).float() for photo in
+              (skdata.astronaut(), skdata.coffee(), skdata.chelsea())]
+    images = torch.nn.functional.interpolate(torch.stack(images), size=(size, size), mode="area")
+    return images / 127.5 - 1
+
+
+def _spread_codebook(model):
+    """Codes drawn like encoder outputs (k-means init does this in training): every code has a chance to win."""
+    with torch.no_grad():
+        flat = model.quant_conv(model.encoder(_photos(model.config.sample_size))).permute(0, 2, 3, 1).flatten(0, 2)
+        if model.config.codebook_dim is not None:
+            flat = model.quantize.project_in(flat)
+        generator = torch.Generator().manual_seed(0)
+        picks = torch.randint(0, len(flat), (model.config.num_vq_embeddings,), generator=generator)
+        model.quantize.embedding.weight.copy_(flat[picks] + 0.05 * torch.randn_like(flat[picks]))
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [dict(codebook_dim=2), dict(codebook_l2_norm=True), dict(codebook_dim=2, codebook_l2_norm=True)],
+    ids=["low-dim", "l2", "low-dim+l2"],
+)
+def test_low_dimensional_and_l2_codes_export_exactly(fields):
+    model = VQGANModel(VQGANConfig(**TINY, **fields)).eval()
+    _spread_codebook(model)
+    vq_model = model.to_diffusers()
+    assert vq_model.config.vq_embed_dim == fields.get("codebook_dim", TINY["latent_channels"])
+    x = _photos(32)
+    with torch.no_grad():
+        ours = model(x)
+        # diffusers' own path: encode -> plain L2 quantizer (on unnormalised latents) -> decode
+        latents = vq_model.encode(x).latents
+        ids = vq_model.quantize(latents)[2][2].view_as(ours.indices)
+        decoded = vq_model.decode(latents).sample
+    assert torch.equal(ids, ours.indices)
+    assert len(ids.unique()) > 1
+    assert (decoded - ours.reconstruction).abs().max() <= 1e-5
+
+
+def test_the_main_jobs_model_exports_exactly():
+    """The README's flow, train then `to_diffusers`, on the model `hf-vq train` builds by default."""
+    from hf_vq.modeling.configuration_utils import RECOMMENDED_QUANTIZER_FIELDS
+    from hf_vq.training.tokenizer_types import DEFAULT_VQGAN_CONFIG
+
+    config = VQGANConfig(**{**DEFAULT_VQGAN_CONFIG, **RECOMMENDED_QUANTIZER_FIELDS})
+    assert config.codebook_dim == 8 and config.codebook_l2_norm
+    model = VQGANModel(config).eval()
+    _spread_codebook(model)
+    vq_model = model.to_diffusers()
+    x = _photos(config.sample_size)
+    with torch.no_grad():
+        ours = model(x)
+        latents = vq_model.encode(x).latents
+        ids = vq_model.quantize(latents)[2][2].view_as(ours.indices)
+        decoded = vq_model.decode(latents).sample
+    assert torch.equal(ids, ours.indices)
+    assert len(ids.unique()) > 50  # many codes in play, so agreement is not luck
+    assert (decoded - ours.reconstruction).abs().max() <= 1e-4
 
 
 def test_import_errors_are_clear():

@@ -220,6 +220,36 @@ def test_pipeline_save_and_load_round_trip(tmp_path):
     assert np.array_equal(images, expected)
 
 
+def test_reloading_a_pipeline_does_not_warn_that_our_model_is_not_a_vqmodel(tmp_path):
+    import logging
+
+    from hf_vq.integrations.diffusers import _ComponentTypeWarningFilter
+
+    pipe = LDMPipeline(vqvae=_vq(), unet=_ldm_unet(), scheduler=DDIMScheduler())
+    pipe.save_pretrained(tmp_path)
+    logger = logging.getLogger("diffusers.pipelines.pipeline_utils")
+    ours = [f for f in logger.filters if isinstance(f, _ComponentTypeWarningFilter)]
+    assert len(ours) == 1  # installed once, by `import hf_vq`
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger.addHandler(handler)
+    try:
+        DiffusionPipeline.from_pretrained(tmp_path)
+        assert not [r.getMessage() for r in records if "Expected types" in r.getMessage()]
+        logger.removeFilter(ours[0])  # without the filter diffusers does warn: the check above can fail
+        DiffusionPipeline.from_pretrained(tmp_path)
+        assert [r for r in records if "got <class 'hf_vq.modeling.modeling_vqgan.VQGANModel'>" in r.getMessage()]
+        logger.addFilter(ours[0])
+        records.clear()  # other classes still get the warning
+        logger.warning("Expected types for vqvae: (<class 'diffusers.VQModel'>,), got <class 'torch.nn.Linear'>.")
+        assert len(records) == 1
+    finally:
+        logger.removeHandler(handler)
+        if ours[0] not in logger.filters:
+            logger.addFilter(ours[0])
+
+
 class _CountingHook(ModelHook):
     def __init__(self):
         self.calls = 0

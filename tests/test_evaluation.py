@@ -272,3 +272,44 @@ def test_training_monitor_measures_what_evaluate_measures_for_residual_vq(tmp_pa
     assert monitored["codebook_usage"] == pytest.approx(float(torch.stack(per_stage).mean()))
     pooled = float((torch.bincount(ids.flatten(), minlength=16) > 0).double().mean())
     assert monitored["codebook_usage"] < pooled  # the old, pooled count said more codes were in use
+
+
+def test_an_image_folder_is_evaluated_on_its_only_split_and_says_so(tmp_path, caplog):
+    """`hf-vq evaluate MODEL --dataset ./my_images`: a folder has one split (`train`); it is used, with a warning,
+    and recorded in the results and their command."""
+    import logging
+
+    from hf_vq.evaluation import evaluate, resolve_eval_split
+
+    from helpers import write_mixed_folder
+
+    images = tmp_path / "my_images"
+    readable, _ = write_mixed_folder(images)
+    model = VQGANModel(VQGANConfig(**TINY)).eval()
+    with caplog.at_level(logging.WARNING, logger="hf_vq.evaluation.reconstruction"):
+        results = evaluate(model, str(images), num_images=None, image_size=32, lpips_net=None,
+                           fid_network=tiny_feature_network(tmp_path))
+    assert results["split"] == "train" and results["num_images"] == readable
+    assert "--split train" in results["command"]
+    assert any("has one split, 'train'" in r.getMessage() and "--split" in r.getMessage() for r in caplog.records)
+    assert resolve_eval_split(str(images), split="custom") == "custom"  # a named split is taken as given
+    parquet = tmp_path / "data.parquet"
+    parquet.write_bytes(b"")  # files are one split whatever their content
+    assert resolve_eval_split(str(parquet)) == "train"
+
+
+def test_folders_with_a_test_split_and_missing_folders(tmp_path):
+    from hf_vq.evaluation import resolve_eval_split
+
+    from helpers import write_mixed_folder
+
+    for split in ("train", "test"):
+        write_mixed_folder(tmp_path / "data" / split)
+    assert resolve_eval_split(str(tmp_path / "data")) == "test"
+    with pytest.raises(FileNotFoundError, match="--dataset '/no/such/folder': no such folder or file"):
+        resolve_eval_split("/no/such/folder")
+    model = VQGANModel(VQGANConfig(**TINY)).eval()
+    with pytest.raises(ValueError, match="--image-size .*got 33. Try 32"):
+        from hf_vq.evaluation import evaluate
+
+        evaluate(model, "builtin", image_size=33)

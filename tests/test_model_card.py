@@ -241,3 +241,57 @@ def test_card_of_a_two_level_tokenizer_comes_from_what_the_model_says():
     (snippet,) = python_blocks(text)
     assert "H and W divisible by 8." in snippet
     assert "# tuple of token ids (top, bottom): (1, 2, 2) in [0, 8), (1, 4, 4) in [0, 32)" in snippet
+
+
+def test_saving_a_loaded_trained_model_keeps_its_recipe_results_and_grid(model, tmp_path):
+    """Quick start: `from_pretrained(run)` then `save_pretrained("my-vqgan")` keeps what the run's card said."""
+    run = tmp_path / "run"
+    run.mkdir()
+    Image.new("RGB", (16, 8)).save(run / "samples.png")
+    model.card_info = {"training": {"steps": 400}, "results": RESULTS, "grid": "samples.png"}
+    model.save_pretrained(run)
+    loaded = VQGANModel.from_pretrained(run)
+    assert loaded.card_info["training"] == {"steps": 400} and "model_id" not in loaded.card_info
+    mine = tmp_path / "my-vqgan"
+    loaded.save_pretrained(mine)
+    text = (mine / "README.md").read_text()
+    assert "No training recipe was recorded" not in text and "| `steps` | 400 |" in text
+    assert "| PSNR ↑ | 21.5 dB |" in text and f"hf-vq evaluate {mine} --dataset builtin" in text
+    assert (mine / "samples.png").is_file() and "![Reconstructions](samples.png)" in text
+    assert load_card_info(mine)["model_id"] == str(mine)  # the snippets name the new folder
+    assert VQGANModel.from_pretrained(tmp_path / "run", output_loading_info=True)[0].card_info["results"] == RESULTS
+
+
+def test_a_new_evaluation_is_added_beside_the_recorded_one(model, tmp_path):
+    """`hf-vq evaluate` on other data adds a table and a "Reproduce with" command; the same data replaces it."""
+    model.card_info = {"results": RESULTS}
+    model.save_pretrained(tmp_path)
+    folder_results = {
+        **RESULTS,
+        "dataset": "./my_images",
+        "split": "train",
+        "num_images": 5,
+        "command": "hf-vq evaluate MODEL --dataset ./my_images --num-images 5 --image-size 32 --split train",
+    }
+    update_model_card(tmp_path, model=model, results=folder_results)
+    text = (tmp_path / "README.md").read_text()
+    assert text.count("Reproduce with:") == 2
+    assert f"hf-vq evaluate {tmp_path} --dataset builtin --num-images 16 --image-size 32" in text
+    assert f"hf-vq evaluate {tmp_path} --dataset ./my_images --num-images 5" in text
+    assert "### built-in photos (held-out) (16 images, 32×32 px)" in text
+    assert "### `./my_images` (train, 5 images, 32×32 px)" in text
+    card = ModelCard.load(tmp_path / "README.md")
+    assert {r.dataset_type for r in card.data.eval_results} == {"builtin", "./my_images"}
+    remeasured = {**RESULTS, "metrics": {**RESULTS["metrics"], "psnr": 23.0}}
+    update_model_card(tmp_path, model=model, results=remeasured)
+    recorded = load_card_info(tmp_path)["results"]
+    assert [r["dataset"] for r in recorded] == ["builtin", "./my_images"]
+    assert recorded[0]["metrics"]["psnr"] == 23.0
+
+
+def test_card_install_line_works_without_pypi(model, tmp_path):
+    model.save_pretrained(tmp_path)
+    text = (tmp_path / "README.md").read_text()
+    assert "pip install hf-vq" not in text and "pypi.org" not in text
+    assert "installed from its source repository (it is\nnot on PyPI): `pip install -e .` in a clone" in text
+    assert "hf-vq push --remote-code" in text  # the transformers-only path

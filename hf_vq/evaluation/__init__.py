@@ -2,9 +2,11 @@
 
 `evaluate(model, dataset=...)` runs the protocol documented in `hf_vq.evaluation.reconstruction`, through
 `measure_reconstructions`, the one measurement that `hf-vq evaluate`, the training monitor and the benchmarks share;
-the metric functions and the Inception feature extractor are importable on their own.
+the metric functions and the Inception feature extractor are importable on their own. [`prepare_assets`] readies
+every offline file (LPIPS, the FID network, the built-in photos) in one call (`hf-vq assets`).
 """
 
+from .assets import AssetStatus, prepare_assets
 from .fid import InceptionFeatureExtractor, resolve_inception_path
 from .metrics import codebook_statistics, frechet_distance, kernel_inception_distance, psnr, ssim
 from .reconstruction import (
@@ -16,9 +18,11 @@ from .reconstruction import (
     iter_eval_images,
     measure_reconstructions,
     reconstruct,
+    resolve_eval_split,
 )
 
 __all__ = [
+    "AssetStatus",
     "DEFAULT_NUM_IMAGES",
     "GRID_FILENAME",
     "GRID_IMAGES",
@@ -30,8 +34,10 @@ __all__ = [
     "iter_eval_images",
     "kernel_inception_distance",
     "measure_reconstructions",
+    "prepare_assets",
     "psnr",
     "reconstruct",
+    "resolve_eval_split",
     "resolve_inception_path",
     "ssim",
 ]

@@ -47,7 +47,6 @@ from ..data import (
     builtin_eval_crops,
     comparison_grid,
     decode_image,
-    default_eval_split,
     from_uint8,
     load_raw_dataset,
     prepare_image,
@@ -80,7 +79,7 @@ def iter_eval_images(
             `"builtin"` (or `None`) for the held-out built-in photos; else a Hub dataset id, a local image folder,
             or a parquet / webdataset file or glob, streamed with `datasets`.
         split (`str`, *optional*):
-            Defaults to the dataset's `validation` / `test` split.
+            Defaults to the dataset's `validation` / `test` split, or its only split (see [`resolve_eval_split`]).
         num_images (`int`, *optional*):
             Stop after this many images. Unreadable records are skipped (and logged), not counted.
     """
@@ -88,9 +87,7 @@ def iter_eval_images(
         records: Iterator[Any] = iter(builtin_eval_crops())
         decode = lambda record: record  # already RGB PIL images
     else:
-        split = split or default_eval_split(dataset, dataset_config)
-        if split is None:
-            raise ValueError(f"{dataset} has no validation/test split; name the split to evaluate with `split=`.")
+        split = resolve_eval_split(dataset, dataset_config, split)
         raw, column = load_raw_dataset(dataset, dataset_config, split, image_column)
         records = (record[column] for record in raw)
         decode = decode_image
@@ -105,6 +102,55 @@ def iter_eval_images(
             continue
         yield prepare_image(image, image_size)
         produced += 1
+
+
+EVAL_SPLIT_NAMES = ("validation", "valid", "val", "test")
+
+
+def resolve_eval_split(dataset: str, dataset_config: str | None = None, split: str | None = None) -> str:
+    """The split to evaluate: `split` if given, else the dataset's `validation` / `test` split, else its only split
+    (an image folder or a set of parquet / tar files has one, `train`; a warning says it is being used).
+
+    Raises:
+        `FileNotFoundError`: `dataset` names a local path (it starts with `/`, `.` or `~`) that does not exist.
+        `ValueError`: several splits and none of them for evaluation; the message lists them and names `--split`.
+    """
+    if split:
+        return split
+    path = Path(dataset).expanduser()
+    is_pattern = any(c in dataset for c in "*?[")
+    if not path.exists() and not is_pattern and dataset.startswith(("/", ".", "~")):
+        raise FileNotFoundError(
+            f"--dataset {dataset!r}: no such folder or file. Give an image folder, parquet / tar files (a glob "
+            f"works), {BUILTIN_DATASET!r} for the built-in photos, or a Hub dataset id."
+        )
+    if path.is_file() or is_pattern:
+        splits = ["train"]  # files are read as one split, whatever it is called
+    else:
+        import datasets
+
+        try:
+            splits = list(datasets.load_dataset(str(path) if path.is_dir() else dataset, dataset_config,
+                                                streaming=True).keys())
+        except Exception as error:  # offline, gated, unknown id: the user can still name a split
+            raise ValueError(
+                f"Could not list the splits of --dataset {dataset!r} ({type(error).__name__}: {error}). Name the "
+                "split to evaluate with `--split NAME` (`split=` in Python)."
+            ) from None
+    chosen = next((name for name in EVAL_SPLIT_NAMES if name in splits), None)
+    if chosen is not None:
+        return chosen
+    if len(splits) == 1:
+        logger.warning(
+            "%s has one split, %r, and no validation/test split: evaluating %r (name another with --split). If the "
+            "model was trained on these images, the numbers measure fit, not generalisation.",
+            dataset, splits[0], splits[0],
+        )
+        return splits[0]
+    raise ValueError(
+        f"--dataset {dataset!r} has no validation/test split; its splits are {splits}. Choose the one to evaluate "
+        "with `--split NAME` (`split=` in Python)."
+    )
 
 
 def _batches(images: Iterable[torch.Tensor], batch_size: int) -> Iterator[torch.Tensor]:
@@ -290,9 +336,10 @@ def evaluate(
     config = model.config
     image_size = image_size or config.sample_size
     if image_size % model.downsampling_factor:
+        factor = model.downsampling_factor
         raise ValueError(
-            f"`image_size` must be divisible by the model's downsampling factor {model.downsampling_factor}; "
-            f"got {image_size}."
+            f"--image-size (`image_size`) must be divisible by the model's downsampling factor {factor}; got "
+            f"{image_size}. Try {max(1, round(image_size / factor)) * factor}."
         )
     device = torch.device(device) if device is not None else model.device
     model = model.to(device).eval()
@@ -303,6 +350,8 @@ def evaluate(
 
         perceptual["lpips"] = load_lpips(lpips_net, lpips_weights).to(device)
 
+    if dataset not in (None, BUILTIN_DATASET):
+        split = resolve_eval_split(dataset, dataset_config, split)  # recorded in the results and their command
     images = iter_eval_images(
         dataset,
         image_size=image_size,

@@ -17,13 +17,21 @@ from .cards import (
     DEFAULT_LICENSE,
     EVAL_RESULTS_FILENAME,
     load_card_info,
+    merge_results,
     model_card_template_path,
     render_model_card,
     update_model_card,
     write_model_card,
 )
-from .push import check_saved_model_folder, push_folder, push_model_to_hub, upload_file_list
-from .remote_code import add_remote_code, save_with_remote_code
+from .push import (
+    HubAccessError,
+    check_saved_model_folder,
+    push_folder,
+    push_model_to_hub,
+    require_hub_token,
+    upload_file_list,
+)
+from .remote_code import add_remote_code, remote_code_files, save_with_remote_code
 
 register_integrations(write_model_card=write_model_card, push_model_to_hub=push_model_to_hub)
 
@@ -33,13 +41,17 @@ __all__ = [
     "CARD_TEMPLATE",
     "DEFAULT_LICENSE",
     "EVAL_RESULTS_FILENAME",
+    "HubAccessError",
     "add_remote_code",
     "check_saved_model_folder",
     "load_card_info",
+    "merge_results",
     "model_card_template_path",
     "push_folder",
     "push_model_to_hub",
+    "remote_code_files",
     "render_model_card",
+    "require_hub_token",
     "save_with_remote_code",
     "update_model_card",
     "upload_file_list",

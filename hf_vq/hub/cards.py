@@ -16,10 +16,11 @@ names to [`write_model_card`]; every key is optional):
 - `"training"` (`dict`): the training recipe, rendered as a table in insertion order, e.g.
   `{"dataset": "builtin", "steps": 20000, "batch_size": 16, "learning_rate": 1e-4, "image_size": 256,
   "losses": "L1 + LPIPS(vgg16) + hinge GAN from step 5000", "precision": "bf16", "hardware": "1x A100"}`.
-- `"results"` (`dict`): what [`hf_vq.evaluation.evaluate`] returns; rendered as the evaluation table and the
-  card's `model-index`. Keys used: `metrics` (`psnr`, `ssim`, `lpips`, `rfid`, `kid`, `kid_std`,
-  `codebook_usage`, `perplexity`; any may be missing), `dataset`, `split`, `num_images`, `image_size`,
-  `protocol` (`description`, `lpips_net`, `kid_subset_size`), `command`.
+- `"results"` (`dict`, or a `list` of them): what [`hf_vq.evaluation.evaluate`] returns; each is rendered as an
+  evaluation table with its "Reproduce with" command, and in the card's `model-index`. Keys used: `metrics`
+  (`psnr`, `ssim`, `lpips`, `rfid`, `kid`, `kid_std`, `codebook_usage`, `perplexity`; any may be missing),
+  `dataset`, `split`, `num_images`, `image_size`, `protocol` (`description`, `lpips_net`, `kid_subset_size`),
+  `command`. [`update_model_card`] adds results to those recorded (see [`merge_results`]).
 - `"datasets"` (`list[str]`): training datasets. Hub ids (`org/name`) also go to the card metadata.
 - `"base_model"` (`str`): the Hub id this model was fine-tuned from (card metadata `base_model`).
 - `"grid"` (`str`): file name, inside the model folder, of a sample grid image shown on the card.
@@ -139,8 +140,14 @@ def write_model_card(
     if grid_path is not None:
         info["grid"] = _place_in_folder(Path(grid_path), save_directory)
     if info.get("grid") and not (save_directory / info["grid"]).is_file():
-        logger.warning("The sample grid %s is not in %s; the card will not show it.", info["grid"], save_directory)
-        info.pop("grid")
+        # A model loaded with `from_pretrained` carries the card of its folder: bring that folder's grid along.
+        source = Path(getattr(model, "_card_source_dir", None) or save_directory) / info["grid"]
+        if source.is_file():
+            (save_directory / info["grid"]).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, save_directory / info["grid"])
+        else:
+            logger.warning("The sample grid %s is not in %s; the card will not show it.", info["grid"], save_directory)
+            info.pop("grid")
     info.setdefault("model_id", str(save_directory))
 
     card = render_model_card(model, info, remote_code=_has_remote_code(save_directory))
@@ -160,12 +167,43 @@ def update_model_card(folder: str | os.PathLike, *, model=None, **updates: Any) 
         raise ValueError(f"Unknown card fields {unknown}; expected some of {list(CARD_INFO_KEYS)} or `grid_path`.")
     if model is None:
         model = _load_folder_model(folder)
-    info = {**load_card_info(folder), **{key: value for key, value in updates.items() if value is not None}}
+    recorded = load_card_info(folder)
+    info = {**recorded, **{key: value for key, value in updates.items() if value is not None}}
+    if updates.get("results") is not None:  # added to what earlier evaluations recorded, not replacing them
+        info["results"] = merge_results(recorded.get("results"), updates["results"])
     previous, model.card_info = model.card_info, info
     try:
         return write_model_card(model, folder, grid_path=grid_path)
     finally:
         model.card_info = previous
+
+
+def merge_results(recorded: Any, new: Mapping[str, Any] | list) -> dict | list:
+    """`new` evaluation results added to the `recorded` ones (a dict, a list of them, or `None`).
+
+    A result measured on the same data under the same settings (dataset, split, image size, number of images)
+    replaces the recorded one, in place; any other is appended, so the card keeps every evaluation and its
+    "Reproduce with" command. One result stays a dict, several become a list.
+    """
+    merged = _results_list(recorded)
+    for result in _results_list(new):
+        key = _results_key(result)
+        same = [i for i, old in enumerate(merged) if _results_key(old) == key]
+        if same:
+            merged[same[0]] = dict(result)
+        else:
+            merged.append(dict(result))
+    return merged[0] if len(merged) == 1 else merged
+
+
+def _results_list(results: Any) -> list[dict]:
+    if not results:
+        return []
+    return [dict(r) for r in results if r] if isinstance(results, list) else [dict(results)]
+
+
+def _results_key(result: Mapping[str, Any]) -> tuple:
+    return tuple(result.get(k) for k in ("dataset", "split", "image_size", "num_images"))
 
 
 def _load_folder_model(folder: str | os.PathLike):
@@ -185,7 +223,7 @@ def render_model_card(model, info: Mapping[str, Any], *, remote_code: bool = Fal
     config = model.config
     layout = model.token_layout
     tag = model.model_card_tag
-    results = info.get("results") or {}
+    evaluations = _results_list(info.get("results"))
     datasets = list(info.get("datasets") or [])
     model_id = str(info.get("model_id") or "")
     name = model_id.rstrip("/").split("/")[-1] or type(model).__name__
@@ -197,7 +235,7 @@ def render_model_card(model, info: Mapping[str, Any], *, remote_code: bool = Fal
         datasets=_hub_ids(datasets) or None,
         base_model=info.get("base_model"),
         model_name=model_id or None,
-        eval_results=_eval_results(results) or None,
+        eval_results=[entry for results in evaluations for entry in _eval_results(results)] or None,
     )
     low, high = (float(v) for v in config.pixel_range)
     return ModelCard.from_template(
@@ -219,12 +257,28 @@ def render_model_card(model, info: Mapping[str, Any], *, remote_code: bool = Fal
         example_input=_example_input(config, low, high),
         architecture=model.architecture_rows(),
         training=[(f"`{key}`", _format_value(value)) for key, value in (info.get("training") or {}).items()],
-        metrics=_metric_rows(results),
-        protocol=(results.get("protocol") or {}).get("description", ""),
-        evaluate_command=results.get("command", "").replace(" MODEL ", f" {shlex.quote(model_id)} ", 1),
+        evaluations=[
+            {
+                "title": _evaluation_title(results) if len(evaluations) > 1 else "",
+                "metrics": _metric_rows(results),
+                "protocol": (results.get("protocol") or {}).get("description", ""),
+                "command": results.get("command", "").replace(" MODEL ", f" {shlex.quote(model_id)} ", 1),
+            }
+            for results in evaluations
+            if _metric_rows(results)
+        ],
         grid=info.get("grid"),
         grid_caption=info.get("grid_caption") or "Sample inputs and their reconstructions:",
     )
+
+
+def _evaluation_title(results: Mapping[str, Any]) -> str:
+    dataset = str(results.get("dataset") or "unknown data")
+    name = "built-in photos (held-out)" if dataset == "builtin" else f"`{dataset}`"
+    details = [results.get("split"), f"{results['num_images']} images" if results.get("num_images") else None]
+    if results.get("image_size"):
+        details.append(f"{results['image_size']}×{results['image_size']} px")
+    return name + (f" ({', '.join(str(d) for d in details if d)})" if any(details) else "")
 
 
 def _level_grids(level, size: int) -> str:
@@ -247,7 +301,7 @@ def _summary(kind: str, layout, size: int) -> str:
         )
     return (
         f"A {kind} image tokenizer: {size}×{size} images become {grids}, and back. "
-        f"It is a `transformers` model from [hf-vq](https://pypi.org/project/hf-vq/)."
+        "It is a `transformers` model made with hf-vq."
     )
 
 

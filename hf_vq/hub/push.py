@@ -10,9 +10,61 @@ from pathlib import Path
 from huggingface_hub import CommitOperationAdd, HfApi
 
 from .cards import CARD_INFO_FILENAME, EVAL_RESULTS_FILENAME, load_card_info, update_model_card
-from .remote_code import add_remote_code, save_with_remote_code
+from .remote_code import add_remote_code, remote_code_files, save_with_remote_code
 
 logger = logging.getLogger(__name__)
+
+
+class HubAccessError(OSError):
+    """Uploading cannot start: no token, offline mode, or the Hub unreachable. Nothing was uploaded; the message says
+    what to do. `hf-vq push` prints it without a traceback."""
+
+
+def require_hub_token(token: str | bool | None = None) -> str:
+    """The token an upload will use (`token`, else the logged-in one: `huggingface_hub.get_token()`), checked before
+    anything touches the network; a [`HubAccessError`] saying how to log in when there is none, or when
+    `HF_HUB_OFFLINE` is set."""
+    from huggingface_hub import constants, get_token
+
+    if constants.HF_HUB_OFFLINE:
+        raise HubAccessError(
+            "HF_HUB_OFFLINE is set, so nothing can be uploaded to the Hub. Unset it (`unset HF_HUB_OFFLINE`) on a "
+            "machine with network access and push again; `hf-vq push FOLDER REPO --dry-run` lists what would go up."
+        )
+    found = token if isinstance(token, str) and token else (None if token is False else get_token())
+    if not found:
+        raise HubAccessError(
+            "No Hugging Face token: uploading to the Hub needs one with write access, and none was given or found. "
+            "Log in once with `hf auth login` (or set the HF_TOKEN environment variable, or pass --token / "
+            "`token=`), then push again. Nothing was uploaded."
+        )
+    return found
+
+
+def _create_repo(api: HfApi, repo_id: str, private: bool | None) -> str:
+    """`api.create_repo`, with a network failure turned into a [`HubAccessError`] naming the Hub and the fix."""
+    from huggingface_hub import constants
+
+    try:
+        return api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model").repo_id
+    except Exception as error:
+        if not _is_network_error(error):
+            raise
+        raise HubAccessError(
+            f"Could not reach the Hugging Face Hub at {constants.ENDPOINT} to create or find {repo_id!r} ({error}). "
+            "Check the network connection (and HF_ENDPOINT / proxy settings), then push again. Nothing was uploaded."
+        ) from None
+
+
+# Transport failures of the HTTP client huggingface_hub uses (httpx, or its fork httpx2, by version): by class name,
+# so that no particular client has to be imported here.
+_NETWORK_ERROR_NAMES = frozenset({"TransportError", "NetworkError", "ConnectError", "TimeoutException"})
+
+
+def _is_network_error(error: BaseException) -> bool:
+    return isinstance(error, (ConnectionError, TimeoutError)) or any(
+        cls.__name__ in _NETWORK_ERROR_NAMES for cls in type(error).__mro__
+    )
 
 
 def check_saved_model_folder(folder: str | os.PathLike) -> Path:
@@ -26,12 +78,14 @@ def check_saved_model_folder(folder: str | os.PathLike) -> Path:
     return folder
 
 
-def upload_file_list(folder: str | os.PathLike) -> list[str]:
-    """Paths (relative, POSIX) that [`push_folder`] uploads from `folder`, sorted.
+def upload_file_list(folder: str | os.PathLike, *, remote_code: bool = False) -> list[str]:
+    """Paths (relative, POSIX) that [`push_folder`] uploads from `folder`, sorted (`hf-vq push --dry-run`).
 
     Weights (`*.safetensors`, shard index), `config.json`, `README.md`, `card_info.json`, `eval_results.json`,
     remote-code `*.py` files, the card's sample grid, and a discriminator when present (`discriminator/` or
-    `discriminator*` files). Training state (optimizer, checkpoints, logs) stays local.
+    `discriminator*` files). Training state (optimizer, checkpoints, logs) stays local. With `remote_code=True`,
+    also the modeling files `push_folder(..., remote_code=True)` would first add (see [`remote_code_files`]);
+    nothing is written.
     """
     folder = check_saved_model_folder(folder)
     top_level = {"config.json", "README.md", CARD_INFO_FILENAME, EVAL_RESULTS_FILENAME}
@@ -53,6 +107,8 @@ def upload_file_list(folder: str | os.PathLike) -> list[str]:
             or relative.endswith(".safetensors.index.json")  # shard index of large weights
         ):
             files.append(relative)
+    if remote_code:
+        files = sorted(set(files) | set(remote_code_files(folder)))
     return files
 
 
@@ -71,16 +127,17 @@ def push_folder(
 ):
     """Uploads a saved model folder to the Hub in one commit (see [`upload_file_list`] for what goes up).
 
-    The repo is created if needed. With `update_card`, the folder's card is first re-rendered so its snippets
-    use `repo_id`; with `remote_code`, the modeling code is first added to the folder (see [`add_remote_code`]).
+    A token is checked for first ([`require_hub_token`]); the repo is created if needed. With `update_card`, the
+    folder's card is first re-rendered so its snippets use `repo_id`; with `remote_code`, the modeling code is
+    first added to the folder (see [`add_remote_code`]).
     Both change the folder in place (`README.md`, `card_info.json`; `config.json` and `*.py`).
 
     Returns:
         `huggingface_hub.CommitInfo` of the commit.
     """
     folder = check_saved_model_folder(folder)  # before the repo is created
-    api = HfApi(token=token)
-    repo_id = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model").repo_id
+    api = HfApi(token=require_hub_token(token))
+    repo_id = _create_repo(api, repo_id, private)
     model = None
     if remote_code:
         model = add_remote_code(folder, update_card=False)
@@ -121,7 +178,7 @@ def push_model_to_hub(
     Returns:
         `huggingface_hub.CommitInfo` of the commit.
     """
-    repo_id = HfApi(token=token).create_repo(repo_id, private=private, exist_ok=True, repo_type="model").repo_id
+    repo_id = _create_repo(HfApi(token=require_hub_token(token)), repo_id, private)
     previous = model.card_info
     model.card_info = {**(previous or {}), "model_id": repo_id}
     if tags:

@@ -3,6 +3,7 @@ transformers is installed."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 from pathlib import Path
@@ -62,3 +63,22 @@ def add_remote_code(folder: str | os.PathLike, *, update_card: bool = True):
     if update_card:
         update_model_card(folder, model=model)
     return model
+
+
+def remote_code_files(folder: str | os.PathLike) -> list[str]:
+    """Names of the `.py` files [`add_remote_code`] (`hf-vq push --remote-code`) would write into a saved model
+    folder, found without writing anything: the modules of the model's and config's classes and, recursively, the
+    same-folder modules they import relatively (what transformers' `custom_object_save` copies)."""
+    from transformers import AutoConfig, AutoModel
+    from transformers.dynamic_module_utils import get_relative_import_files
+
+    from ..modeling import VQPreTrainedModel  # noqa: F401  (registers the hf-vq models with the Auto classes)
+
+    config = AutoConfig.from_pretrained(folder)
+    model_class = AutoModel._model_mapping[type(config)]
+    names = set()
+    for cls in (model_class, type(config)):
+        module_file = inspect.getfile(cls)
+        names.add(Path(module_file).name)
+        names.update(Path(path).name for path in get_relative_import_files(module_file))
+    return sorted(names)

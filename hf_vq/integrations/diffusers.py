@@ -9,8 +9,15 @@ loads with `DiffusionPipeline.save_pretrained` / `from_pretrained`: `model_index
 registers our configs with transformers' Auto classes).
 
 The module names of [`VQGANModel`] equal `VQModel`'s, so export and import are a config translation plus a
-one-to-one state-dict copy. Options `VQModel` has no way to express (FSQ / LFQ / residual quantizers, l2-normalised
-or low-dimensional codes, activations other than SiLU, ...) raise a `ValueError` that names them.
+one-to-one state-dict copy. Options `VQModel` has no way to express (FSQ / LFQ / residual quantizers, activations
+other than SiLU, ...) raise a `ValueError` that names them.
+
+Low-dimensional and l2-normalised codes (`codebook_dim`, `codebook_l2_norm`, the main job's model) export exactly,
+with other weights: `project_in` / `project_out` are linear, so they fold into the 1x1 `quant_conv` /
+`post_quant_conv`, and the exported codebook is the normalised one. The search then agrees: for unit-norm codes
+`‖z − e‖² = ‖z‖² + 1 − 2 z·e`, so diffusers' plain L2 nearest code is the code of largest `z·e`, which is the
+cosine-nearest code hf-vq picks after normalising `z` (a positive scale per row changes no argmax). The exported
+model's latents (`encode(x).latents`) are the code-space ones, `project_in(quant_conv(h))`, unnormalised.
 """
 
 from __future__ import annotations
@@ -18,13 +25,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 from typing import Any
 
 import torch
 
 from ..modeling.configuration_utils import BaseVQConfig
 from ..modeling.configuration_vqgan import VQGANConfig
-from ..modeling.modeling_utils import register_integrations
+from ..modeling.modeling_utils import SingleGridMixin, register_integrations
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +82,9 @@ TRAINING_ONLY_FIELDS = frozenset(
         "fsq_levels",  # only read by quantizer_type="fsq", which is refused on its own
     }
 )
+
+# Fields the export folds into the weights (see the module docstring), and the type the quantizer is checked for.
+ABSORBED_FIELDS = frozenset({"quantizer_type", "codebook_dim", "codebook_l2_norm"})
 
 # diffusers' `VectorQuantizer(beta=0.25, legacy=True)`: β = 0.25 on the codebook term, hard-coded in `VQModel`.
 DIFFUSERS_QUANTIZER_LOSS = {"commitment_cost": 0.25, "codebook_loss_weight": 1.0, "beta_placement": "codebook"}
@@ -126,8 +137,13 @@ def inexpressible_options(config: BaseVQConfig) -> list[str]:
         problems.append(
             f"norm_num_groups={config.norm_num_groups} with norm_type='spatial' (diffusers' SpatialNorm hard-codes 32 groups)"
         )
+    if config.codebook_dim is not None and config.norm_type == "spatial":
+        problems.append(
+            f"codebook_dim={config.codebook_dim} with norm_type='spatial' (MoVQ's decoder norms read the codes, "
+            "which the export moves into the low-dimensional code space)"
+        )
     for name, field in _declared_fields(config).items():
-        if name in DIFFUSERS_FIELDS or name in TRAINING_ONLY_FIELDS or name == "quantizer_type":
+        if name in DIFFUSERS_FIELDS or name in TRAINING_ONLY_FIELDS or name in ABSORBED_FIELDS:
             continue
         value, default = getattr(config, name), _default(field)  # a declared field: always present
         if name == "num_quantizers" and value == 1:
@@ -146,6 +162,7 @@ def diffusers_config_kwargs(config: VQGANConfig) -> dict[str, Any]:
             "model: it runs in diffusers pipelines as is (pass it as the `vqvae` / `movq` component)."
         )
     kwargs = {name: getattr(config, name) for name in DIFFUSERS_FIELDS}
+    kwargs["vq_embed_dim"] = config.codebook_dim or config.vq_embed_dim  # the search runs in the code space
     kwargs["act_fn"] = "silu"  # "swish" is the same function; VQModel knows both, silu is its spelling
     for name in ("down_block_types", "up_block_types", "block_out_channels"):
         kwargs[name] = tuple(kwargs[name])
@@ -185,8 +202,10 @@ def to_diffusers(model, save_directory: str | os.PathLike | None = None):
     extra = [k for k in state_dict if k not in expected and not k.startswith("quantize.")]
     if missing or extra:  # the module names are kept equal to VQModel's; this catches a drift
         raise RuntimeError(f"State dict does not match diffusers.VQModel: missing {missing[:5]}, unexpected {extra[:5]}.")
+    state_dict = {k: state_dict[k].clone() for k in expected}  # own copy, not shared
+    state_dict.update(_absorbed_weights(model))
     parameter = next(model.parameters())
-    vq_model.load_state_dict({k: state_dict[k].clone() for k in expected}, assign=True)  # own copy, not shared
+    vq_model.load_state_dict(state_dict, assign=True)
     vq_model.to(parameter.device)
     if parameter.dtype != torch.float32:  # diffusers warns on any dtype cast, so only cast when needed
         vq_model.to(parameter.dtype)
@@ -194,6 +213,33 @@ def to_diffusers(model, save_directory: str | os.PathLike | None = None):
     if save_directory is not None:
         vq_model.save_pretrained(save_directory)
     return vq_model
+
+
+@torch.no_grad()
+def _absorbed_weights(model) -> dict[str, torch.Tensor]:
+    """`quant_conv`, `post_quant_conv` and the codebook with `project_in` / `project_out` folded in and the codes
+    l2-normalised (empty when the model has neither option). Composed in float64, then cast back."""
+    quantizer, config = model.quantize, model.config
+    if config.codebook_dim is None and not config.codebook_l2_norm:
+        return {}
+    dtype = quantizer.embedding.weight.dtype
+    codes = quantizer.codebook().double()  # (K, code_dim), normalised when l2_norm
+    weights = {"quantize.embedding.weight": codes}
+    if config.codebook_dim is not None:
+        # 1x1 convs are linear maps over channels: (out, in, 1, 1) -> (out, in)
+        w_in, b_in = quantizer.project_in.weight.double(), quantizer.project_in.bias.double()
+        w_q, b_q = model.quant_conv.weight.double()[:, :, 0, 0], model.quant_conv.bias.double()
+        w_out, b_out = quantizer.project_out.weight.double(), quantizer.project_out.bias.double()
+        w_p, b_p = model.post_quant_conv.weight.double()[:, :, 0, 0], model.post_quant_conv.bias.double()
+        weights.update(
+            {
+                "quant_conv.weight": (w_in @ w_q)[:, :, None, None],  # project_in(quant_conv(h))
+                "quant_conv.bias": w_in @ b_q + b_in,
+                "post_quant_conv.weight": (w_p @ w_out)[:, :, None, None],  # post_quant_conv(project_out(e))
+                "post_quant_conv.bias": w_p @ b_out + b_p,
+            }
+        )
+    return {name: value.to(dtype).contiguous() for name, value in weights.items()}
 
 
 def config_from_diffusers(vq_config: Any, **overrides: Any) -> VQGANConfig:
@@ -253,6 +299,38 @@ def from_diffusers(cls, model_or_path, subfolder: str | None = None, **config_ov
     model.train(vq_model.training)
     model.card_info = {"training": {"source": f"imported from diffusers.VQModel {vq_model.config.get('_name_or_path', '')}".strip()}}
     return model
+
+
+class _ComponentTypeWarningFilter(logging.Filter):
+    """Drops diffusers' "Expected types for vqvae: (VQModel,), got VQGANModel" for hf-vq's single-grid tokenizers.
+
+    `DiffusionPipeline.from_pretrained` checks each component against the pipeline's type annotation
+    (`vqvae: VQModel`) with `isinstance`. Our models are not `VQModel` subclasses but implement its interface
+    (`encode(x).latents`, `decode(h, force_not_quantize, shape)`, `quantize`, the config fields pipelines read;
+    tested pipeline by pipeline in `tests/test_diffusers_pipelines.py`), so for them the warning is wrong. Every
+    other message, this one about any other class included, passes.
+    """
+
+    _PATTERN = re.compile(r"Expected types for \w+: \(.*\bVQModel\b.*\), got <class '(?:[\w.]+\.)?(\w+)'>\.?$")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        match = self._PATTERN.match(record.getMessage())
+        return match is None or match.group(1) not in _single_grid_class_names()
+
+
+def _single_grid_class_names() -> set[str]:
+    names, pending = set(), [SingleGridMixin]
+    while pending:
+        for subclass in pending.pop().__subclasses__():
+            names.add(subclass.__name__)
+            pending.append(subclass)
+    return names
+
+
+# The logger diffusers' pipeline loading warns on (a filter acts on the records of its own logger only).
+_PIPELINE_LOGGER = "diffusers.pipelines.pipeline_utils"
+if not any(isinstance(f, _ComponentTypeWarningFilter) for f in logging.getLogger(_PIPELINE_LOGGER).filters):
+    logging.getLogger(_PIPELINE_LOGGER).addFilter(_ComponentTypeWarningFilter())
 
 
 __all__ = ["config_from_diffusers", "diffusers_config_kwargs", "from_diffusers", "inexpressible_options", "to_diffusers"]

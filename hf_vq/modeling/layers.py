@@ -43,6 +43,13 @@ def _apply_norm(norm: nn.Module, hidden_states: torch.Tensor, zq: torch.Tensor |
     return norm(hidden_states, zq) if isinstance(norm, SpatialNorm) else norm(hidden_states)
 
 
+def _record(stages: list[torch.Tensor] | None, hidden_states: torch.Tensor) -> torch.Tensor:
+    """Appends a stage's output to `stages` (for `output_hidden_states`) when collecting; returns it unchanged."""
+    if stages is not None:
+        stages.append(hidden_states)
+    return hidden_states
+
+
 def _norm_act(norm: nn.Module, act: nn.Module, hidden_states: torch.Tensor, zq: torch.Tensor | None) -> torch.Tensor:
     """norm → activation. Without autograd the activation overwrites the norm's output instead of allocating a
     second full-size tensor (same values: SiLU/ReLU/GELU are elementwise). With autograd it cannot: the activation's
@@ -268,11 +275,12 @@ class Encoder(nn.Module):
         self.conv_act = ACTIVATIONS[act_fn]()
         self.conv_out = nn.Conv2d(channels, out_channels, kernel_size=3, padding=1)
 
-    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        hidden_states = self.conv_in(pixel_values)
+    def forward(self, pixel_values: torch.Tensor, stages: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """`stages`, when given, receives the output of conv_in, of each level and of the mid-block."""
+        hidden_states = _record(stages, self.conv_in(pixel_values))
         for block in self.down_blocks:
-            hidden_states = block(hidden_states)
-        hidden_states = self.mid_block(hidden_states)
+            hidden_states = _record(stages, block(hidden_states))
+        hidden_states = _record(stages, self.mid_block(hidden_states))
         return self.conv_out(_norm_act(self.conv_norm_out, self.conv_act, hidden_states, None))
 
 
@@ -321,11 +329,14 @@ class Decoder(nn.Module):
         self.conv_act = ACTIVATIONS[act_fn]()
         self.conv_out = nn.Conv2d(channels, out_channels, kernel_size=3, padding=1)
 
-    def forward(self, hidden_states: torch.Tensor, zq: torch.Tensor | None = None) -> torch.Tensor:
-        hidden_states = self.conv_in(hidden_states)
-        hidden_states = self.mid_block(hidden_states, zq)
+    def forward(
+        self, hidden_states: torch.Tensor, zq: torch.Tensor | None = None, stages: list[torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """`stages`, when given, receives the output of conv_in, of the mid-block and of each level."""
+        hidden_states = _record(stages, self.conv_in(hidden_states))
+        hidden_states = _record(stages, self.mid_block(hidden_states, zq))
         for block in self.up_blocks:
-            hidden_states = block(hidden_states, zq)
+            hidden_states = _record(stages, block(hidden_states, zq))
         return self.conv_out(_norm_act(self.conv_norm_out, self.conv_act, hidden_states, zq))
 
 
@@ -359,14 +370,15 @@ class VQVAEEncoder(nn.Module):
         )
         self.conv_out = nn.Conv2d(hidden_channels, out_channels, kernel_size=3, padding=1)
 
-    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+    def forward(self, pixel_values: torch.Tensor, stages: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """`stages`, when given, receives the output of each downsampling conv and of the residual stack."""
         hidden_states = pixel_values
         for conv in self.downsamplers:
-            hidden_states = F.relu(conv(hidden_states))
+            hidden_states = _record(stages, F.relu(conv(hidden_states)))
         hidden_states = self.conv_mid(hidden_states)
         for block in self.residual_stack:
             hidden_states = block(hidden_states)
-        return self.conv_out(F.relu(hidden_states))
+        return self.conv_out(F.relu(_record(stages, hidden_states)))
 
 
 class VQVAEDecoder(nn.Module):
@@ -390,11 +402,15 @@ class VQVAEDecoder(nn.Module):
         # The last transposed conv writes pixels; it is the layer the GAN's adaptive weight reads.
         self.conv_out = nn.ConvTranspose2d(hidden_channels, out_channels, kernel_size=4, stride=2, padding=1)
 
-    def forward(self, hidden_states: torch.Tensor, zq: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, hidden_states: torch.Tensor, zq: torch.Tensor | None = None, stages: list[torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """`stages`, when given, receives the output of the residual stack and of each upsampling conv but the last."""
         hidden_states = self.conv_in(hidden_states)
         for block in self.residual_stack:
             hidden_states = block(hidden_states)
+        hidden_states = _record(stages, hidden_states)
         hidden_states = F.relu(hidden_states)
         for conv in self.upsamplers:
-            hidden_states = F.relu(conv(hidden_states))
+            hidden_states = _record(stages, F.relu(conv(hidden_states)))
         return self.conv_out(hidden_states)

@@ -110,6 +110,10 @@ class VQModelOutput(ModelOutput):
             Fraction of the codebook used over the last `config.codebook_usage_window` training steps.
         dead_codes (`torch.LongTensor` of shape `()`):
             Codes unused for `config.codebook_usage_window` training steps or more.
+        hidden_states (`tuple(torch.FloatTensor)`, *optional*):
+            Returned when `output_hidden_states=True` is passed or `config.output_hidden_states=True`: the output of
+            every encoder stage, then of every decoder stage, each `(batch_size, channels, height, width)` (see
+            `hidden_states` of the model's encoder and decoder `forward`). `None` otherwise.
     """
 
     reconstruction: torch.FloatTensor | None = None
@@ -126,9 +130,7 @@ class VQModelOutput(ModelOutput):
     entropy_loss: torch.FloatTensor | None = None
     running_usage: torch.FloatTensor | None = None
     dead_codes: torch.LongTensor | None = None
-
-
-
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
 
 
 @dataclass
@@ -163,6 +165,9 @@ class VQVAE2ModelOutput(ModelOutput):
             Each level's batch perplexity.
         top_codebook_usage, bottom_codebook_usage (`torch.FloatTensor` of shape `()`):
             Each level's fraction of the codebook used in the batch.
+        hidden_states (`tuple(torch.FloatTensor)`, *optional*):
+            Returned when `output_hidden_states=True` is passed or `config.output_hidden_states=True`: the output of
+            every stage of the encoders and decoders, in the order the forward pass computes them. `None` otherwise.
     """
 
     reconstruction: torch.FloatTensor | None = None
@@ -181,5 +186,7 @@ class VQVAE2ModelOutput(ModelOutput):
     bottom_perplexity: torch.FloatTensor | None = None
     top_codebook_usage: torch.FloatTensor | None = None
     bottom_codebook_usage: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+
 
 __all__ = ["QuantizerOutput", "VQDecoderOutput", "VQEncoderOutput", "VQModelOutput", "VQVAE2ModelOutput"]

@@ -25,11 +25,13 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError
 from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
 
 from .configuration_utils import BaseVQConfig
+from .loading_utils import corrupt_weights_error, read_card_info
 from .modeling_outputs import VQDecoderOutput, VQEncoderOutput, VQModelOutput
 from .quantizer_base import BaseQuantizer
 from .tiling import tile_geometry, tiled_map
@@ -59,7 +61,7 @@ def integration(name: str, purpose: str) -> Callable[..., Any]:
     """The registered function `name`, or an `ImportError` saying that `purpose` needs hf-vq installed."""
     function = INTEGRATIONS[name]
     if function is None:
-        raise ImportError(f"{purpose} needs hf-vq installed and imported: `pip install hf-vq`, then `import hf_vq`.")
+        raise ImportError(f"{purpose} needs hf-vq installed (`pip install -e .` in its repository) and imported.")
     return function
 
 
@@ -157,7 +159,8 @@ class VQPreTrainedModel(PreTrainedModel):
 
     def _check_pixel_values(self, pixel_values: torch.Tensor) -> None:
         if not isinstance(pixel_values, torch.Tensor):
-            raise TypeError(f"`pixel_values` must be a torch.Tensor of shape (B, C, H, W); got {type(pixel_values).__name__}.")
+            kind = type(pixel_values).__name__
+            raise TypeError(f"`pixel_values` must be a torch.Tensor of shape (B, C, H, W); got {kind}.")
         if not pixel_values.is_floating_point():
             raise TypeError(
                 f"`pixel_values` must be a floating-point tensor in {tuple(self.config.pixel_range)}; got dtype "
@@ -182,13 +185,50 @@ class VQPreTrainedModel(PreTrainedModel):
                 f"Image height and width must be divisible by the downsampling factor {factor}; got {height}x{width}. "
                 f"Resize or crop to the nearest valid size, {nearest[0]}x{nearest[1]}."
             )
-        # One host sync; skipped while compiling so graphs stay whole.
-        if not torch.compiler.is_compiling() and not torch.isfinite(pixel_values).all():
+        if torch.compiler.is_compiling() or not pixel_values.numel():  # graphs stay whole without a host sync
+            return
+        low, high = (float(v) for v in torch.aminmax(pixel_values.detach()))  # one host sync; NaN and inf propagate
+        if not (math.isfinite(low) and math.isfinite(high)):
             raise ValueError("`pixel_values` contains NaN or infinite values; clean or drop those images first.")
+        range_low, range_high = (float(v) for v in self.config.pixel_range)
+        span = range_high - range_low  # far outside (e.g. [0, 255] for [-1, 1]): it still runs, so say it once
+        if (low < range_low - span or high > range_high + span) and not getattr(self, "_warned_pixel_range", False):
+            self._warned_pixel_range = True
+            logger.warning(
+                "`pixel_values` span [%g, %g], far outside this model's pixel range [%g, %g] (config.pixel_range). "
+                "Were [0, 255] images passed? Scale them first (to [-1, 1]: `images / 127.5 - 1`; to [0, 1]: "
+                "`images / 255`). Said once per model.", low, high, range_low, range_high,
+            )
 
     def _check_indices(self, indices: Indices) -> tuple[torch.Tensor, ...]:
         """Validates token ids against `token_layout`; returns them as one tensor per level."""
         return self.token_layout.check(indices)
+
+    def _collect_stages(self, output_hidden_states: bool | None) -> list[torch.Tensor] | None:
+        """A list for the encoders' and decoders' `stages` when hidden states are asked for (else `config`'s)."""
+        wanted = output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        return [] if wanted else None
+
+    # ----------------------------------------------------------------------------------------- loading
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *model_args, **kwargs):
+        """`PreTrainedModel.from_pretrained`, plus two things:
+
+        - the model card's inputs (`card_info.json`: training recipe, evaluation results) saved next to the
+          weights become `model.card_info`, so that `save_pretrained` of the loaded model keeps them;
+        - a weights file that safetensors cannot read (cut short by an interrupted download, copy or save) raises
+          an `OSError` naming the file, instead of safetensors' bare "incomplete metadata".
+        """
+        try:
+            loaded = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        except SafetensorError as error:
+            raise corrupt_weights_error(pretrained_model_name_or_path, kwargs, error) from None
+        model = loaded[0] if isinstance(loaded, tuple) else loaded
+        found = read_card_info(pretrained_model_name_or_path, kwargs)
+        if found is not None:
+            model.card_info, model._card_source_dir = found  # the folder also holds the card's sample grid
+        return loaded
 
     # ----------------------------------------------------------------------------------------- model card
 
@@ -316,10 +356,10 @@ class SingleGridMixin:
         sample = self._decode_codes_maybe_tiled(codes)
         return VQDecoderOutput(sample=sample, commit_loss=commit_loss) if return_dict else (sample, commit_loss)
 
-    def _decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
+    def _decode_codes(self, codes: torch.Tensor, stages: list[torch.Tensor] | None = None) -> torch.Tensor:
         hidden_states = self.post_quant_conv(codes)
         # MoVQ's spatial norms are conditioned on the codes themselves.
-        return self.decoder(hidden_states, codes if self.decoder.conditions_on_codes else None)
+        return self.decoder(hidden_states, codes if self.decoder.conditions_on_codes else None, stages=stages)
 
     # ----------------------------------------------------------------------------------------- tiling
 
@@ -406,19 +446,24 @@ class SingleGridMixin:
 
     # ----------------------------------------------------------------------------------------- forward
 
-    def forward(self, pixel_values: torch.Tensor, return_dict: bool = True) -> VQModelOutput | tuple:
+    def forward(
+        self, pixel_values: torch.Tensor, return_dict: bool | None = None, output_hidden_states: bool | None = None
+    ) -> VQModelOutput | tuple:
         """Encodes, quantizes and decodes `pixel_values`, returning the reconstruction, losses and code statistics.
 
         Args:
             pixel_values (`torch.FloatTensor` of shape `(batch_size, in_channels, height, width)`):
                 Images in `config.pixel_range`.
-            return_dict (`bool`, *optional*, defaults to `True`):
+            return_dict (`bool`, *optional*, defaults to `config.return_dict`, `True`):
                 Return a [`VQModelOutput`] instead of its tuple (fields in declaration order, `None`s dropped).
+            output_hidden_states (`bool`, *optional*, defaults to `config.output_hidden_states`, `False`):
+                Also return every encoder and decoder stage's output as `hidden_states`.
         """
         self._check_pixel_values(pixel_values)
-        latents = self.quant_conv(self.encoder(pixel_values))
+        stages = self._collect_stages(output_hidden_states)
+        latents = self.quant_conv(self.encoder(pixel_values, stages=stages))
         quantized = self.quantize(latents, return_dict=True)
-        reconstruction = self._decode_codes(quantized.quantized)
+        reconstruction = self._decode_codes(quantized.quantized, stages=stages)
         reconstruction_loss = self.pixel_loss(reconstruction, pixel_values)
         output = VQModelOutput(
             reconstruction=reconstruction,
@@ -435,9 +480,9 @@ class SingleGridMixin:
             entropy_loss=quantized.entropy_loss,
             running_usage=quantized.running_usage,
             dead_codes=quantized.dead_codes,
+            hidden_states=None if stages is None else tuple(stages),
         )
-        return output if return_dict else output.to_tuple()
-
+        return output if (self.config.return_dict if return_dict is None else return_dict) else output.to_tuple()
 
 
 def _count(n: int) -> str:
@@ -447,5 +492,7 @@ def _count(n: int) -> str:
     return str(n)
 
 
-__all__ = ["INTEGRATIONS", "SingleGridMixin", "VQPreTrainedModel", "count_parameters", "integration", "register_integrations"]
+__all__ = [
+    "INTEGRATIONS", "SingleGridMixin", "VQPreTrainedModel", "count_parameters", "integration", "register_integrations"
+]
 
