@@ -1,12 +1,13 @@
 """Images and where they come from: decoding, resizing, 8-bit conversion and grids (`images.py`); training and
 evaluation images as `datasets` streams from the Hub, a folder, parquet / webdataset shards or the built-in photos
-(`sources.py`).
+(`sources.py`), local or Hub decided up front (`locations.py`).
 
 Imports nothing else of hf-vq, so that training, evaluation and the commands all prepare images one way.
 """
 
 from .images import (
     center_crop,
+    check_image_files,
     comparison_grid,
     decode_image,
     from_uint8,
@@ -19,6 +20,7 @@ from .images import (
     to_tensor,
     to_uint8,
 )
+from .locations import check_dataset_source
 from .sources import (
     BUILTIN_DATASET,
     BUILTIN_DESCRIPTION,
@@ -49,6 +51,8 @@ __all__ = [
     "builtin_eval_crops",
     "builtin_photo_paths",
     "center_crop",
+    "check_dataset_source",
+    "check_image_files",
     "collate_images",
     "comparison_grid",
     "decode_image",

@@ -14,6 +14,12 @@ transform and are dropped by `collate_images`, which counts them in the batch it
 and reaches the training loop from any worker process. The price: a batch that held bad records is smaller
 than `--train-batch-size` (b <= B), and a batch of nothing but bad records is empty (the loop skips it).
 
+Unreadable shards: a local parquet shard that cannot be opened at all (truncated, not parquet) is named before
+training starts (`check_parquet_files` reads every footer); a shard that fails to read mid-run stops the run with a
+message naming the data source (`hf_vq.training.loop.read_batches`) rather than being skipped, because skipping a
+whole shard would silently change the data and break exact resume. Local or Hub is decided up front
+(`check_dataset_source`): a missing path is reported in seconds, never retried against the Hub.
+
 Splitting across processes: `accelerator.prepare(dataloader)` gives each rank its own shards (it calls
 `datasets.IterableDataset.shard`, the shard assignment `split_dataset_by_node` makes, when the dataset has at
 least one shard per rank, and otherwise takes each rank's slice of every global batch), so every example is
@@ -58,7 +64,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .fashion_mnist import FASHION_MNIST, load_fashion_mnist
 from .images import center_crop, decode_image, resize_shorter_side, to_rgb, to_tensor
+from .locations import IMAGE_SUFFIXES, check_dataset_source, check_parquet_files, missing_source_message
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +94,6 @@ BUILTIN_DESCRIPTION = "built-in photos (scikit-image, scikit-learn, matplotlib)"
 BUILTIN_PHOTO_SHORT_SIDE = 256  # photos are scaled once so their shorter side has this many pixels
 BUILTIN_NUM_SHARDS = 64  # one independent crop stream per shard: enough for 64 ranks x workers
 IMAGE_COLUMN_NAMES = ("image", "img", "images", "jpg", "jpeg", "png", "webp", "pixel_values")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -211,16 +218,21 @@ def _load_source(name: str, config_name: str | None, split: str):
     """`load_dataset(..., streaming=True)` for a Hub id, a local folder, or a glob / file of parquet or tar shards."""
     import datasets
 
+    if name == FASHION_MNIST and not Path(name).exists():  # the Debian package's files, read by fashion_mnist.py
+        return load_fashion_mnist(split, streaming=True)
     path = Path(name).expanduser()
+    kind = check_dataset_source(name)
     if path.is_dir():
+        check_parquet_files(sorted(str(p) for p in path.rglob("*.parquet")))
         return datasets.load_dataset(str(path), config_name, split=split, streaming=True)
-    if path.is_file() or any(c in name for c in "*?["):
+    if kind == "local":
         files = sorted(glob.glob(str(path)))
         if not files:
             raise FileNotFoundError(f"--dataset-name {name!r}: no file matches.")
         suffixes = {Path(f).suffix.lower() for f in files}
         if suffixes <= {".parquet"}:
             builder = "parquet"
+            check_parquet_files(files)
         elif suffixes <= {".tar"}:
             builder = "webdataset"
         elif suffixes <= set(IMAGE_SUFFIXES):
@@ -230,7 +242,10 @@ def _load_source(name: str, config_name: str | None, split: str):
                 f"--dataset-name {name!r}: expected .parquet, .tar or image files, found {sorted(suffixes)}."
             )
         return datasets.load_dataset(builder, data_files={split: files}, split=split, streaming=True)
-    return datasets.load_dataset(name, config_name, split=split, streaming=True)
+    try:
+        return datasets.load_dataset(name, config_name, split=split, streaming=True)
+    except ConnectionError:  # offline, and not in the cache
+        raise FileNotFoundError(missing_source_message(name, "--dataset-name", "dataset")) from None
 
 
 def find_image_column(dataset, requested: str | None) -> str:
@@ -263,11 +278,15 @@ def load_raw_dataset(name: str, config_name: str | None, split: str, image_colum
     return dataset, column
 
 
-def default_eval_split(name: str, config_name: str | None) -> str | None:
-    """`validation` or `test` when the dataset has one (looked up without reading any data)."""
+def default_eval_split(name: str, config_name: str | None, flag: str = "--dataset") -> str | None:
+    """`validation` or `test` when the dataset has one (looked up without reading any data). A dataset that does
+    not exist is an error (`FileNotFoundError`), not a dataset without those splits."""
     import datasets
 
+    if name == FASHION_MNIST and not Path(name).exists():
+        return "test"
     path = Path(name).expanduser()
+    check_dataset_source(name, flag)
     if path.is_file() or any(c in name for c in "*?["):
         return None
     try:
@@ -366,14 +385,21 @@ def load_eval_images(
         transform.image_column = column
         records = iter(raw)
     images, skipped = [], 0
-    for index, record in enumerate(records):
-        out = transform(record, index)
-        if out["pixel_values"] is None:
-            skipped += 1
-            continue
-        images.append(out["pixel_values"])
-        if len(images) == num_images:
-            break
+    try:
+        for index, record in enumerate(records):
+            out = transform(record, index)
+            if out["pixel_values"] is None:
+                skipped += 1
+                continue
+            images.append(out["pixel_values"])
+            if len(images) == num_images:
+                break
+    except (OSError, ValueError) as error:  # a shard that cannot be read (records that cannot are skipped above)
+        detail = (str(error).strip().splitlines() or [type(error).__name__])[-1]
+        raise ValueError(
+            f"Reading held-out images from {dataset_name} ({split}) failed: {detail} The `datasets` error logged "
+            "above names the file; repair or remove it."
+        ) from None
     return (torch.stack(images) if images else None), skipped
 
 

@@ -8,6 +8,7 @@ every offline file (LPIPS, the FID network, the built-in photos) in one call (`h
 
 from .assets import AssetStatus, prepare_assets
 from .fid import InceptionFeatureExtractor, resolve_inception_path
+from .generation import ClassProbe, TokenBaselines, evaluate_prior, prior_nll, train_class_probe
 from .metrics import codebook_statistics, frechet_distance, kernel_inception_distance, psnr, ssim
 from .reconstruction import (
     DEFAULT_NUM_IMAGES,
@@ -22,22 +23,27 @@ from .reconstruction import (
 )
 
 __all__ = [
-    "AssetStatus",
     "DEFAULT_NUM_IMAGES",
     "GRID_FILENAME",
     "GRID_IMAGES",
+    "AssetStatus",
+    "ClassProbe",
     "InceptionFeatureExtractor",
     "ReconstructionMeasurements",
+    "TokenBaselines",
     "codebook_statistics",
     "evaluate",
+    "evaluate_prior",
     "frechet_distance",
     "iter_eval_images",
     "kernel_inception_distance",
     "measure_reconstructions",
     "prepare_assets",
+    "prior_nll",
     "psnr",
     "reconstruct",
     "resolve_eval_split",
     "resolve_inception_path",
     "ssim",
+    "train_class_probe",
 ]

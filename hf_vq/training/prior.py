@@ -1,0 +1,381 @@
+"""`hf-vq train-prior`: train a transformer prior (`VQPriorForCausalLM`) over a token set made by `hf-vq tokenize`.
+
+The prior task, plugged into the shared loop (`loop.py`: mixed precision, accumulation, EMA, atomic checkpoints,
+exact resume, TensorBoard, push):
+
+    build_models      a fresh `VQPriorConfig.from_tokenizer(...)` sized by the flags, or `--init-from` a saved prior;
+                      the tokenizer is loaded (frozen) to check its config hash and to decode sample grids
+    build_data        the token set in memory: `[class or null token, ids...]` rows, a seeded shuffling loader;
+                      held-out original views for the NLL
+    train_step        cross-entropy on the image ids (the model's loss; class dropout inside its forward)
+    watch / save      every N steps a grid of generated images per class and the held-out NLL; at the end a
+                      `VQImagePipeline` folder (`model_index.json`, `vqvae/`, `transformer/`), `samples.png` and a
+                      README.md card
+
+The output folder is a pipeline: `VQImagePipeline.from_pretrained(output_dir)` or `hf-vq generate output_dir`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data import to_pil, to_uint8
+from ..data import tokens as token_files
+from ..modeling import VQPriorConfig, VQPriorForCausalLM, tokenizer_config_hash
+from .arguments import parse_args, parse_json_or_file
+from .loop import Run, Task, TaskStep, Trainable, TrainData, run_training
+from .monitoring import log_grid
+from .prior_arguments import PRIOR_DESCRIPTION, PriorArguments
+
+logger = logging.getLogger(__name__)
+
+SAMPLES_NAME = "samples.png"
+EVAL_RESULTS_NAME = "eval_results.json"
+EVAL_BATCH_SIZE = 256
+GRID_SEED = 0  # the grids of a run use one fixed seed, so they show the prior changing, not the noise
+PIPELINE_FILES = ("model_index.json", "vqvae", "transformer", "README.md", SAMPLES_NAME, EVAL_RESULTS_NAME, "samples")
+
+
+# ------------------------------------------------------------------------------------------------ sampling
+
+
+def sample_images(pipe, class_labels, num_images: int, guidance_scale: float, generator, **sampling) -> torch.Tensor:
+    """`uint8` `(B, 3, H, W)` images from a `VQImagePipeline`: `num_images` per class label (rows in label order), or
+    `num_images` unconditional ones when `class_labels` is None; guidance only where there are labels."""
+    guidance = guidance_scale if class_labels is not None else 1.0
+    images = pipe(
+        class_labels=class_labels, num_images_per_prompt=num_images, guidance_scale=guidance, generator=generator,
+        output_type="pt", **sampling,
+    ).images  # fmt: skip
+    return to_uint8(images.float(), (0.0, 1.0))
+
+
+def image_grid(images: torch.Tensor, columns: int, gap: int = 2):
+    """`uint8` `(B, C, H, W)` images -> one PIL image, row-major, `gap` white pixels between them."""
+    count, channels, height, width = images.shape
+    rows = math.ceil(count / columns)
+    grid = torch.full((channels, rows * (height + gap) - gap, columns * (width + gap) - gap), 255, dtype=torch.uint8)
+    for i, image in enumerate(images.cpu()):
+        top, left = (i // columns) * (height + gap), (i % columns) * (width + gap)
+        grid[:, top : top + height, left : left + width] = image
+    return to_pil(grid)
+
+
+@torch.no_grad()
+def held_out_nll(model: VQPriorForCausalLM, input_ids: torch.Tensor, batch_size: int = EVAL_BATCH_SIZE) -> dict:
+    """Mean negative log-likelihood per image token of `input_ids` `(N, 1 + L)` under `model` (in eval mode: no
+    class dropout), in nats and bits."""
+    was_training = model.training
+    model.eval()
+    total, tokens = 0.0, 0
+    for batch in input_ids.split(batch_size):
+        batch = batch.to(model.device)
+        loss = model(input_ids=batch, labels=batch).loss
+        count = batch.shape[0] * (batch.shape[1] - 1)
+        total, tokens = total + float(loss) * count, tokens + count
+    model.train(was_training)
+    nats = total / max(tokens, 1)
+    return {"nll": nats, "bits_per_token": nats / math.log(2)}
+
+
+# ------------------------------------------------------------------------------------------------ data
+
+
+def build_input_ids(ids: np.ndarray, labels: np.ndarray | None, config: VQPriorConfig) -> torch.Tensor:
+    """Token-set rows `(N, L)` + labels -> `(N, 1 + L)` model inputs: the class token (the null token for an
+    unconditional prior) then the ids."""
+    if ids.shape[1] != config.sequence_length:
+        raise ValueError(
+            f"The token set has sequences of {ids.shape[1]} ids; the prior expects {config.sequence_length} "
+            f"({config.image_size} images). Tokenize at the prior's image size."
+        )
+    if ids.size and (ids.min() < 0 or ids.max() >= config.image_vocab_size):
+        raise ValueError(f"Token ids must be in [0, {config.image_vocab_size}); got max {ids.max()}.")
+    if config.num_classes > 0:
+        if labels is None or labels.min() < 0 or labels.max() >= config.num_classes:
+            raise ValueError(f"Labels must be in [0, {config.num_classes}) for this class-conditional prior.")
+        prefix = torch.from_numpy(labels) + config.image_vocab_size
+    else:
+        prefix = torch.full((len(ids),), config.null_class_token_id, dtype=torch.long)
+    return torch.cat([prefix[:, None], torch.from_numpy(ids)], dim=1)
+
+
+def _collate(rows: list[torch.Tensor]) -> dict:
+    return {"input_ids": torch.stack([r[0] for r in rows])}
+
+
+class PriorTask(Task):
+    """Trains one prior on a token set with `hf-vq train-prior`'s arguments."""
+
+    command = "hf-vq train-prior"
+    example_name = "images"
+    progress_keys = ("loss", "bits_per_token")
+    output_names = PIPELINE_FILES
+
+    def __init__(self, args: PriorArguments):
+        self.args = args
+        self.info = token_files.load_tokens_info(args.tokens)
+        self.tokenizer = None
+        self.model: VQPriorForCausalLM | None = None
+        self.eval_ids: torch.Tensor | None = None
+        self.eval_split: str | None = None
+        self.last_eval: dict | None = None
+
+    # -------------------------------------------------------------------------------------------- models
+
+    def build_models(self) -> list[Trainable]:
+        args, info = self.args, self.info
+        from transformers import AutoModel
+
+        source = args.tokenizer or info["tokenizer"]
+        self.tokenizer = AutoModel.from_pretrained(source).eval().requires_grad_(False)
+        if tokenizer_config_hash(self.tokenizer) != info["tokenizer_config_hash"]:
+            raise ValueError(
+                f"The tokenizer {source} (config hash {tokenizer_config_hash(self.tokenizer)}) is not the one the "
+                f"token set {args.tokens} was made with (hash {info['tokenizer_config_hash']}, {info['tokenizer']}). "
+                "Pass that tokenizer with --tokenizer, or tokenize again with this one."
+            )
+        if args.init_from is not None:
+            folder = Path(args.init_from)
+            sub = "transformer" if (folder / "model_index.json").is_file() else ""
+            self.model = VQPriorForCausalLM.from_pretrained(args.init_from, subfolder=sub)
+            self.model.check_tokenizer(self.tokenizer)
+        else:
+            self.model = VQPriorForCausalLM(self.prior_config(source))
+        self.model.train()
+        return [Trainable("prior", self.model, args.learning_rate, folder="transformer")]
+
+    def prior_config(self, tokenizer_source: str) -> VQPriorConfig:
+        args, info = self.args, self.info
+        num_classes = 0 if args.unconditional else int(info.get("num_classes") or 0)
+        names = info.get("label_names") if num_classes else None
+        fields = dict(
+            hidden_size=args.hidden_size,
+            num_hidden_layers=args.num_hidden_layers,
+            num_attention_heads=args.num_attention_heads,
+            num_key_value_heads=args.num_attention_heads,
+            intermediate_size=args.intermediate_size or 3 * args.hidden_size,
+            position_embedding=args.position_embedding,
+            class_dropout_prob=args.class_dropout_prob,
+            **({"id2label": dict(enumerate(names))} if names else {}),
+        )
+        if args.model_config:
+            fields.update(parse_json_or_file(args.model_config, "--model-config"))
+        return VQPriorConfig.from_tokenizer(
+            self.tokenizer, image_size=info["image_size"], num_classes=num_classes,
+            tokenizer_name_or_path=tokenizer_source, **fields,
+        )  # fmt: skip
+
+    # -------------------------------------------------------------------------------------------- data
+
+    def build_data(self, accelerator) -> TrainData:
+        args, info, config = self.args, self.info, self.model.config
+        train = token_files.load_tokens(args.tokens, args.train_split)
+        ids, labels = token_files.token_arrays(train, unflipped_only=not args.use_flipped)
+        input_ids = build_input_ids(ids, labels if config.num_classes else None, config)
+        dataloader = torch.utils.data.DataLoader(
+            torch.utils.data.TensorDataset(input_ids),
+            batch_size=args.train_batch_size,
+            shuffle=True,  # accelerate swaps in a seedable sampler: set_epoch reshuffles, resume replays exactly
+            drop_last=True,
+            num_workers=args.dataloader_num_workers,
+            collate_fn=_collate,
+        )
+        splits = info.get("splits", {})
+        self.eval_split = args.eval_split or next((s for s in ("validation", "test") if s in splits), None)
+        if self.eval_split is not None:
+            held_out = token_files.load_tokens(args.tokens, self.eval_split)
+            eval_ids, eval_labels = token_files.token_arrays(held_out, unflipped_only=True)
+            n = min(args.num_eval_examples, len(eval_ids))
+            labels_n = eval_labels[:n] if config.num_classes else None
+            self.eval_ids = build_input_ids(eval_ids[:n], labels_n, config)
+        else:
+            logger.warning("%s has no validation/test split: no held-out NLL (give --eval-split).", args.tokens)
+        self.tokenizer.to(accelerator.device)
+        description = f"{args.tokens} ({args.train_split}, {len(input_ids)} sequences of {config.sequence_length} ids)"
+        return TrainData(dataloader, description, len(input_ids))
+
+    # -------------------------------------------------------------------------------------------- steps
+
+    def train_step(self, accelerator, models: list[nn.Module], batch: dict, step: int) -> TaskStep:
+        input_ids = batch["input_ids"]
+        with accelerator.autocast():
+            loss = models[0](input_ids=input_ids, labels=input_ids).loss
+        logs = {"loss": loss, "bits_per_token": loss / math.log(2)}
+        return TaskStep([loss], logs, int(input_ids.shape[0]))
+
+    def pipeline(self, prior: VQPriorForCausalLM):
+        from ..pipelines import VQImagePipeline
+
+        pipe = VQImagePipeline(vqvae=self.tokenizer, transformer=prior)
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
+
+    def sample_grid(self, prior: VQPriorForCausalLM):
+        args, config = self.args, prior.config
+        labels = list(range(min(config.num_classes, 10))) or None  # at most 10 rows
+        was_training = prior.training
+        prior.eval()
+        generator = torch.Generator(prior.device).manual_seed(GRID_SEED)  # not the global RNG: resume stays exact
+        images = sample_images(
+            self.pipeline(prior), labels, args.num_samples_per_class, args.sample_guidance_scale, generator
+        )
+        prior.train(was_training)
+        return image_grid(images, args.num_samples_per_class)
+
+    def evaluate(self, run: Run) -> dict | None:
+        if self.eval_ids is None:
+            return None
+        self.last_eval = held_out_nll(run.sample_model(), self.eval_ids)
+        run.accelerator.log({f"eval/{k}": v for k, v in self.last_eval.items()}, step=run.state.global_step)
+        logger.info("step %d held-out NLL %.4f nats (%.4f bits) per token", run.state.global_step,
+                    self.last_eval["nll"], self.last_eval["bits_per_token"])  # fmt: skip
+        return self.last_eval
+
+    def watch(self, run: Run) -> None:
+        args, step = self.args, run.state.global_step
+        if not run.accelerator.is_main_process:
+            return
+        if args.image_logging_steps and step % args.image_logging_steps == 0:
+            grid = self.sample_grid(run.sample_model())
+            path = run.output_dir / "samples" / f"step-{step:07d}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            grid.save(path)
+            log_grid(run.accelerator, np.asarray(grid.convert("RGB")), step)
+        if args.eval_steps and step % args.eval_steps == 0:
+            self.evaluate(run)
+
+    # -------------------------------------------------------------------------------------------- the end
+
+    def save(self, run: Run) -> None:
+        """The pipeline folder (EMA weights when enabled), the final grid, the held-out NLL and the card, written
+        into the loop's staging folder (moved into the output folder once complete)."""
+        output_dir, prior = run.save_dir, run.sample_model()
+        self.pipeline(prior).save_pretrained(output_dir)
+        self.sample_grid(prior).save(output_dir / SAMPLES_NAME)
+        results = self.evaluate(run)
+        if results is not None:
+            entry = {**results, "split": self.eval_split, "num_sequences": int(self.eval_ids.shape[0])}
+            (output_dir / EVAL_RESULTS_NAME).write_text(json.dumps(entry, indent=2) + "\n")
+        write_pipeline_card(output_dir, prior, self.info, run.training_recipe(), results, self.args)
+
+    def report(self, run: Run, seconds: float) -> None:
+        args = self.args
+        # The loop ran with push_to_hub off (see `train_prior`): record the arguments as given.
+        (run.output_dir / "training_args.json").write_text(json.dumps(dataclasses.asdict(args), indent=2) + "\n")
+        if args.push_to_hub:  # the loop's push is for single-model folders: a pipeline goes up as a whole folder
+            from huggingface_hub import HfApi
+
+            repo_id = args.hub_model_id or run.output_dir.resolve().name
+            api = HfApi()
+            repo_id = api.create_repo(repo_id, private=args.hub_private_repo, exist_ok=True).repo_id
+            api.upload_folder(repo_id=repo_id, folder_path=run.output_dir, allow_patterns=_upload_patterns())
+            print(f"Pushed to https://huggingface.co/{repo_id}")
+        nll = f", held-out NLL {self.last_eval['nll']:.4f} nats/token" if self.last_eval else ""
+        print(f"Done: {run.state.global_step} steps in {seconds / 60:.1f} min{nll}.")
+        print(f"Pipeline: {run.output_dir} (sample grid {run.output_dir / SAMPLES_NAME})")
+        print(f"Generate: hf-vq generate {run.output_dir} --num-images 8 --guidance-scale 2 --output grid.png")
+        print(f"TensorBoard: tensorboard --logdir {run.output_dir / 'logs'}")
+
+
+def _upload_patterns() -> list[str]:
+    return ["model_index.json", "README.md", SAMPLES_NAME, EVAL_RESULTS_NAME, "vqvae/*", "transformer/*"]
+
+
+def write_pipeline_card(output_dir: Path, prior, info: dict, training: dict, results: dict | None, args) -> Path:
+    """README.md of the pipeline folder: what it generates, how to run it, how it was trained, how it scores."""
+    from huggingface_hub import ModelCard, ModelCardData
+
+    config = prior.config
+    classes = f"{config.num_classes} classes" if config.num_classes else "unconditional"
+    names = ", ".join(str(config.id2label[i]) for i in range(config.num_classes)) if config.has_class_names else ""
+    source = token_files.load_tokens_info(args.tokens).get("splits", {}).get(args.train_split, {}).get("dataset")
+    data = ModelCardData(
+        library_name="hf-vq",
+        pipeline_tag="unconditional-image-generation",
+        tags=["hf-vq", "vq-prior", "image-generation", "class-conditional" if config.num_classes else "unconditional"],
+        license="apache-2.0",
+    )
+    millions = sum(p.numel() for p in prior.parameters()) / 1e6
+    rows = "\n".join(f"| {k} | {v} |" for k, v in training.items())
+    measured = ""
+    if results is not None:
+        measured = (
+            f"\n## Evaluation\n\nHeld-out NLL on the token set's held-out split: **{results['nll']:.4f} nats/token** "
+            f"({results['bits_per_token']:.4f} bits/token).\n"
+        )
+    first = "class_labels=[0]" if config.num_classes else "class_labels=None"
+    content = f"""---
+{data.to_yaml()}
+---
+
+# {output_dir.resolve().name}
+
+An image generator from [hf-vq](https://github.com/): a {millions:.1f}M-parameter Llama prior (`VQPriorForCausalLM`,
+{config.num_hidden_layers} layers, width {config.hidden_size}, positions `{config.position_embedding}`) over the
+{config.sequence_length} token ids of {config.image_size[0]}x{config.image_size[1]} images of the tokenizer in
+`vqvae/` ({info.get("tokenizer_class")}, from `{info.get("tokenizer")}`), {classes}{f" ({names})" if names else ""}.
+Trained on tokens of {source or args.tokens}.
+
+![samples]({SAMPLES_NAME})
+
+*One row per class (up to 10), guidance scale {args.sample_guidance_scale:g}, after {training.get("steps")} steps.*
+
+## Usage
+
+```python
+import hf_vq, torch
+from hf_vq.pipelines import VQImagePipeline
+
+pipe = VQImagePipeline.from_pretrained("{output_dir}")
+images = pipe({first}, num_images_per_prompt=8, guidance_scale=2.0,
+              generator=torch.Generator().manual_seed(0)).images
+```
+
+or `hf-vq generate {output_dir} --num-images 8 --guidance-scale 2 --output grid.png`.
+{measured}
+## Training
+
+| | |
+|---|---|
+{rows}
+"""
+    path = output_dir / "README.md"
+    ModelCard(content).save(path)
+    return path
+
+
+def train_prior(args: PriorArguments) -> int:
+    """Runs `hf-vq train-prior` with parsed arguments. Returns 0, or 1 if stopped by non-finite losses."""
+    output_dir = Path(args.output_dir)
+    finished = (output_dir / "model_index.json").is_file()
+    if finished and args.resume_from_checkpoint is None and not args.overwrite_output_dir:
+        raise FileExistsError(
+            f"{output_dir} already holds a trained pipeline. Continue its run with --resume-from-checkpoint "
+            "latest, start afresh with --overwrite-output-dir, or pick another --output-dir."
+        )
+    task = PriorTask(args)
+    # The pipeline folder is pushed by the task (`report`), not by the loop's single-model push.
+    return run_training(dataclasses.replace(args, push_to_hub=False), task)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv, PriorArguments, prog="hf-vq train-prior", description=PRIOR_DESCRIPTION)
+    try:
+        return train_prior(args)
+    except (FileExistsError, FileNotFoundError, ValueError) as error:
+        print(f"hf-vq train-prior: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

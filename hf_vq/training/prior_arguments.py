@@ -1,0 +1,120 @@
+"""Arguments of `hf-vq train-prior`: the shared loop's groups (with defaults for a transformer) plus the token data
+and the prior's size. Parsed by `arguments.parse_args` like `hf-vq train`'s (`--config FILE` included)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from .arguments import OptimizationArguments, OutputArguments, _arg, _Arguments, _check, _flag_error
+
+PRIOR_DESCRIPTION = (
+    "Train a class-conditional (or unconditional) transformer prior over a token set made by `hf-vq tokenize`. "
+    "Writes a VQImagePipeline folder (tokenizer + prior) that `hf-vq generate` samples from."
+)
+
+
+@dataclass
+class PriorOptimizationArguments(OptimizationArguments):
+    """The loop's optimisation flags with a GPT's defaults (betas 0.9 / 0.95, larger batches) instead of a GAN's."""
+
+    _argument_group_name = "optimisation"
+
+    train_batch_size: int = _arg(64, "Token sequences (images) per process and per forward pass.")
+    learning_rate: float = _arg(1e-3, "Peak learning rate of the prior, per total batch if --scale-lr.")
+    adam_beta1: float = _arg(0.9, "Adam beta1.")
+    adam_beta2: float = _arg(0.95, "Adam beta2 (0.95: the usual choice for GPT-style transformers).")
+    adam_weight_decay: float = _arg(0.0, "AdamW weight decay.")
+    lr_warmup_steps: int = _arg(50, "Optimizer steps of linear learning-rate warm-up.")
+
+
+@dataclass
+class PriorOutputArguments(OutputArguments):
+    """The loop's output flags; the grid is of generated images and evaluation is the held-out NLL."""
+
+    _argument_group_name = "checkpoints, logging, output"
+
+    output_dir: str = _arg("outputs/hf-vq-prior", "Folder for checkpoints, logs, samples and the final pipeline.")
+    image_logging_steps: int = _arg(100, "Save and log a grid of generated images every this many steps (0: never).")
+    eval_steps: int = _arg(100, "Measure the held-out NLL every this many steps (0: only at the end).")
+    push_to_hub: bool = _arg(False, "Upload the final pipeline folder (tokenizer + prior, card, samples) to the Hub.")
+
+
+@dataclass
+class TokenDataArguments(_Arguments):
+    """Which token set, which tokenizer decodes it, what is held out."""
+
+    _argument_group_name = "token data"
+
+    tokens: str | None = _arg(None, "Token set made by `hf-vq tokenize`: a folder or a Hub dataset id. Required.")
+    tokenizer: str | None = _arg(
+        None, "Tokenizer (folder or Hub id) to decode samples with. Unset: the one recorded in tokens_info.json."
+    )
+    train_split: str = _arg("train", "Split of the token set to train on.")
+    eval_split: str | None = _arg(None, "Held-out split for the NLL. Unset: `validation` or `test` when tokenized.")
+    num_eval_examples: int = _arg(2000, "Held-out sequences (original views only) in each NLL measurement.")
+    use_flipped: bool = _arg(True, "Train on the flipped views too, when the token set has them (`--flip`).")
+    dataloader_num_workers: int = _arg(0, "Data loader worker processes (the tokens are in memory: 0 is fastest).")
+
+    def _validate(self) -> None:
+        if self.tokens is None:
+            raise ValueError("--tokens is required: a token set folder or Hub dataset id made by `hf-vq tokenize`.")
+        _check(self, ("num_eval_examples",), "an integer >= 1", lambda v: v >= 1)
+        _check(self, ("dataloader_num_workers",), "an integer >= 0", lambda v: v >= 0)
+
+
+@dataclass
+class PriorModelArguments(_Arguments):
+    """The prior: a Llama decoder (`VQPriorConfig`) sized here, or a saved one to continue from."""
+
+    _argument_group_name = "prior"
+
+    init_from: str | None = _arg(
+        None, "Fine-tune a saved prior instead: a prior folder, a pipeline folder (its transformer/) or a Hub id."
+    )
+    hidden_size: int = _arg(256, "Width of the transformer.")
+    num_hidden_layers: int = _arg(4, "Transformer blocks.")
+    num_attention_heads: int = _arg(4, "Attention heads (hidden_size must be divisible by it).")
+    intermediate_size: int | None = _arg(None, "Width of the SwiGLU MLP. Unset: 3 x hidden_size.")
+    position_embedding: Literal["rope", "rope+2d"] = _arg(
+        "rope", "`rope`: Llama's 1-D rotary positions; `rope+2d`: plus learned row + column embeddings."
+    )
+    class_dropout_prob: float = _arg(0.1, "Probability of training on the null class (for classifier-free guidance).")
+    unconditional: bool = _arg(False, "Ignore the labels of the token set: an unconditional prior.")
+    model_config: str | None = _arg(
+        None, "Other VQPriorConfig fields as inline JSON or a JSON file (e.g. '{\"rope_theta\": 1000}')."
+    )
+    sample_guidance_scale: float = _arg(2.0, "Classifier-free guidance of the sample grids (1: none).")
+    num_samples_per_class: int = _arg(8, "Images per class in each sample grid (in total when unconditional).")
+
+    def _validate(self) -> None:
+        _check(self, ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size"),
+               "an integer >= 1", lambda v: v >= 1)  # fmt: skip
+        _check(self, ("num_samples_per_class",), "an integer >= 1", lambda v: v >= 1)
+        _check(self, ("sample_guidance_scale",), "a number >= 0", lambda v: v >= 0)
+        if self.hidden_size % self.num_attention_heads:
+            expected = f"a divisor of --hidden-size {self.hidden_size}"
+            raise _flag_error("num_attention_heads", expected, self.num_attention_heads)
+        if not 0.0 <= self.class_dropout_prob < 1.0:
+            raise _flag_error("class_dropout_prob", "a probability in [0, 1)", self.class_dropout_prob)
+
+
+@dataclass
+class PriorArguments(PriorOutputArguments, PriorOptimizationArguments, TokenDataArguments, PriorModelArguments):
+    """Everything `hf-vq train-prior` can be told. Run `hf-vq train-prior --help` for the same text, by group."""
+
+    @classmethod
+    def argument_groups(cls) -> list[type]:
+        # The prior's versions of the loop's two groups replace them (same flags, other defaults).
+        replaced = {OptimizationArguments, OutputArguments}
+        return [c for c in super().argument_groups() if c not in replaced]
+
+
+__all__ = [
+    "PRIOR_DESCRIPTION",
+    "PriorArguments",
+    "PriorModelArguments",
+    "PriorOptimizationArguments",
+    "PriorOutputArguments",
+    "TokenDataArguments",
+]

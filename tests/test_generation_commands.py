@@ -1,0 +1,166 @@
+"""`hf-vq tokenize` and `hf-vq generate` as a user runs them (their `*_main(argv)`): the token set equals what the
+tokenizer encodes, a killed run resumes, grids have the promised shape and seeds, and bad input gets a clear error."""
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from hf_vq import VQGANModel
+from hf_vq.data import ImageTransform, decode_image
+from hf_vq.data import tokens as token_files
+from hf_vq.generation_commands import generate_main, tokenize_main
+from hf_vq.modeling import VQPriorConfig, VQPriorForCausalLM
+
+from helpers import tiny_vqgan_config
+
+pytest.importorskip("diffusers")
+
+TINY_TOKENIZER = dict(block_out_channels=[8, 16, 16], down_block_types=["DownEncoderBlock2D"] * 3, sample_size=16)
+
+
+@pytest.fixture(scope="module")
+def tokenizer_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tokenizer")
+    torch.manual_seed(0)
+    VQGANModel(tiny_vqgan_config(**TINY_TOKENIZER)).save_pretrained(folder)
+    return folder
+
+
+def class_folder(root, per_class=3, size=20):
+    """An image folder with one subfolder per class (`datasets`' imagefolder labels them) and one unreadable file."""
+    rng = np.random.default_rng(0)
+    for c, name in enumerate(("boot", "shirt")):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            image = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+            image[:, : size // 2] = 255 * c  # an asymmetric image: its flip encodes differently
+            Image.fromarray(image).save(root / name / f"{i}.png")
+    (root / "shirt" / "broken.png").write_bytes(b"not an image")
+    return root
+
+
+def test_tokenize_writes_what_the_tokenizer_encodes(tmp_path, tokenizer_dir, capsys):
+    import datasets
+
+    source, output = class_folder(tmp_path / "images"), tmp_path / "tokens"
+    argv = [str(tokenizer_dir), "--dataset", str(source), "--output", str(output), "--flip", "--batch-size", "4",
+            "--device", "cpu"]  # fmt: skip
+    assert tokenize_main(argv) == 0
+    assert capsys.readouterr().out.strip() == f"{output}\ttrain: 12 rows of 16 uint16 ids"  # 6 readable x 2 views
+
+    info = token_files.load_tokens_info(output)
+    assert info["label_names"] == ["boot", "shirt"] and info["num_classes"] == 2
+    assert info["image_size"] == [16, 16] and info["tokenizer"] == str(tokenizer_dir.resolve())
+    assert info["splits"]["train"]["complete"] and info["splits"]["train"]["flip"]
+    dataset = token_files.load_tokens(output)
+    assert dataset.features["label"].names == ["boot", "shirt"]
+
+    model = VQGANModel.from_pretrained(tokenizer_dir).eval()
+    raw = datasets.load_dataset(str(source), split="train", streaming=True)
+    raw = raw.cast_column("image", datasets.Image(decode=False))
+    transform = ImageTransform("image", 16, train=False)
+    good = [r for r in raw if _readable(r["image"])]
+    pixels = torch.stack([transform(r, i)["pixel_values"] for i, r in enumerate(good)])
+    with torch.no_grad():
+        plain = model.token_layout.flatten(model.encode_to_indices(pixels))
+        flipped = model.token_layout.flatten(model.encode_to_indices(torch.flip(pixels, dims=[-1])))
+    ids, labels = token_files.token_arrays(dataset)
+    np.testing.assert_array_equal(ids[0::2], plain.numpy())
+    np.testing.assert_array_equal(ids[1::2], flipped.numpy())
+    assert not np.array_equal(ids[0::2], ids[1::2])
+    assert labels[0::2].tolist() == [r["label"] for r in good] and dataset["flipped"][:2] == [False, True]
+
+
+def _readable(value) -> bool:
+    try:
+        decode_image(value)
+        return True
+    except Exception:  # noqa: BLE001  (any failure to decode is an unreadable record)
+        return False
+
+
+def test_a_killed_tokenize_run_resumes_after_its_finished_shards(tmp_path, tokenizer_dir, capsys):
+    source, output = class_folder(tmp_path / "images"), tmp_path / "tokens"
+    argv = [str(tokenizer_dir), "--dataset", str(source), "--output", str(output), "--shard-size", "2",
+            "--device", "cpu"]  # fmt: skip
+    assert tokenize_main(argv) == 0
+    shards = sorted((output / "data").iterdir())
+    assert [p.name for p in shards] == [f"train-0000{i}.parquet" for i in range(4)]  # 7 records, 2 per shard
+    expected = token_files.token_arrays(token_files.load_tokens(output))[0]
+    stamps = {p.name: p.stat().st_mtime_ns for p in shards}
+
+    # Killed while writing shard 2: shards 0 and 1 are finished, shard 2 is a .tmp file, the split not complete.
+    os.replace(shards[2], shards[2].with_name(shards[2].name + ".tmp"))
+    shards[3].unlink()
+    meta = json.loads((output / "tokens_info.json").read_text())
+    meta["splits"]["train"]["complete"] = False
+    (output / "tokens_info.json").write_text(json.dumps(meta))
+    assert tokenize_main(argv) == 0
+    after = sorted((output / "data").iterdir())
+    assert [p.name for p in after] == [p.name for p in shards]
+    assert all(after[i].stat().st_mtime_ns == stamps[after[i].name] for i in (0, 1))  # not rewritten
+    np.testing.assert_array_equal(token_files.token_arrays(token_files.load_tokens(output))[0], expected)
+
+    capsys.readouterr()
+    assert tokenize_main([*argv, "--flip"]) == 2
+    assert "already holds tokens made with other settings ({'flip': False}" in capsys.readouterr().err
+    assert tokenize_main([*argv[:-2], "--image-size", "18"]) == 2
+    assert "--image-size 18 is not divisible by the tokenizer's downsampling factor 4" in capsys.readouterr().err
+    assert tokenize_main([*argv, "--label-column", "kind"]) == 2
+    assert "--label-column 'kind' is not a column" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def pipeline_dir(tmp_path_factory, tokenizer_dir):
+    from hf_vq.pipelines import VQImagePipeline
+
+    folder = tmp_path_factory.mktemp("pipeline")
+    tokenizer = VQGANModel.from_pretrained(tokenizer_dir).eval()
+    torch.manual_seed(0)
+    prior = VQPriorForCausalLM(VQPriorConfig.from_tokenizer(
+        tokenizer, num_classes=2, id2label={0: "boot", 1: "shirt"}, hidden_size=32, intermediate_size=64,
+        num_hidden_layers=1, num_attention_heads=4,
+    )).eval()  # fmt: skip
+    VQImagePipeline(vqvae=tokenizer, transformer=prior).save_pretrained(folder)
+    return folder
+
+
+def test_generate_writes_a_grid_from_a_pipeline_or_a_prior(tmp_path, pipeline_dir, capsys):
+    grid = tmp_path / "grid.png"
+    common = ["--num-images", "3", "--guidance-scale", "2", "--seed", "1", "--device", "cpu"]
+    assert generate_main([str(pipeline_dir), "--class-label", "1", "boot", *common, "--output", str(grid)]) == 0
+    assert "6 images (2 label(s) x 3), 16px" in capsys.readouterr().out
+    image = Image.open(grid)
+    assert image.size == (3 * 16 + 2 * 2, 2 * 16 + 2)  # a row per label, 2 px gaps
+
+    # The same seed gives the same images; a prior folder alone finds its tokenizer through its config.
+    again = tmp_path / "again.png"
+    assert generate_main([str(pipeline_dir / "transformer"), "--class-label", "shirt", "0", *common,
+                          "--output", str(again)]) == 0  # fmt: skip
+    np.testing.assert_array_equal(np.asarray(Image.open(again)), np.asarray(image))
+
+    every_class = tmp_path / "all.png"
+    assert generate_main([str(pipeline_dir), "--num-images", "2", "--output", str(every_class)]) == 0
+    assert Image.open(every_class).size == (2 * 16 + 2, 2 * 16 + 2)
+
+
+def test_generate_errors_are_clear(tmp_path, pipeline_dir, capsys):
+    output = ["--output", str(tmp_path / "grid.png")]
+    assert generate_main([str(pipeline_dir), "--class-label", "sandal", *output]) == 2
+    assert "Unknown class name 'sandal'; the prior knows 2 classes: 'boot', 'shirt'" in capsys.readouterr().err
+    assert generate_main([str(pipeline_dir), "--class-label", "5", *output]) == 2
+    assert "`class_labels` must be in [0, 2)" in capsys.readouterr().err
+    assert generate_main([str(pipeline_dir), "--num-images", "0", *output]) == 2
+    assert "--num-images must be an integer >= 1; got 0" in capsys.readouterr().err
+    lonely = tmp_path / "prior"
+    shutil.copytree(pipeline_dir / "transformer", lonely)
+    config = json.loads((lonely / "config.json").read_text())
+    (lonely / "config.json").write_text(json.dumps({**config, "tokenizer_name_or_path": None}))
+    assert generate_main([str(lonely), *output]) == 2
+    assert "does not record its tokenizer: pass --tokenizer" in capsys.readouterr().err
+    assert not (tmp_path / "grid.png").exists()
