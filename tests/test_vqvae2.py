@@ -140,6 +140,20 @@ def test_config_errors_name_the_field():
         VQVAE2Config(**{**TINY, "top_num_vq_embeddings": 0})
 
 
+def test_hidden_states_follow_transformers_conventions():
+    model = VQVAE2Model(VQVAE2Config(**{**TINY, "output_hidden_states": True})).eval()
+    with torch.no_grad():
+        asked = model(photos())
+        plain = model(photos(), output_hidden_states=False)
+        as_tuple = model(photos(), return_dict=False)
+    # bottom encoder (2 strided convs, residual stack) | top encoder | top decoder | decoder
+    shapes = [(16, 16, 16), (16, 8, 8), (16, 8, 8), (16, 4, 4), (16, 4, 4), (16, 4, 4), (16, 8, 8), (16, 16, 16)]
+    assert [tuple(h.shape[1:]) for h in asked.hidden_states] == shapes
+    assert plain.hidden_states is None and type(plain) is type(asked)
+    assert torch.equal(plain.reconstruction, asked.reconstruction)
+    assert isinstance(as_tuple, tuple) and len(as_tuple[-1]) == len(shapes)
+
+
 def test_diffusers_export_says_why_not():
     with pytest.raises(ValueError, match="two token grids"):
         tiny().to_diffusers()

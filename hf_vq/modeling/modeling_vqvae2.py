@@ -116,18 +116,22 @@ class VQVAE2Model(VQPreTrainedModel):
                 f"{height}x{width}. Resize or crop to the nearest valid size, {nearest[0]}x{nearest[1]}."
             )
 
-    def _quantize(self, pixel_values: torch.Tensor) -> tuple[QuantizerOutput, QuantizerOutput]:
+    def _quantize(
+        self, pixel_values: torch.Tensor, stages: list[torch.Tensor] | None = None
+    ) -> tuple[QuantizerOutput, QuantizerOutput]:
         self._check_pixel_values(pixel_values)
         self._check_image_size(pixel_values)
-        features = self.encoder(pixel_values)  # (B, C, H / f, W / f)
-        top = self.quantize_top(self.top_quant_conv(self.top_encoder(features)), return_dict=True)
+        features = self.encoder(pixel_values, stages=stages)  # (B, C, H / f, W / f)
+        top = self.quantize_top(self.top_quant_conv(self.top_encoder(features, stages=stages)), return_dict=True)
         # The bottom search sees what the top codes already say about this position.
-        conditioned = torch.cat([self.top_decoder(top.quantized), features], dim=1)
+        conditioned = torch.cat([self.top_decoder(top.quantized, stages=stages), features], dim=1)
         bottom = self.quantize_bottom(self.quant_conv(conditioned), return_dict=True)
         return top, bottom
 
-    def _decode_codes(self, top_codes: torch.Tensor, bottom_codes: torch.Tensor) -> torch.Tensor:
-        return self.decoder(torch.cat([self.upsample_top(top_codes), bottom_codes], dim=1))
+    def _decode_codes(
+        self, top_codes: torch.Tensor, bottom_codes: torch.Tensor, stages: list[torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        return self.decoder(torch.cat([self.upsample_top(top_codes), bottom_codes], dim=1), stages=stages)
 
     # ----------------------------------------------------------------------------------------- token API
 
@@ -145,17 +149,23 @@ class VQVAE2Model(VQPreTrainedModel):
 
     # ----------------------------------------------------------------------------------------- forward
 
-    def forward(self, pixel_values: torch.Tensor, return_dict: bool = True) -> VQVAE2ModelOutput | tuple:
+    def forward(
+        self, pixel_values: torch.Tensor, return_dict: bool | None = None, output_hidden_states: bool | None = None
+    ) -> VQVAE2ModelOutput | tuple:
         """Encodes both levels, decodes, and returns the reconstruction, the losses and per-level statistics.
 
         Args:
             pixel_values (`torch.FloatTensor` of shape `(batch_size, in_channels, height, width)`):
                 Images in `config.pixel_range`, sides divisible by the top grid's factor.
-            return_dict (`bool`, *optional*, defaults to `True`):
+            return_dict (`bool`, *optional*, defaults to `config.return_dict`, `True`):
                 Return a [`VQVAE2ModelOutput`] instead of its tuple.
+            output_hidden_states (`bool`, *optional*, defaults to `config.output_hidden_states`):
+                Also return the stage outputs of the bottom encoder, the top encoder, the top decoder and the
+                decoder, in that order, as `hidden_states`.
         """
-        top, bottom = self._quantize(pixel_values)
-        reconstruction = self._decode_codes(top.quantized, bottom.quantized)
+        stages = self._collect_stages(output_hidden_states)
+        top, bottom = self._quantize(pixel_values, stages=stages)
+        reconstruction = self._decode_codes(top.quantized, bottom.quantized, stages=stages)
         reconstruction_loss = self.pixel_loss(reconstruction, pixel_values)
         output = VQVAE2ModelOutput(
             reconstruction=reconstruction,
@@ -174,8 +184,9 @@ class VQVAE2Model(VQPreTrainedModel):
             bottom_perplexity=bottom.perplexity,
             top_codebook_usage=top.codebook_usage,
             bottom_codebook_usage=bottom.codebook_usage,
+            hidden_states=None if stages is None else tuple(stages),
         )
-        return output if return_dict else output.to_tuple()
+        return output if (self.config.return_dict if return_dict is None else return_dict) else output.to_tuple()
 
     def to_diffusers(self, save_directory=None):
         """Not possible: diffusers' `VQModel` has one token grid. Raises a `ValueError` saying what to use."""
