@@ -31,6 +31,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "assets": ("hf_vq.commands", "assets_main", "prepare the offline assets (LPIPS, FID Inception, built-in photos)"),
     "tokenize": ("hf_vq.generation_commands", "tokenize_main", "images -> parquet token shards + labels, for a prior"),
     "train-prior": ("hf_vq.generation_commands", "train_prior_main", "train a transformer prior over a token set"),
+    "evaluate-prior": (
+        "hf_vq.generation_commands",
+        "evaluate_prior_main",
+        "held-out NLL, FID and class accuracy of a prior, beside its baselines",
+    ),
     "generate": ("hf_vq.generation_commands", "generate_main", "generate images with a prior pipeline (a grid PNG)"),
 }
 

@@ -332,4 +332,88 @@ def generate_main(argv: list[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["generate_main", "load_pipeline", "load_tokenizer", "tokenize_dataset", "tokenize_main", "train_prior_main"]
+# ------------------------------------------------------------------------------------------------ evaluate-prior
+
+
+def real_images(info: dict, split: str, count: int | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The first `count` readable images of a tokenized split, in the order `tokenize` encoded them (the same
+    stream, the same decoding), as `uint8` `(N, 3, H, W)`, with their labels."""
+    from .data import decode_image, load_raw_dataset, prepare_image
+
+    settings = info["splits"][split]  # what `tokenize` read: dataset, config, image and label columns
+    dataset, column = load_raw_dataset(
+        settings["dataset"], settings["dataset_config"], split, settings["image_column"]
+    )
+    images, labels, label_column = [], [], settings.get("label_column")
+    for record in dataset:
+        if count is not None and len(images) >= count:
+            break
+        try:
+            image = decode_image(record[column])
+        except (OSError, ValueError):  # tokenize skipped it too
+            continue
+        images.append(prepare_image(image, info["image_size"][0]))
+        labels.append(int(record[label_column]) if label_column else 0)
+    return torch.stack(images), (torch.tensor(labels) if label_column else None)
+
+
+def evaluate_prior_main(argv: list[str] | None = None) -> int:
+    """`hf-vq evaluate-prior`: `hf_vq.evaluation.evaluate_prior` on a pipeline and the token set it was trained on."""
+    import json
+
+    from .data.tokens import load_tokens, load_tokens_info, token_arrays
+    from .evaluation import evaluate_prior, train_class_probe
+
+    parser = argparse.ArgumentParser(
+        prog="hf-vq evaluate-prior",
+        description="Held-out NLL, FID / KID and class accuracy of a prior's samples, beside the unigram and "
+        "class-position baselines and the tokenizer's reconstructions.",
+    )
+    parser.add_argument("pipeline", help="pipeline folder or Hub id (hf-vq train-prior's output)")
+    parser.add_argument("--tokens", required=True, help="the token set (hf-vq tokenize) with a train and a held-out split")
+    parser.add_argument("--split", default="test", help="held-out split of the token set")
+    parser.add_argument("--train-split", default="train", help="split the baselines and the class probe learn from")
+    parser.add_argument("--num-images", type=int, default=1000, help="generated and real images compared (FID's N)")
+    parser.add_argument("--guidance-scales", type=float, nargs="+", default=[1.0, 3.0])
+    parser.add_argument("--probe-images", type=int, default=10000, help="real training images the probe learns from")
+    parser.add_argument("--probe-epochs", type=float, default=2.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output", default=None, help="JSON results (default: PIPELINE/eval_prior_results.json)")
+    args = parser.parse_args(argv)
+
+    pipe = load_pipeline(args.pipeline)
+    prior, tokenizer = pipe.transformer.eval(), pipe.vqvae.eval()
+    info = load_tokens_info(args.tokens)
+    for split in (args.train_split, args.split):
+        if split not in info.get("splits", {}):
+            raise ValueError(
+                f"--tokens {args.tokens} has no {split!r} split (it has {sorted(info.get('splits', {}))}); tokenize "
+                f"it with `hf-vq tokenize ... --split {split} --output {args.tokens}`."
+            )
+    train_ids, train_labels = token_arrays(load_tokens(args.tokens, args.train_split), unflipped_only=True)
+    test_ids, test_labels = token_arrays(load_tokens(args.tokens, args.split), unflipped_only=True)
+    held_out_images, _ = real_images(info, args.split, len(test_ids))
+    probe = None
+    if train_labels is not None:
+        images, labels = real_images(info, args.train_split, args.probe_images)
+        probe = train_class_probe(images, labels, epochs=args.probe_epochs, seed=args.seed)
+    results = evaluate_prior(
+        prior, tokenizer, train_tokens=train_ids, train_labels=train_labels, held_out_tokens=test_ids,
+        held_out_labels=test_labels, held_out_images=held_out_images, class_probe=probe,
+        guidance_scales=args.guidance_scales, num_images=args.num_images, seed=args.seed,
+    )  # fmt: skip
+    output = Path(args.output) if args.output else Path(args.pipeline) / "eval_prior_results.json"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"{'images':<26} {'NLL nats/token':>15} {'FID':>9} {'class accuracy':>15}")
+    for name, row in results["rows"].items():
+        nll = (row.get("nll") or {}).get("nats_per_token")
+        cells = [f"{nll:.4f}" if nll is not None else "-", f"{row['fid']:.2f}" if row.get("fid") is not None else "-"]
+        accuracy = row.get("class_accuracy")
+        cells.append(f"{accuracy:.3f}" if accuracy is not None else "-")
+        print(f"{name:<26} {cells[0]:>15} {cells[1]:>9} {cells[2]:>15}")
+    print(f"N = {results['num_images']} images; results in {output}")
+    return 0
+
+
+__all__ = ["evaluate_prior_main", "generate_main", "load_pipeline", "load_tokenizer", "tokenize_dataset", "tokenize_main", "train_prior_main"]

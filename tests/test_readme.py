@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
+
+import pytest
 
 from hf_vq import VQGANConfig, VQGANModel
 
@@ -61,3 +64,38 @@ def test_vqvae2_example_runs(tmp_path, monkeypatch):
     exec(compile(code, "README.md", "exec"), namespace)
     assert tuple(namespace["top"].shape) == (1, 8, 8) and tuple(namespace["bottom"].shape) == (1, 16, 16)
     assert tuple(namespace["images"].shape) == (1, 3, 64, 64)
+
+
+@pytest.mark.slow
+def test_generation_commands_run_in_order(tmp_path, monkeypatch):
+    """The four commands of "Generate images", as written, with tiny budgets appended (flags given twice: the last
+    one wins), run in a fresh folder."""
+    from hf_vq.cli import main as cli
+    from hf_vq.data.fashion_mnist import is_available
+
+    if not is_available():
+        pytest.skip("needs the Debian package dataset-fashion-mnist")
+    text = (REPO_ROOT / "README.md").read_text()
+    section = text.split("## Generate images: a prior over the tokens\n", 1)[1].split("\n## ", 1)[0]
+    commands = [line.split()[1:] for line in re.search(r"```bash\n(.*?)```", section, re.S).group(1).splitlines()]
+    assert [c[0] for c in commands] == ["train", "tokenize", "train-prior", "generate"]
+    tiny = {
+        "train": ["--max-train-steps", "2", "--train-batch-size", "4", "--num-eval-images", "4", "--report-to", "none"],
+        "tokenize": ["--num-images", "32", "--batch-size", "16"],
+        "train-prior": ["--max-train-steps", "2", "--hidden-size", "32", "--num-hidden-layers", "1",
+                        "--num-attention-heads", "2", "--train-batch-size", "8", "--report-to", "none"],
+        "generate": ["--num-images", "2"],
+    }  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    for command in commands:
+        assert cli([*command, *tiny[command[0]]]) == 0, command
+    assert (tmp_path / "outputs/fm-prior/model_index.json").is_file()
+    assert (tmp_path / "samples.png").is_file()
+    # evaluate-prior on a held-out split tokenized into the same folder
+    assert cli(["tokenize", "outputs/fm-tokenizer", "--dataset", "fashion_mnist", "--split", "test", "--output",
+                "outputs/fm-tokens", "--num-images", "16"]) == 0  # fmt: skip
+    assert cli(["evaluate-prior", "outputs/fm-prior", "--tokens", "outputs/fm-tokens", "--num-images", "8",
+                "--probe-images", "64", "--probe-epochs", "0.5", "--guidance-scales", "1", "2"]) == 0  # fmt: skip
+    results = json.loads((tmp_path / "outputs/fm-prior/eval_prior_results.json").read_text())
+    assert {"prior_guidance_1", "prior_guidance_2", "unigram", "class_position_marginal"} <= set(results["rows"])
+    assert results["rows"]["unigram"]["nll"]["nats_per_token"] > 0 and results["rows"]["prior_guidance_1"]["fid"] is not None
