@@ -65,10 +65,8 @@ def print_summary(args, output_dir: Path, state, seconds: float, has_grid: bool,
         f"Model (with model card README.md): {output_dir}",
     ]
     if has_grid:
-        lines.append(
-            f"Inputs vs reconstructions:      {output_dir / SAMPLES_NAME} "
-            f"(and per-step grids in {output_dir / 'samples'})"
-        )
+        per_step = f" (and per-step grids in {output_dir / 'samples'})" if (output_dir / "samples").is_dir() else ""
+        lines.append(f"Inputs vs reconstructions:      {output_dir / SAMPLES_NAME}{per_step}")
     if args.report_to in ("tensorboard", "all"):
         lines.append(f"Loss curves:                    tensorboard --logdir {output_dir / 'logs'}")
     lines.append(f"Load it in Python:              {model_class}.from_pretrained({str(output_dir)!r})")
