@@ -38,8 +38,9 @@ def photos(tmp_path_factory):
 
 
 def test_reconstruct_writes_side_by_side_pngs(saved_model, photos, tmp_path, capsys):
-    model, folder = saved_model
-    assert main(["reconstruct", str(folder), *map(str, photos), "--output-dir", str(tmp_path), "--device", "cpu"]) == 0
+    _, folder = saved_model
+    argv = [str(folder), *map(str, photos), "--output_dir", str(tmp_path), "--device", "cpu", "--full-resolution"]
+    assert main(["reconstruct", *argv]) == 0  # --output_dir: train's spelling works here too
     lines = capsys.readouterr().out.strip().splitlines()
     assert [line.split("\t")[0] for line in lines] == [
         str(tmp_path / "cat_reconstruction.png"),
@@ -50,9 +51,22 @@ def test_reconstruct_writes_side_by_side_pngs(saved_model, photos, tmp_path, cap
     assert side_by_side.shape == (40, 60 + 4 + 60, 3)  # 61x41 cropped to a multiple of f=2, two panels, a 4 px gap
     original = load_image(photos[0], multiple_of=2)
     assert np.array_equal(side_by_side[:, :60], original.permute(1, 2, 0).numpy())
+    model = VQGANModel.from_pretrained(folder).eval()
+    model.enable_tiling()  # 60x40 is over the model's 32-px sample_size: --full-resolution goes tile by tile
     with torch.no_grad():
         expected = to_uint8(model(from_uint8(original[None])).reconstruction)[0]
     assert np.array_equal(side_by_side[:, 64:], expected.permute(1, 2, 0).numpy())
+
+
+def test_reconstruct_defaults_to_the_model_size_and_estimates_memory(saved_model, photos, tmp_path):
+    from hf_vq.commands import estimate_forward_bytes
+
+    model, folder = saved_model
+    assert main(["reconstruct", str(folder), str(photos[0]), "--output-dir", str(tmp_path)]) == 0
+    assert Image.open(tmp_path / "cat_reconstruction.png").size == (32 + 4 + 32, 32)  # sample_size, like encode
+    # The photo of #18 (6028x3391): terabytes at once (attention over the latent grid), about 0.6 GiB in tiles.
+    assert estimate_forward_bytes(model, 3391, 6028, tiled=False) > 2**40
+    assert estimate_forward_bytes(model, 3391, 6028, tiled=True) < 2**30
 
 
 def test_reconstruct_with_image_size(saved_model, photos, tmp_path):
@@ -134,3 +148,21 @@ def test_image_folder_is_an_evaluation_dataset(tmp_path, photos):
     (folder / "broken.png").write_bytes(b"not a png")
     images = list(iter_eval_images(str(folder), image_size=24, split="train", num_images=3))
     assert len(images) == 3 and all(im.shape == (3, 24, 24) and im.dtype == torch.uint8 for im in images)
+
+
+def test_reconstruct_refuses_a_size_that_cannot_fit(saved_model, tmp_path, capsys):
+    _, folder = saved_model
+    Image.new("RGB", (2048, 2048), (90, 140, 200)).save(tmp_path / "big.png")
+    argv = [
+        "reconstruct",
+        str(folder),
+        str(tmp_path / "big.png"),
+        "--image-size",
+        "2048",
+        "--output-dir",
+        str(tmp_path),
+    ]
+    assert main(argv) != 0  # attention over a 1024x1024 latent grid: terabytes
+    err = capsys.readouterr().err
+    assert "needs about" in err and "give --full-resolution (tiled) or a smaller --image-size" in err
+    assert not (tmp_path / "big_reconstruction.png").exists()

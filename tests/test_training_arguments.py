@@ -45,7 +45,7 @@ def test_json_config_files_work_too(tmp_path):
     [
         ("lerning_rate: 0.1\n", [], "unknown key `lerning_rate`. Did you mean `learning_rate`?"),
         ("train_batch_size: [1, 2]\n", [], "--train-batch-size must be of type int"),
-        ("learning_rate: fast\n", [], "--learning_rate/--learning-rate: invalid float value: 'fast'"),
+        ("learning_rate: fast\n", [], "--learning-rate: invalid float value: 'fast'"),
         ("mixed_precision: fp8\n", [], "--mixed-precision must be one of ['no', 'fp16', 'bf16']"),
         ("", ["--train-batch-size", "0"], "--train-batch-size must be an integer >= 1; got 0"),
         ("", ["--learning-rat", "1"], "unknown argument '--learning-rat'; did you mean --learning-rate?"),

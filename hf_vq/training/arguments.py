@@ -183,8 +183,10 @@ class TokenizerModelArguments(_Arguments):
     )
     model_config: str | None = _arg(
         None,
-        "Model config: a config.json path, an inline JSON object, or (in a --config file) a mapping of fields. "
-        "Unset: the small built-in config of the main job, sized for a CPU.",
+        "Fields to change in the main job's small --model-type config (sized for a CPU; sample_size from "
+        "--resolution): an inline JSON object, a JSON file, or (in a --config file) a mapping. Every field not given "
+        "keeps the main job's default, e.g. '{\"num_vq_embeddings\": 4096}'. A config.json written by "
+        "save_pretrained (it names its model_type) is taken whole.",
     )
     init_from: str | None = _arg(
         None,
@@ -379,7 +381,18 @@ def build_parser(
     )
     text = "YAML or JSON file of arguments; command-line flags override it."
     parser.add_argument("--config", metavar="FILE", default=None, help=text)
+    _hide_underscore_spellings(parser)
     return parser
+
+
+def _hide_underscore_spellings(parser: HfArgumentParser) -> None:
+    """HfArgumentParser adds each flag twice (`--model_type`, `--model-type`): `--help` and error messages show the
+    dashed spelling only, while the command line keeps accepting both (argparse looks flags up in
+    `_option_string_actions`, which keeps every spelling)."""
+    for action in parser._actions:
+        dashed = [s for s in action.option_strings if "_" not in s]
+        if dashed and len(dashed) < len(action.option_strings):
+            action.option_strings = dashed
 
 
 def parse_args(

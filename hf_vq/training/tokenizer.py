@@ -16,6 +16,7 @@ The same command runs on one CPU, one GPU or many (`accelerate launch --multi_gp
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from pathlib import Path
@@ -83,13 +84,18 @@ def load_init_model(source: str) -> nn.Module:
 
 
 def new_model_config(entry: TokenizerType, args: TrainArguments):
-    """The config of a model trained from scratch: `--model-config` (or the type's small default), checked field by
-    field, with the recommended quantizer options (k-means init, dead-code restarts) where they apply."""
+    """The config of a model trained from scratch: the type's small default (`sample_size` from `--resolution`) with
+    the fields `--model-config` gives on top, checked field by field, with the recommended quantizer options (k-means
+    init, dead-code restarts) where they apply. A config.json written by `save_pretrained` (it names its
+    `model_type`) describes a whole model: it is taken as it is, over the config class's own defaults."""
     import dataclasses
     import difflib
 
     overrides = parse_json_or_file(args.model_config, "--model-config") if args.model_config else {}
-    fields = dict(overrides or {**entry.defaults, "sample_size": args.resolution})
+    if "model_type" in overrides:  # a saved config.json: its left-out fields are at the config class's defaults
+        fields = {"sample_size": args.resolution, **overrides}
+    else:
+        fields = {**entry.defaults, "sample_size": args.resolution, **overrides}
     known = {f.name for f in dataclasses.fields(entry.config_class)} | SAVED_CONFIG_KEYS
     for key in fields:
         if key not in known:
@@ -106,9 +112,22 @@ def new_model_config(entry: TokenizerType, args: TrainArguments):
     if fields.get("quantizer_type", default_type) in ("vq", "residual_vq"):
         fields = {**RECOMMENDED_QUANTIZER_FIELDS, **fields}
     try:
-        return entry.config_class(**fields)
+        config = entry.config_class(**fields)
     except (TypeError, ValueError) as error:
         raise ValueError(f"--model-config: {' '.join(str(error).split())}") from None
+    source = f"the main job's {args.model_type}" + (" with --model-config on top" if args.model_config else "")
+    logger.info(
+        "Model config (%s; the fields that differ from %s's defaults): %s",
+        source, entry.config_class.__name__, json.dumps(config_differences(config)),
+    )  # fmt: skip
+    return config
+
+
+def config_differences(config) -> dict:
+    """The fields of `config` that differ from its class's defaults: what makes this model this model."""
+    ours, defaults = config.to_dict(), type(config)().to_dict()
+    skip = SAVED_CONFIG_KEYS
+    return {k: v for k, v in ours.items() if k not in skip and defaults.get(k, object()) != v}
 
 
 def build_models(args: TrainArguments) -> tuple[nn.Module, nn.Module | None]:
@@ -375,8 +394,52 @@ class TokenizerTask(Task):
         print_summary(self.args, run.output_dir, run.state, seconds, has_grid, type(run.sample_model()).__name__)
 
 
+def repeat_main_job(args: TrainArguments) -> str | None:
+    """`hf-vq train` run again into the default `--output-dir` (no --resume-from-checkpoint, no
+    --overwrite-output-dir) continues the earlier run when it is unfinished and its model config is this run's;
+    otherwise (finished, or another model) this run writes to the next free folder, `outputs/hf-vq-train-2`, ...
+    Nothing is ever deleted. Changes `args` in place; returns what happened, for the user, or None."""
+    import dataclasses
+    import types
+
+    from .checkpointing import check_same_configs, list_checkpoints
+
+    default = next(f.default for f in dataclasses.fields(args) if f.name == "output_dir")
+    if args.output_dir != default or args.resume_from_checkpoint is not None or args.overwrite_output_dir:
+        return None
+    folder = Path(default)
+    checkpoints = list_checkpoints(folder)
+    finished = any((folder / name).is_file() for name in ("config.json", "model_index.json"))
+    if not checkpoints and not finished:
+        return None
+    if not finished and args.init_from is None:
+        config = new_model_config(TOKENIZER_TYPES[args.model_type], args)
+        try:
+            check_same_configs(checkpoints[-1], {"model": types.SimpleNamespace(config=config)})
+            args.resume_from_checkpoint = "latest"
+            return (
+                f"{folder} holds an unfinished run of the same model: continuing it from {checkpoints[-1].name}. "
+                "(Start afresh instead: --overwrite-output-dir.)"
+            )
+        except ValueError:
+            pass
+    number = 2
+    while Path(f"{default}-{number}").exists():
+        number += 1
+    args.output_dir = f"{default}-{number}"
+    why = "a finished run" if finished else "an unfinished run of another model"
+    how = "--resume-from-checkpoint latest --max-train-steps N" if finished else "--resume-from-checkpoint latest"
+    return (
+        f"{folder} holds {why}: this run writes to {args.output_dir} and leaves it as it is. (Replace it: "
+        f"--overwrite-output-dir; train it further: {how}.)"
+    )
+
+
 def train(args: TrainArguments) -> int:
     """Runs `hf-vq train` with parsed arguments. Returns 0, or 1 if the run was stopped by non-finite losses."""
+    message = repeat_main_job(args)
+    if message is not None:
+        print(f"hf-vq train: {message}", file=sys.stderr)
     return run_training(args, TokenizerTask(args))
 
 

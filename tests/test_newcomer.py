@@ -1,0 +1,100 @@
+"""Habits a newcomer brings (#18): `--model-config` changes fields of the default model, one spelling per flag in
+`--help`, and the main job's command run twice."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from hf_vq.training.arguments import build_parser, parse_args
+from hf_vq.training.checkpointing import COMPLETE_MARKER
+from hf_vq.training.tokenizer import new_model_config, repeat_main_job
+from hf_vq.training.tokenizer_types import DEFAULT_VQGAN_CONFIG, DEFAULT_VQVAE_CONFIG, TOKENIZER_TYPES
+
+
+def test_model_config_overrides_one_field_of_the_default_model(caplog):
+    args = parse_args(["--model-config", '{"num_vq_embeddings": 4096}', "--resolution", "32"])
+    with caplog.at_level(logging.INFO, logger="hf_vq.training.tokenizer"):
+        config = new_model_config(TOKENIZER_TYPES["vqgan"], args)
+    assert config.num_vq_embeddings == 4096
+    assert config.block_out_channels == DEFAULT_VQGAN_CONFIG["block_out_channels"]  # not the 76M class default
+    assert config.codebook_dim == DEFAULT_VQGAN_CONFIG["codebook_dim"] and config.sample_size == 32
+    logged = json.loads(caplog.records[-1].getMessage().split(": ", 1)[1])
+    assert logged["num_vq_embeddings"] == 4096 and logged["block_out_channels"] == [32, 64, 64]
+
+
+def test_model_config_file_is_an_override_and_a_saved_config_is_taken_whole(tmp_path):
+    (tmp_path / "fields.json").write_text('{"latent_channels": 8}')
+    config = new_model_config(TOKENIZER_TYPES["vqvae"], parse_args(["--model-type", "vqvae", "--model-config",
+                                                                       str(tmp_path / "fields.json")]))  # fmt: skip
+    assert config.latent_channels == 8 and config.hidden_channels == DEFAULT_VQVAE_CONFIG["hidden_channels"]
+    saved = TOKENIZER_TYPES["vqvae"].config_class(hidden_channels=48)
+    saved.save_pretrained(tmp_path / "saved")  # writes only the fields that differ from the class defaults
+    args = parse_args(["--model-type", "vqvae", "--model-config", str(tmp_path / "saved")])
+    config = new_model_config(TOKENIZER_TYPES["vqvae"], args)
+    assert config.hidden_channels == 48
+    assert config.latent_channels == TOKENIZER_TYPES["vqvae"].config_class().latent_channels
+
+
+def test_help_shows_one_spelling_per_flag_and_both_still_parse():
+    text = build_parser().format_help()
+    assert "--model-type" in text and "--model_type" not in text and "--no_use_ema" not in text
+    args = parse_args(["--model_type", "vqvae", "--no_use_ema", "--learning_rate", "1e-3"])
+    assert args.model_type == "vqvae" and args.use_ema is False and args.learning_rate == 1e-3
+
+
+def fake_checkpoint(folder, step: int, config) -> None:
+    checkpoint = folder / f"checkpoint-{step}"
+    (checkpoint / "model").mkdir(parents=True)
+    config.to_json_file(str(checkpoint / "model" / "config.json"))
+    (checkpoint / COMPLETE_MARKER).write_text("{}")
+
+
+def test_the_main_job_run_twice_continues_or_moves_on(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert repeat_main_job(parse_args([])) is None  # a first run: nothing to decide
+    folder = tmp_path / "outputs" / "hf-vq-train"
+    fake_checkpoint(folder, 200, new_model_config(TOKENIZER_TYPES["vqgan"], parse_args([])))
+    args = parse_args([])
+    assert "continuing it from checkpoint-200" in repeat_main_job(args)
+    assert args.resume_from_checkpoint == "latest" and args.output_dir == "outputs/hf-vq-train"
+
+    args = parse_args(["--model-config", '{"num_vq_embeddings": 64}'])  # another model: not resumed into
+    assert "an unfinished run of another model" in repeat_main_job(args)
+    assert args.output_dir == "outputs/hf-vq-train-2" and args.resume_from_checkpoint is None
+
+    (folder / "config.json").write_text("{}")  # the earlier run finished
+    (tmp_path / "outputs" / "hf-vq-train-2").mkdir()
+    args = parse_args([])
+    message = repeat_main_job(args)
+    assert (
+        args.output_dir == "outputs/hf-vq-train-3" and "--resume-from-checkpoint latest --max-train-steps N" in message
+    )
+    for flags in (["--overwrite-output-dir"], ["--output-dir", "elsewhere"], ["--resume-from-checkpoint", "latest"]):
+        args = parse_args(flags)
+        assert repeat_main_job(args) is None and args.output_dir == parse_args(flags).output_dir
+
+
+@pytest.mark.slow
+def test_a_tiny_main_job_is_quiet_and_can_be_run_twice(tmp_path):
+    """`hf-vq train` as a newcomer runs it, twice: one progress bar, no wall of library warnings, the summary."""
+    import os
+    import subprocess
+    import sys
+
+    flags = ["--max-train-steps", "2", "--train-batch-size", "2", "--resolution", "32", "--num-eval-images", "2"]
+    flags += ["--dataloader-num-workers", "0", "--report-to", "none", "--perceptual-weight", "0"]
+    command = [sys.executable, "-m", "hf_vq.cli", "train", *flags]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    options = {"cwd": tmp_path, "env": env, "capture_output": True, "text": True, "timeout": 300}
+    runs = [subprocess.run(command, check=False, **options) for _ in range(2)]
+    for run in runs:
+        assert run.returncode == 0, run.stderr[-2000:]
+        assert not [line for line in run.stderr.splitlines() if "warn" in line.lower()]
+        bars = [line for line in run.stderr.replace("\r", "\n").splitlines() if line.startswith("train: 100%")]
+        assert bars and "<00:00" in bars[-1] and "codebook_usage=" in bars[-1]  # one bar: ETA and the metrics
+    assert "Model (with model card README.md): outputs/hf-vq-train\n" in runs[0].stdout
+    assert "holds a finished run: this run writes to outputs/hf-vq-train-2" in runs[1].stderr
+    assert "Model (with model card README.md): outputs/hf-vq-train-2\n" in runs[1].stdout
