@@ -47,6 +47,10 @@ def test_training_yaml_example_parses(tmp_path):
     from hf_vq.training.arguments import parse_json_or_file
 
     VQGANConfig(**parse_json_or_file(args.model_config, "model_config"))  # the example's model fields are valid
+    from hf_vq.training.tokenizer import TOKENIZER_TYPES, new_model_config
+
+    config = new_model_config(TOKENIZER_TYPES["vqgan"], args)  # as `hf-vq train` builds it: on top of the defaults
+    assert list(config.block_out_channels) == [128, 128, 256, 256, 512] and config.downsampling_factor == 16
 
 
 def test_vqvae2_example_runs(tmp_path, monkeypatch):

@@ -95,7 +95,12 @@ def new_model_config(entry: TokenizerType, args: TrainArguments):
     if "model_type" in overrides:  # a saved config.json: its left-out fields are at the config class's defaults
         fields = {"sample_size": args.resolution, **overrides}
     else:
-        fields = {**entry.defaults, "sample_size": args.resolution, **overrides}
+        defaults = dict(entry.defaults)
+        if "block_out_channels" in overrides:  # per-level lists follow the levels: the config derives them anew
+            for key in ("down_block_types", "up_block_types"):
+                if key not in overrides:
+                    defaults.pop(key, None)
+        fields = {**defaults, "sample_size": args.resolution, **overrides}
     known = {f.name for f in dataclasses.fields(entry.config_class)} | SAVED_CONFIG_KEYS
     for key in fields:
         if key not in known:
