@@ -22,7 +22,7 @@ from hf_vq.cli import main
 from hf_vq.training import parse_args, train
 from hf_vq.training.checkpointing import list_checkpoints, resolve_resume_checkpoint
 
-from helpers import TINY_VQGAN
+from helpers import TINY_VQGAN, write_image_parquet_shards
 
 TINY_VQVAE = {"hidden_channels": 8, "residual_hidden_channels": 4, "latent_channels": 4, "num_vq_embeddings": 16}
 
@@ -227,15 +227,9 @@ def test_a_window_of_unreadable_batches_stops_naming_the_data_source(tmp_path, c
 
 
 def test_a_shard_that_fails_mid_run_stops_it_and_says_why(tmp_path, capsys):
-    import datasets
     import pyarrow.parquet as pq
 
-    pictures = [Image.fromarray(np.full((24, 24, 3), 20 * i, dtype=np.uint8)) for i in range(8)]
-    table = datasets.Dataset.from_dict({"image": pictures}).cast_column("image", datasets.Image())
-    (tmp_path / "data").mkdir()
-    for i in range(2):
-        table.shard(2, i, contiguous=True).to_parquet(str(tmp_path / "data" / f"train-{i}.parquet"))
-    shard = tmp_path / "data" / "train-1.parquet"
+    shard = write_image_parquet_shards(tmp_path, num_images=8, step=20)[1]
     offset = pq.read_metadata(shard).row_group(0).column(0).data_page_offset
     data = bytearray(shard.read_bytes())
     data[offset : offset + 8] = b"\xff" * 8  # a damaged page: the footer reads, the page does not

@@ -18,7 +18,7 @@ from PIL import Image
 from hf_vq import VQGANConfig, VQGANModel
 from hf_vq.cli import main
 
-from helpers import TINY_DISCRIMINATOR, TINY_VQGAN
+from helpers import TINY_DISCRIMINATOR, TINY_VQGAN, write_image_parquet_shards
 
 
 def snapshot(folder: Path) -> dict:
@@ -206,14 +206,7 @@ def test_missing_dataset_is_decided_local_or_hub_in_seconds(tmp_path, capsys, mo
 
 
 def test_a_corrupt_parquet_shard_is_named_before_training(tmp_path, capsys):
-    import datasets
-
-    images = [Image.fromarray(np.full((24, 24, 3), 10 * i, dtype=np.uint8)) for i in range(4)]
-    shards = datasets.Dataset.from_dict({"image": images}).cast_column("image", datasets.Image())
-    (tmp_path / "data").mkdir()
-    for i in range(2):
-        shards.shard(2, i, contiguous=True).to_parquet(str(tmp_path / "data" / f"train-{i}.parquet"))
-    shard = tmp_path / "data" / "train-1.parquet"
+    shard = write_image_parquet_shards(tmp_path, num_images=4, step=10)[1]
     shard.write_bytes(shard.read_bytes()[:300])  # cut short, as by an interrupted download
     fails(capsys, train_argv(tmp_path / "out", "--dataset-name", str(tmp_path / "data")),
           f"the parquet shard {shard} is truncated or corrupt")  # fmt: skip

@@ -61,3 +61,17 @@ def write_mixed_folder(folder, size=40):
     (folder / "truncated.jpg").write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 3])
     (folder / "notes.png").write_bytes(b"this is text, not an image")
     return 5, 2
+
+
+def write_image_parquet_shards(folder, num_images: int, step: int, num_shards: int = 2) -> list:
+    """`num_images` flat 24x24 RGB images (grey level `step * i`) as `num_shards` parquet shards in `folder/data/`
+    (`train-{i}.parquet`, an image column of `datasets.Image` type). Returns the shard paths."""
+    import datasets
+
+    pictures = [Image.fromarray(np.full((24, 24, 3), step * i, dtype=np.uint8)) for i in range(num_images)]
+    table = datasets.Dataset.from_dict({"image": pictures}).cast_column("image", datasets.Image())
+    (folder / "data").mkdir(parents=True, exist_ok=True)
+    paths = [folder / "data" / f"train-{i}.parquet" for i in range(num_shards)]
+    for i, path in enumerate(paths):
+        table.shard(num_shards, i, contiguous=True).to_parquet(str(path))
+    return paths
