@@ -13,6 +13,8 @@ from hf_vq.training.checkpointing import COMPLETE_MARKER
 from hf_vq.training.tokenizer import new_model_config, repeat_main_job
 from hf_vq.training.tokenizer_types import DEFAULT_VQGAN_CONFIG, DEFAULT_VQVAE_CONFIG, TOKENIZER_TYPES
 
+from helpers import TINY_DISCRIMINATOR, TINY_VQGAN
+
 
 def test_model_config_overrides_one_field_of_the_default_model(caplog):
     args = parse_args(["--model-config", '{"num_vq_embeddings": 4096}', "--resolution", "32"])
@@ -86,6 +88,8 @@ def test_a_tiny_main_job_is_quiet_and_can_be_run_twice(tmp_path):
 
     flags = ["--max-train-steps", "2", "--train-batch-size", "2", "--resolution", "32", "--num-eval-images", "2"]
     flags += ["--dataloader-num-workers", "0", "--report-to", "none", "--perceptual-weight", "0"]
+    # The tiny test model: what is checked is the command's behaviour, not the default model's size.
+    flags += ["--model-config", json.dumps(TINY_VQGAN), "--discriminator-config", json.dumps(TINY_DISCRIMINATOR)]
     command = [sys.executable, "-m", "hf_vq.cli", "train", *flags]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     options = {"cwd": tmp_path, "env": env, "capture_output": True, "text": True, "timeout": 300}

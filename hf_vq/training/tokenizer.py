@@ -116,6 +116,10 @@ def new_model_config(entry: TokenizerType, args: TrainArguments):
     default_type = next(f.default for f in dataclasses.fields(entry.config_class) if f.name == "quantizer_type")
     if fields.get("quantizer_type", default_type) in ("vq", "residual_vq"):
         fields = {**RECOMMENDED_QUANTIZER_FIELDS, **fields}
+    else:  # the main job's learned-codebook options (low-dim l2 codes) do not apply either, unless asked for
+        for key in ("codebook_dim", "codebook_l2_norm", "codebook_update", "gradient_estimator"):
+            if key not in overrides:
+                fields.pop(key, None)
     try:
         config = entry.config_class(**fields)
     except (TypeError, ValueError) as error:
