@@ -183,9 +183,11 @@ def evaluate_main(argv: list[str] | None = None) -> int:
 LIVE_ACTIVATIONS = 4
 
 
-def _widest_channels(config) -> int:
-    widths = getattr(config, "block_out_channels", None) or [getattr(config, "hidden_channels", 128)]
-    return max(widths)
+def _widest_channels(model) -> int:
+    """The most channels any convolution of `model` writes: read from the model itself, whatever its config calls
+    its widths (`block_out_channels`, `hidden_channels`, ...)."""
+    convs = [m.out_channels for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+    return max(convs, default=1)
 
 
 def estimate_forward_bytes(model, height: int, width: int, tiled: bool) -> int:
@@ -194,7 +196,7 @@ def estimate_forward_bytes(model, height: int, width: int, tiled: bool) -> int:
     are those of one `sample_size` tile, and only the image, its latents and the reconstruction are full-size."""
     side, factor = model.config.sample_size, model.downsampling_factor
     active = side * side if tiled else height * width
-    activations = active * LIVE_ACTIVATIONS * _widest_channels(model.config) * 4
+    activations = active * LIVE_ACTIVATIONS * _widest_channels(model) * 4
     attention = (active // factor**2) ** 2 * 4
     images = height * width * 4 * (3 + 3 + 1)  # float input and reconstruction, uint8 copies
     return activations + attention + images
