@@ -246,7 +246,7 @@ def reconstruct_main(argv: list[str] | None = None) -> int:
         "--full-resolution",
         action="store_true",
         help="keep each image's size (cropped to a multiple of the downsampling factor), encoded and decoded tile "
-        "by tile (model.enable_tiling()) so memory stays that of one tile",
+        "by tile (model.tiled_encode / tiled_decode) so memory stays that of one tile; a bar on stderr counts tiles",
     )
     _accept_underscore_spellings(parser)
     args = parser.parse_args(argv)
@@ -255,8 +255,8 @@ def reconstruct_main(argv: list[str] | None = None) -> int:
     _check_output_path(output_dir, "--output-dir")
 
     model = _load_model(args.model, args.device, args.trust_remote_code)
-    if args.full_resolution:
-        model.enable_tiling()
+    if args.full_resolution and not hasattr(model, "tiled_encode"):  # VQ-VAE-2: two grids, no tiled path
+        parser.error(f"--full-resolution tiles the model, which {type(model).__name__} cannot do; give --image-size")
     image_size = None if args.full_resolution else args.image_size or model.config.sample_size
     output_dir.mkdir(parents=True, exist_ok=True)
     pixel_range = model.config.pixel_range
@@ -276,11 +276,28 @@ def reconstruct_main(argv: list[str] | None = None) -> int:
                 f"{model.device} has {free / 2**30:.1f} GiB free. Expected a size that fits; {fix}."
             )
         pixels = from_uint8(image[None], pixel_range).to(model.device)
-        reconstruction = to_uint8(model(pixels).reconstruction, pixel_range).cpu()
+        if args.full_resolution:
+            decoded = _reconstruct_tiled(model, pixels, Path(path).name)
+        else:
+            decoded = model(pixels).reconstruction
+        reconstruction = to_uint8(decoded, pixel_range).cpu()
         target = output_dir / f"{Path(path).stem}_reconstruction.png"
         side_by_side(image, reconstruction[0]).save(target)
         print(f"{target}\tPSNR {float(psnr(reconstruction, image[None])[0]):.2f} dB")
     return 0
+
+
+def _reconstruct_tiled(model, pixels: torch.Tensor, name: str) -> torch.Tensor:
+    """`model(pixels).reconstruction` computed tile by tile (`tiled_encode`, then `tiled_decode` of its codes, with
+    `enable_tiling()`'s defaults), with one progress bar on stderr over both passes' tiles: a photo of thousands of
+    pixels a side takes minutes on a CPU. `model(pixels)` itself never tiles."""
+    from tqdm.auto import tqdm
+
+    height, width = pixels.shape[-2:]
+    total = 2 * model.tile_count(height, width)  # the decode pass runs the encode pass's grid, in tokens
+    with tqdm(total=total, desc=f"{name} ({width}x{height})", unit="tile", dynamic_ncols=True) as bar:
+        codes = model.tiled_encode(pixels, progress=lambda done, of: bar.update()).quantized
+        return model.tiled_decode(codes, progress=lambda done, of: bar.update())
 
 
 # ------------------------------------------------------------------------------------------------ encode / decode

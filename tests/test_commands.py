@@ -41,7 +41,8 @@ def test_reconstruct_writes_side_by_side_pngs(saved_model, photos, tmp_path, cap
     _, folder = saved_model
     argv = [str(folder), *map(str, photos), "--output_dir", str(tmp_path), "--device", "cpu", "--full-resolution"]
     assert main(["reconstruct", *argv]) == 0  # --output_dir: train's spelling works here too
-    lines = capsys.readouterr().out.strip().splitlines()
+    captured = capsys.readouterr()
+    lines = captured.out.strip().splitlines()
     assert [line.split("\t")[0] for line in lines] == [
         str(tmp_path / "cat_reconstruction.png"),
         str(tmp_path / "coffee_reconstruction.png"),
@@ -52,10 +53,30 @@ def test_reconstruct_writes_side_by_side_pngs(saved_model, photos, tmp_path, cap
     original = load_image(photos[0], multiple_of=2)
     assert np.array_equal(side_by_side[:, :60], original.permute(1, 2, 0).numpy())
     model = VQGANModel.from_pretrained(folder).eval()
-    model.enable_tiling()  # 60x40 is over the model's 32-px sample_size: --full-resolution goes tile by tile
-    with torch.no_grad():
-        expected = to_uint8(model(from_uint8(original[None])).reconstruction)[0]
+    pixels = from_uint8(original[None])
+    with torch.no_grad():  # 60x40 is over the model's 32-px sample_size: --full-resolution goes tile by tile
+        expected = to_uint8(model.tiled_decode(model.tiled_encode(pixels).quantized))[0]
+        untiled = to_uint8(model(pixels).reconstruction)[0]
     assert np.array_equal(side_by_side[:, 64:], expected.permute(1, 2, 0).numpy())
+    assert not np.array_equal(side_by_side[:, 64:], untiled.permute(1, 2, 0).numpy())  # forward never tiles
+    # A tqdm bar on stderr over encode + decode tiles, 32-px tiles overlapping by 8 (stride 24): 60x40 -> starts
+    # (0, 24, 28) x (0, 8), 6 tiles a pass; 48x32 -> (0, 16) x (0,), 2 tiles a pass.
+    assert "cat.png (60x40)" in captured.err and "12/12" in captured.err
+    assert "tile/s" in captured.err or "s/tile" in captured.err  # tqdm's rate (and so its ETA) in tiles
+    assert "coffee.jpg (48x32)" in captured.err and "4/4" in captured.err
+    assert "12/12" not in captured.out  # stdout keeps one line per image
+
+
+def test_reconstruct_full_resolution_needs_a_tiled_model(photos, tmp_path, capsys):
+    from hf_vq import VQVAE2Config, VQVAE2Model
+
+    folder = tmp_path / "vqvae2"
+    config = VQVAE2Config(hidden_channels=8, residual_hidden_channels=4, num_residual_layers=1, latent_channels=4,
+                          num_vq_embeddings=16, vq_embed_dim=4, top_num_vq_embeddings=16, top_vq_embed_dim=4)
+    VQVAE2Model(config).save_pretrained(folder)
+    with pytest.raises(SystemExit):
+        main(["reconstruct", str(folder), str(photos[0]), "--output-dir", str(tmp_path), "--full-resolution"])
+    assert "VQVAE2Model cannot do; give --image-size" in capsys.readouterr().err
 
 
 def test_reconstruct_defaults_to_the_model_size_and_estimates_memory(saved_model, photos, tmp_path):

@@ -5,7 +5,8 @@
   `save_pretrained` and `push_to_hub` through the Hub hooks, and what a model card says about the architecture.
 - [`SingleGridMixin`]: a tokenizer built from `encoder`, `quant_conv`, `quantize`, `post_quant_conv` and `decoder`
   (diffusers' `VQModel` names) with one token grid: `encode` / `quantize` / `decode` with diffusers' semantics,
-  tiling, the token API (`encode_to_indices` / `decode_indices`) and `forward` with named losses and statistics.
+  tiling (from `tiling.TilingMixin`), the token API (`encode_to_indices` / `decode_indices`) and `forward` with
+  named losses and statistics.
 
 This folder ships as remote code and imports nothing else of hf-vq. Its one way out is a hook: the parts of hf-vq
 that serve the models register their functions with [`register_integrations`] when imported (`hf_vq.hub` the card
@@ -34,7 +35,7 @@ from .configuration_utils import BaseVQConfig
 from .loading_utils import corrupt_weights_error, read_card_info
 from .modeling_outputs import VQDecoderOutput, VQEncoderOutput, VQModelOutput
 from .quantizer_base import BaseQuantizer
-from .tiling import tile_geometry, tiled_map
+from .tiling import TilingMixin
 from .token_layout import Indices, TokenLayout, TokenLevel
 
 logger = logging.getLogger(__name__)
@@ -294,18 +295,16 @@ class VQPreTrainedModel(PreTrainedModel):
         return push(self, repo_id, **kwargs)
 
 
-class SingleGridMixin:
+class SingleGridMixin(TilingMixin):
     """The single-grid tokenizer: put it before [`VQPreTrainedModel`] in the bases. The subclass sets `encoder`,
-    `quant_conv`, `quantize`, `post_quant_conv` and `decoder` in `__init__`."""
+    `quant_conv`, `quantize`, `post_quant_conv` and `decoder` in `__init__`. Tiling (`enable_tiling`,
+    `tiled_encode`, ...) comes from [`tiling.TilingMixin`]."""
 
     encoder: nn.Module
     quant_conv: nn.Module
     quantize: BaseQuantizer
     post_quant_conv: nn.Module
     decoder: nn.Module
-
-    # (tile side in pixels or None for config.sample_size, overlap fraction) once `enable_tiling` is called.
-    _tiling: tuple[int | None, float] | None = None
 
     # ----------------------------------------------------------------------------------------- diffusers surface
 
@@ -360,70 +359,6 @@ class SingleGridMixin:
         hidden_states = self.post_quant_conv(codes)
         # MoVQ's spatial norms are conditioned on the codes themselves.
         return self.decoder(hidden_states, codes if self.decoder.conditions_on_codes else None, stages=stages)
-
-    # ----------------------------------------------------------------------------------------- tiling
-
-    def enable_tiling(self, tile_sample_size: int | None = None, overlap: float = 0.25) -> None:
-        """Encode / decode images larger than `tile_sample_size` (default `config.sample_size`) tile by tile, with
-        overlaps of `overlap` of a tile blended linearly, so memory stays that of one tile."""
-        self._tiling = (tile_sample_size, overlap)
-
-    def disable_tiling(self) -> None:
-        self._tiling = None
-
-    def tiled_encode(
-        self, pixel_values: torch.Tensor, tile_sample_size: int | None = None, overlap: float = 0.25
-    ) -> VQEncoderOutput:
-        """`encode` computed tile by tile: latents are blended, then quantized once (see `hf_vq.modeling.tiling`).
-
-        Args:
-            pixel_values (`torch.FloatTensor` of shape `(batch_size, in_channels, height, width)`):
-                Images in `config.pixel_range`; height and width divisible by the downsampling factor.
-            tile_sample_size (`int`, *optional*, defaults to `config.sample_size`):
-                Tile side in pixels, a multiple of the downsampling factor.
-            overlap (`float`, *optional*, defaults to 0.25):
-                Fraction of a tile shared with each neighbour.
-        """
-        self._check_pixel_values(pixel_values)
-        factor = self.downsampling_factor
-        tile, overlap_pixels = tile_geometry(factor, self.config.sample_size, tile_sample_size, overlap)
-        latents = tiled_map(
-            lambda piece: self.quant_conv(self.encoder(piece)),
-            pixel_values,
-            tile=tile,
-            overlap=overlap_pixels,
-            scale=1.0 / factor,
-            align=factor,
-        )
-        quantized = self.quantize(latents, return_dict=True)
-        return VQEncoderOutput(latents=latents, quantized=quantized.quantized, indices=quantized.indices)
-
-    def tiled_decode(self, codes: torch.Tensor, tile_sample_size: int | None = None, overlap: float = 0.25):
-        """Quantized latents `(B, D, h, w)` to images `(B, C, h * f, w * f)`, tile by tile: tiles of
-        `tile_sample_size / f` tokens overlapping by `overlap` of a tile, blended in pixel space."""
-        factor = self.downsampling_factor
-        tile, overlap_pixels = tile_geometry(factor, self.config.sample_size, tile_sample_size, overlap)
-        return tiled_map(
-            self._decode_codes, codes, tile=tile // factor, overlap=overlap_pixels // factor, scale=float(factor)
-        )
-
-    def tiled_decode_indices(
-        self, indices: torch.LongTensor, tile_sample_size: int | None = None, overlap: float = 0.25
-    ) -> torch.FloatTensor:
-        """`decode_indices` tile by tile: token ids `(B, h, w)` -> images `(B, C, h * f, w * f)`."""
-        self._check_indices(indices)
-        return self.tiled_decode(self.quantize.indices_to_codes(indices), tile_sample_size, overlap)
-
-    def _tiling_applies(self, spatial_shape, factor: int = 1) -> bool:
-        if self._tiling is None or not spatial_shape:
-            return False
-        tile = self._tiling[0] or self.config.sample_size
-        return max(spatial_shape) * factor > tile
-
-    def _decode_codes_maybe_tiled(self, codes: torch.Tensor) -> torch.Tensor:
-        if self._tiling_applies(codes.shape[-2:], factor=self.downsampling_factor):
-            return self.tiled_decode(codes, *self._tiling)
-        return self._decode_codes(codes)
 
     # ----------------------------------------------------------------------------------------- token API
 
