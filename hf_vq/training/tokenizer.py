@@ -184,25 +184,48 @@ def build_models(args: TrainArguments) -> tuple[nn.Module, nn.Module | None]:
     return model, discriminator
 
 
+# Runs shorter than this leave the GAN off unless `--discriminator-start` is given. Adversarial training pays off once
+# the autoencoder has converged (taming switches it on after 10k+ steps); over 400-3000 CPU steps on the built-in
+# photos it never lowered held-out LPIPS, and at the main job's 400 steps it raised it by 5% (p = 0.001; five paired
+# seeds, benchmarks/results/gan_ablation.md), with visible artefacts in the samples.
+GAN_MIN_STEPS = 10_000
+
+
+def gan_is_off(args: TrainArguments, max_train_steps: int) -> bool:
+    """Whether the run never switches the GAN on: a short run whose `--discriminator-start` is unset."""
+    return args.discriminator_start is None and max_train_steps < GAN_MIN_STEPS
+
+
 def build_objective(args: TrainArguments, model: nn.Module, max_train_steps: int) -> VQGANLoss:
     """The VQ-GAN objective: pixel + LPIPS + adaptive-weight GAN (+ LeCam / R1), on a warm-up/ramp schedule.
 
     Unset schedule flags scale with the run: the GAN switches on halfway, the discriminator pre-trains for a
     quarter of the run before that and the generator's GAN weight ramps in over a quarter after it (capped at
-    the objective's own defaults, 10000 / 2000 / 2000 steps, for long runs).
+    the objective's own defaults, 10000 / 2000 / 2000 steps, for long runs). A run shorter than `GAN_MIN_STEPS`
+    leaves the GAN off (pixel + LPIPS + codebook only) unless `--discriminator-start` is given.
     """
     defaults = VQGANLossConfig()
 
     def chosen(flag, default):
         return default if flag is None else flag
 
-    disc_start = chosen(args.discriminator_start, min(defaults.disc_start, max_train_steps // 2))
+    if gan_is_off(args, max_train_steps):
+        disc_start, pretrain = max_train_steps, 0  # steps count 0 .. max_train_steps - 1: never reached
+        logger.info(
+            "The GAN stays off: a %d-step run is shorter than %d steps, and on short runs the GAN made held-out "
+            "reconstructions worse (README, 'The VQ-GAN objective'). Switch it on with --discriminator-start N "
+            "(e.g. %d, half the run).",
+            max_train_steps, GAN_MIN_STEPS, max_train_steps // 2,
+        )  # fmt: skip
+    else:
+        disc_start = chosen(args.discriminator_start, min(defaults.disc_start, max_train_steps // 2))
+        pretrain = min(defaults.disc_pretrain_steps, max_train_steps // 4, disc_start)
     config = VQGANLossConfig(
         reconstruction_loss_type="l1" if model.config.reconstruction_loss_type == "l1" else "l2",
         perceptual_weight=chosen(args.perceptual_weight, defaults.perceptual_weight),
         disc_weight=chosen(args.discriminator_weight, defaults.disc_weight),
         disc_start=disc_start,
-        disc_pretrain_steps=min(defaults.disc_pretrain_steps, max_train_steps // 4, disc_start),
+        disc_pretrain_steps=pretrain,
         disc_ramp_steps=min(defaults.disc_ramp_steps, max(1, max_train_steps // 4)),
         lecam_weight=chosen(args.lecam_weight, defaults.lecam_weight),
         lecam_ema_decay=chosen(args.lecam_ema_decay, defaults.lecam_ema_decay),
@@ -212,8 +235,8 @@ def build_objective(args: TrainArguments, model: nn.Module, max_train_steps: int
     return VQGANLoss(config, perceptual=perceptual)
 
 
-def describe_losses(args: TrainArguments, model: nn.Module, objective: VQGANLoss | None) -> str:
-    """The model card's `losses` row."""
+def describe_losses(args: TrainArguments, model: nn.Module, objective: VQGANLoss | None, gan_off: bool = False) -> str:
+    """The model card's `losses` row (`gan_off`: the run never switched the GAN on)."""
     if objective is None:
         config = model.config
         return f"{config.reconstruction_loss_type.upper()} + codebook + commitment (β={config.commitment_cost})"
@@ -221,6 +244,8 @@ def describe_losses(args: TrainArguments, model: nn.Module, objective: VQGANLoss
     losses = f"{c.reconstruction_loss_type.upper()}"
     if c.perceptual_weight > 0:
         losses += f" + {c.perceptual_weight:g}·LPIPS({args.perceptual_net})"
+    if gan_off:
+        return losses + f" + codebook + commitment; GAN off (runs under {GAN_MIN_STEPS} steps; --discriminator-start)"
     losses += (
         f" + codebook + commitment + {c.gan_loss_type} GAN (adaptive weight × {c.disc_weight:g}, on from step "
         f"{c.disc_start}, ramp {c.disc_ramp_steps})"
@@ -247,6 +272,7 @@ class TokenizerTask(Task):
         self.model: nn.Module | None = None
         self.discriminator: nn.Module | None = None
         self.objective: VQGANLoss | None = None  # None: the model's own loss (a tokenizer without a discriminator)
+        self.gan_off = False  # a short run: the discriminator never trains, and is saved only if it was loaded
         self.eval_images: torch.Tensor | None = None  # held-out images: evaluation and the sample grid
         self.grid_images: torch.Tensor | None = None  # the grid's: eval_images, else training images
 
@@ -290,6 +316,9 @@ class TokenizerTask(Task):
     def build_objective(self, max_train_steps: int, device: torch.device) -> None:
         if self.discriminator is not None:
             self.objective = build_objective(self.args, self.model, max_train_steps).to(device)
+            self.gan_off = gan_is_off(self.args, max_train_steps)
+            if self.gan_off:  # a column of zeros on the progress bar tells the user nothing
+                self.progress_keys = tuple(key for key in type(self).progress_keys if key != "gan_loss")
 
     def checkpointed(self) -> list[nn.Module]:
         # The LeCam anchors are moving averages across steps: a resumed run needs them.
@@ -372,13 +401,15 @@ class TokenizerTask(Task):
             results = eval_results(self.args, metrics, int(self.eval_images.shape[0]))
         final_model.card_info = self.card_info(run, results)
         final_model.save_pretrained(output_dir)
-        if self.discriminator is not None:
+        # A discriminator that never trained is random weights: saving it would pass them off as trained to a
+        # later `--init-from`. One loaded with `--init-from` (it has a `name_or_path`) goes on with the model.
+        if self.discriminator is not None and (not self.gan_off or self.discriminator.name_or_path):
             run.accelerator.unwrap_model(run.models[1]).save_pretrained(output_dir / "discriminator")
 
     def card_info(self, run: Run, results: dict | None) -> dict:
         """`model.card_info` for `save_pretrained`: the recipe, the data, the grid and the final evaluation."""
         args, steps = self.args, run.state.global_step
-        losses = describe_losses(args, self.model, self.objective)
+        losses = describe_losses(args, self.model, self.objective, self.gan_off)
         training = run.training_recipe(image_size=args.resolution, losses=losses)
         if args.init_from:
             choices = (("encoder", args.freeze_encoder), ("codebook", args.freeze_codebook))
@@ -446,15 +477,17 @@ def repeat_main_job(args: TrainArguments) -> str | None:
 
 def train(args: TrainArguments) -> int:
     """Runs `hf-vq train` with parsed arguments. Returns 0, or 1 if the run was stopped by non-finite losses."""
-    message = repeat_main_job(args)
-    if message is not None:
-        print(f"hf-vq train: {message}", file=sys.stderr)
     return run_training(args, TokenizerTask(args))
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`hf-vq train ARGS`. Errors propagate: `hf_vq.cli` turns them into one-paragraph messages."""
-    return train(parse_args(argv))
+    """`hf-vq train ARGS`. Errors propagate: `hf_vq.cli` turns them into one-paragraph messages. Run again into the
+    default output folder, the command continues or moves aside (`repeat_main_job`), and says which."""
+    args = parse_args(argv)
+    message = repeat_main_job(args)
+    if message is not None:
+        print(f"hf-vq train: {message}", file=sys.stderr)
+    return train(args)
 
 
 if __name__ == "__main__":
