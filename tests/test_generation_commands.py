@@ -1,5 +1,6 @@
-"""`hf-vq tokenize` and `hf-vq generate` as a user runs them (their `*_main(argv)`): the token set equals what the
-tokenizer encodes, a killed run resumes, grids have the promised shape and seeds, and bad input gets a clear error."""
+"""`hf-vq tokenize`, `hf-vq generate` and `hf-vq evaluate-prior` as a user runs them (their `*_main(argv)`, or the
+`hf-vq` entry point): the token set equals what the tokenizer encodes, a killed run resumes, grids have the promised
+shape and seeds, evaluate-prior reads the splits it was given, and bad input gets a clear error."""
 
 import json
 import os
@@ -11,6 +12,7 @@ import torch
 from PIL import Image
 
 from hf_vq import VQGANModel
+from hf_vq.cli import main as cli
 from hf_vq.data import ImageTransform, decode_image
 from hf_vq.data import tokens as token_files
 from hf_vq.generation_commands import generate_main, tokenize_main
@@ -164,3 +166,40 @@ def test_generate_errors_are_clear(tmp_path, pipeline_dir, capsys):
     assert generate_main([str(lonely), *output]) == 2
     assert "does not record its tokenizer: pass --tokenizer" in capsys.readouterr().err
     assert not (tmp_path / "grid.png").exists()
+
+
+def tiny_feature_network(folder) -> str:
+    """A TorchScript stand-in for the FID Inception ((B, 3, 299, 299) -> (B, 16)): the protocol's path, without
+    seconds per image in Inception-v3 (the library test of `evaluate_prior` uses the same stand-in)."""
+    torch.manual_seed(0)
+    network = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(4), torch.nn.Flatten(), torch.nn.Linear(48, 16))
+    path = folder / "features.pt"
+    torch.jit.script(network).save(str(path))
+    return str(path)
+
+
+def test_evaluate_prior_measures_the_pipeline_on_the_token_sets_splits(tmp_path, tokenizer_dir, pipeline_dir, capsys):
+    from hf_vq.evaluation import prior_nll
+
+    source, tokens = tmp_path / "images", tmp_path / "tokens"
+    class_folder(source / "train")  # 6 readable images (and a broken one), 2 classes
+    class_folder(source / "test", per_class=2)  # 4 readable: the counts below tell the splits apart
+    for split in ("train", "test"):
+        argv = [str(tokenizer_dir), "--dataset", str(source), "--split", split, "--output", str(tokens), "--device",
+                "cpu"]  # fmt: skip
+        assert tokenize_main(argv) == 0
+    output = tmp_path / "results.json"
+    argv = ["evaluate-prior", str(pipeline_dir), "--tokens", str(tokens), "--num-images", "4", "--guidance-scales",
+            "1", "2", "--probe-images", "6", "--probe-epochs", "1", "--fid-network", tiny_feature_network(tmp_path),
+            "--output", str(output)]  # fmt: skip
+    assert cli(argv) == 0
+    results = json.loads(output.read_text())
+    assert results["num_images"] == 4 and results["num_nll_images"] == 4 and results["num_train_token_images"] == 6
+    assert results["probe"]["num_real_held_out_images"] == 4 and results["guidance_scales"] == [1.0, 2.0]
+    held_out, labels = token_files.token_arrays(token_files.load_tokens(tokens, "test"))
+    prior = VQPriorForCausalLM.from_pretrained(pipeline_dir / "transformer")
+    assert results["rows"]["prior_guidance_1"]["nll"] == pytest.approx(prior_nll(prior, held_out, labels), rel=1e-5)
+    table = capsys.readouterr().out
+    assert "prior_guidance_2" in table and "class_position_marginal" in table and f"results in {output}" in table
+    assert cli([*argv[:-1], str(tmp_path / "again.json"), "--split", "validation"]) == 2
+    assert "has no 'validation' split" in capsys.readouterr().err

@@ -158,6 +158,52 @@ def push_folder(
     )
 
 
+def pipeline_file_list(folder: str | os.PathLike, extra: tuple[str, ...] = ()) -> list[str]:
+    """Paths (relative, POSIX, sorted) that [`push_pipeline_folder`] uploads from a diffusers-style pipeline folder:
+    `model_index.json`, every file of the component folders it names (`vqvae/`, `transformer/`), `README.md`, and
+    the top-level files named in `extra` (a sample grid, eval results) that exist. Anything else (checkpoints, logs,
+    per-step grids, training_args.json) stays local."""
+    import json
+
+    folder = Path(folder)
+    index = folder / "model_index.json"
+    if not index.is_file():
+        raise FileNotFoundError(
+            f"{folder} is not a pipeline folder (no model_index.json): save one with "
+            "`pipeline.save_pretrained(folder)` or `hf-vq train-prior` first."
+        )
+    components = [name for name in json.loads(index.read_text()) if not name.startswith("_")]
+    files = [name for name in ("model_index.json", "README.md", *extra) if (folder / name).is_file()]
+    for name in components:
+        files += [p.relative_to(folder).as_posix() for p in (folder / name).rglob("*") if p.is_file()]
+    return sorted(set(files))
+
+
+def push_pipeline_folder(
+    folder: str | os.PathLike,
+    repo_id: str,
+    *,
+    extra: tuple[str, ...] = (),
+    commit_message: str | None = None,
+    private: bool | None = None,
+    token: str | bool | None = None,
+):
+    """Uploads a pipeline folder (see [`pipeline_file_list`]) to the Hub in one commit, the token checked first
+    ([`require_hub_token`]) and the repo created if needed.
+
+    Returns:
+        `huggingface_hub.CommitInfo` of the commit.
+    """
+    files = pipeline_file_list(folder, extra)  # before the repo is created
+    api = HfApi(token=require_hub_token(token))
+    repo_id = _create_repo(api, repo_id, private)
+    operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(Path(folder) / name)) for name in files]
+    logger.info("Uploading %d files to %s: %s", len(files), repo_id, ", ".join(files))
+    return api.create_commit(
+        repo_id, operations=operations, commit_message=commit_message or f"Upload hf-vq pipeline ({len(files)} files)"
+    )
+
+
 def push_model_to_hub(
     model,
     repo_id: str,

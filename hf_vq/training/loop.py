@@ -2,7 +2,7 @@
 
 Read top to bottom, a run is a sequence of named steps; the task's hooks (a [`Task`]) are in brackets:
 
-    accelerator; checks of output_dir and the checkpoint  one process per device, seeds; nothing written yet
+    a Hub token (--push-to-hub); accelerator; checks      one process per device, seeds; nothing written yet
     [build_models] -> trainables                          each gets an AdamW + warm-up/decay schedule
     [build_data] -> dataloader; the step budget           counted before anything uses it
     [build_objective], optimizers, schedulers, ema
@@ -111,6 +111,15 @@ class Task:
         """On the main process, after the last step: the final model (`run.sample_model()`) and what goes with it,
         written into `run.save_dir` (a staging folder the loop moves into the output folder once complete)."""
         raise NotImplementedError
+
+    def push(self, run: Run) -> None:
+        """On the main process, after saving, with --push-to-hub: upload the output folder to `--hub-model-id` (else
+        a repo named after the folder). Here: a single saved model (`hf_vq.hub.push_folder`), in one commit."""
+        from ..hub import push_folder
+
+        repo_id = run.args.hub_model_id or run.output_dir.resolve().name
+        commit = push_folder(run.output_dir, repo_id, private=run.args.hub_private_repo)
+        logger.info("Pushed to %s", getattr(commit, "commit_url", repo_id))
 
     def report(self, run: Run, seconds: float) -> None:
         """On the main process, after saving (and pushing): tell the user where everything is."""
@@ -254,6 +263,10 @@ def set_up(args: LoopArguments, task: Task) -> Run:
     import transformers
     from accelerate.utils import set_seed
 
+    if args.push_to_hub:  # no token (or offline): say so now, not after the whole run
+        from ..hub import require_hub_token
+
+        require_hub_token()
     accelerator = build_accelerator(args)
     # One line per checkpoint, not one per file: accelerate's per-file INFO logs and transformers' shard bars off.
     logging.getLogger("accelerate").setLevel(logging.WARNING)
@@ -283,19 +296,10 @@ def set_up(args: LoopArguments, task: Task) -> Run:
     prepared = accelerator.prepare(*(t.module for t in trainables), *optimizers, *schedulers, data.dataloader)
     models, optimizers, schedulers = list(prepared[:n]), list(prepared[n : 2 * n]), list(prepared[2 * n : 3 * n])
     run = Run(
-        args=args,
-        task=task,
-        accelerator=accelerator,
-        names=[t.name for t in trainables],
-        models=models,
-        optimizers=optimizers,
-        schedulers=schedulers,
-        learning_rates=learning_rates,
-        dataloader=prepared[-1],
-        data=data,
-        ema=build_ema(args, accelerator.unwrap_model(models[0])),
-        max_train_steps=max_train_steps,
-    )
+        args=args, task=task, accelerator=accelerator, names=[t.name for t in trainables], models=models,
+        optimizers=optimizers, schedulers=schedulers, learning_rates=learning_rates, dataloader=prepared[-1],
+        data=data, ema=build_ema(args, accelerator.unwrap_model(models[0])), max_train_steps=max_train_steps,
+    )  # fmt: skip
     # training_state.json and task_state.safetensors: JSON and safetensors, never pickles (see checkpointing.py).
     folders = {name: accelerator.unwrap_model(m) for name, m in zip(folders, models)}
     register_checkpoint_hooks(accelerator, folders, ema=run.ema, state=run.state, stateful=task.checkpointed())
@@ -487,11 +491,7 @@ def finish(run: Run, seconds: float) -> None:
         finally:
             run.save_dir = output_dir
         if args.push_to_hub:
-            from ..hub import push_folder
-
-            repo_id = args.hub_model_id or output_dir.resolve().name
-            commit = push_folder(output_dir, repo_id, private=args.hub_private_repo)
-            logger.info("Pushed to %s", getattr(commit, "commit_url", repo_id))
+            run.task.push(run)
         run.task.report(run, seconds)
     accelerator.wait_for_everyone()
     accelerator.end_training()

@@ -5,19 +5,19 @@ exact resume, TensorBoard, push):
 
     build_models      a fresh `VQPriorConfig.from_tokenizer(...)` sized by the flags, or `--init-from` a saved prior;
                       the tokenizer is loaded (frozen) to check its config hash and to decode sample grids
-    build_data        the token set in memory: `[class or null token, ids...]` rows, a seeded shuffling loader;
-                      held-out original views for the NLL
+    build_data        the token set in memory, made into `[class or null token, ids...]` rows by the prior's own
+                      `build_input_ids`, a seeded shuffling loader; held-out original views for the NLL
     train_step        cross-entropy on the image ids (the model's loss; class dropout inside its forward)
-    watch / save      every N steps a grid of generated images per class and the held-out NLL; at the end a
-                      `VQImagePipeline` folder (`model_index.json`, `vqvae/`, `transformer/`), `samples.png` and a
-                      README.md card
+    watch / save      every N steps a grid of generated images per class and the held-out NLL (`prior_nll`: the
+                      number `hf-vq evaluate-prior` reports); at the end a `VQImagePipeline` folder
+                      (`model_index.json`, `vqvae/`, `transformer/`), `samples.png` and a README.md card
+    push / report     with --push-to-hub the pipeline folder goes up in one commit; the summary is logged
 
 The output folder is a pipeline: `VQImagePipeline.from_pretrained(output_dir)` or `hf-vq generate output_dir`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import math
@@ -30,6 +30,7 @@ from torch import nn
 
 from ..data import to_pil, to_uint8
 from ..data import tokens as token_files
+from ..evaluation.generation import prior_nll
 from ..modeling import VQPriorConfig, VQPriorForCausalLM, tokenizer_config_hash
 from .arguments import parse_args, parse_json_or_file
 from .loop import Run, Task, TaskStep, Trainable, TrainData, run_training
@@ -43,6 +44,7 @@ EVAL_RESULTS_NAME = "eval_results.json"
 EVAL_BATCH_SIZE = 256
 GRID_SEED = 0  # the grids of a run use one fixed seed, so they show the prior changing, not the noise
 PIPELINE_FILES = ("model_index.json", "vqvae", "transformer", "README.md", SAMPLES_NAME, EVAL_RESULTS_NAME, "samples")
+UPLOADED_FILES = (SAMPLES_NAME, EVAL_RESULTS_NAME)  # with the pipeline's own files; per-step grids stay local
 
 
 # ------------------------------------------------------------------------------------------------ sampling
@@ -70,43 +72,7 @@ def image_grid(images: torch.Tensor, columns: int, gap: int = 2):
     return to_pil(grid)
 
 
-@torch.no_grad()
-def held_out_nll(model: VQPriorForCausalLM, input_ids: torch.Tensor, batch_size: int = EVAL_BATCH_SIZE) -> dict:
-    """Mean negative log-likelihood per image token of `input_ids` `(N, 1 + L)` under `model` (in eval mode: no
-    class dropout), in nats and bits."""
-    was_training = model.training
-    model.eval()
-    total, tokens = 0.0, 0
-    for batch in input_ids.split(batch_size):
-        batch = batch.to(model.device)
-        loss = model(input_ids=batch, labels=batch).loss
-        count = batch.shape[0] * (batch.shape[1] - 1)
-        total, tokens = total + float(loss) * count, tokens + count
-    model.train(was_training)
-    nats = total / max(tokens, 1)
-    return {"nll": nats, "bits_per_token": nats / math.log(2)}
-
-
 # ------------------------------------------------------------------------------------------------ data
-
-
-def build_input_ids(ids: np.ndarray, labels: np.ndarray | None, config: VQPriorConfig) -> torch.Tensor:
-    """Token-set rows `(N, L)` + labels -> `(N, 1 + L)` model inputs: the class token (the null token for an
-    unconditional prior) then the ids."""
-    if ids.shape[1] != config.sequence_length:
-        raise ValueError(
-            f"The token set has sequences of {ids.shape[1]} ids; the prior expects {config.sequence_length} "
-            f"({config.image_size} images). Tokenize at the prior's image size."
-        )
-    if ids.size and (ids.min() < 0 or ids.max() >= config.image_vocab_size):
-        raise ValueError(f"Token ids must be in [0, {config.image_vocab_size}); got max {ids.max()}.")
-    if config.num_classes > 0:
-        if labels is None or labels.min() < 0 or labels.max() >= config.num_classes:
-            raise ValueError(f"Labels must be in [0, {config.num_classes}) for this class-conditional prior.")
-        prefix = torch.from_numpy(labels) + config.image_vocab_size
-    else:
-        prefix = torch.full((len(ids),), config.null_class_token_id, dtype=torch.long)
-    return torch.cat([prefix[:, None], torch.from_numpy(ids)], dim=1)
 
 
 def _collate(rows: list[torch.Tensor]) -> dict:
@@ -126,7 +92,8 @@ class PriorTask(Task):
         self.info = token_files.load_tokens_info(args.tokens)
         self.tokenizer = None
         self.model: VQPriorForCausalLM | None = None
-        self.eval_ids: torch.Tensor | None = None
+        self.eval_tokens: torch.Tensor | None = None  # (N, L) held-out ids, flattened as the token set stores them
+        self.eval_labels: torch.Tensor | None = None
         self.eval_split: str | None = None
         self.last_eval: dict | None = None
 
@@ -149,6 +116,14 @@ class PriorTask(Task):
             sub = "transformer" if (folder / "model_index.json").is_file() else ""
             self.model = VQPriorForCausalLM.from_pretrained(args.init_from, subfolder=sub)
             self.model.check_tokenizer(self.tokenizer)
+            if list(self.model.config.image_size) != list(info["image_size"]):
+                height, width = self.model.config.image_size
+                raise ValueError(
+                    f"The token set {args.tokens} holds ids of {info['image_size'][0]}x{info['image_size'][1]} "
+                    f"images; the prior of --init-from {args.init_from} models {height}x{width} images. Tokenize "
+                    f"at that size (`hf-vq tokenize ... --image-size {height}`), or train a new prior without "
+                    "--init-from."
+                )
         else:
             self.model = VQPriorForCausalLM(self.prior_config(source))
         self.model.train()
@@ -181,7 +156,10 @@ class PriorTask(Task):
         args, info, config = self.args, self.info, self.model.config
         train = token_files.load_tokens(args.tokens, args.train_split)
         ids, labels = token_files.token_arrays(train, unflipped_only=not args.use_flipped)
-        input_ids = build_input_ids(ids, labels if config.num_classes else None, config)
+        # `[class or null token, ids...]` rows by the prior's own `build_input_ids`, which checks ids and labels.
+        tokens = config.token_layout.unflatten(torch.from_numpy(ids), *config.image_size)
+        labels = torch.from_numpy(labels) if config.num_classes and labels is not None else None
+        input_ids = self.model.build_input_ids(tokens, labels)
         dataloader = torch.utils.data.DataLoader(
             torch.utils.data.TensorDataset(input_ids),
             batch_size=args.train_batch_size,
@@ -196,8 +174,8 @@ class PriorTask(Task):
             held_out = token_files.load_tokens(args.tokens, self.eval_split)
             eval_ids, eval_labels = token_files.token_arrays(held_out, unflipped_only=True)
             n = min(args.num_eval_examples, len(eval_ids))
-            labels_n = eval_labels[:n] if config.num_classes else None
-            self.eval_ids = build_input_ids(eval_ids[:n], labels_n, config)
+            self.eval_tokens = torch.from_numpy(eval_ids[:n])  # flattened, as `prior_nll` takes them
+            self.eval_labels = None if eval_labels is None else torch.from_numpy(eval_labels[:n])
         else:
             logger.warning("%s has no validation/test split: no held-out NLL (give --eval-split).", args.tokens)
         self.tokenizer.to(accelerator.device)
@@ -233,12 +211,15 @@ class PriorTask(Task):
         return image_grid(images, args.num_samples_per_class)
 
     def evaluate(self, run: Run) -> dict | None:
-        if self.eval_ids is None:
+        if self.eval_tokens is None:
             return None
-        self.last_eval = held_out_nll(run.sample_model(), self.eval_ids)
-        run.accelerator.log({f"eval/{k}": v for k, v in self.last_eval.items()}, step=run.state.global_step)
+        # `hf-vq evaluate-prior`'s NLL: per image token, softmax over each position's id range, as in sampling.
+        nll = prior_nll(run.sample_model(), self.eval_tokens, self.eval_labels, batch_size=EVAL_BATCH_SIZE)
+        self.last_eval = nll
+        logs = {"eval/nats_per_token": nll["nats_per_token"], "eval/bits_per_token": nll["bits_per_token"]}
+        run.accelerator.log(logs, step=run.state.global_step)
         logger.info("step %d held-out NLL %.4f nats (%.4f bits) per token", run.state.global_step,
-                    self.last_eval["nll"], self.last_eval["bits_per_token"])  # fmt: skip
+                    nll["nats_per_token"], nll["bits_per_token"])  # fmt: skip
         return self.last_eval
 
     def watch(self, run: Run) -> None:
@@ -264,31 +245,30 @@ class PriorTask(Task):
         self.sample_grid(prior).save(output_dir / SAMPLES_NAME)
         results = self.evaluate(run)
         if results is not None:
-            entry = {**results, "split": self.eval_split, "num_sequences": int(self.eval_ids.shape[0])}
+            entry = {**results, "split": self.eval_split, "num_sequences": int(self.eval_tokens.shape[0])}
             (output_dir / EVAL_RESULTS_NAME).write_text(json.dumps(entry, indent=2) + "\n")
         write_pipeline_card(output_dir, prior, self.info, run.training_recipe(), results, self.args)
 
+    def push(self, run: Run) -> None:
+        """The pipeline folder (`model_index.json`, `vqvae/`, `transformer/`, card, grid, NLL) in one commit."""
+        from ..hub.push import push_pipeline_folder
+
+        args = run.args
+        repo_id = args.hub_model_id or run.output_dir.resolve().name
+        commit = push_pipeline_folder(run.output_dir, repo_id, private=args.hub_private_repo, extra=UPLOADED_FILES)
+        logger.info("Pushed to %s", getattr(commit, "commit_url", repo_id))
+
     def report(self, run: Run, seconds: float) -> None:
-        args = self.args
-        # The loop ran with push_to_hub off (see `train_prior`): record the arguments as given.
-        (run.output_dir / "training_args.json").write_text(json.dumps(dataclasses.asdict(args), indent=2) + "\n")
-        if args.push_to_hub:  # the loop's push is for single-model folders: a pipeline goes up as a whole folder
-            from huggingface_hub import HfApi
-
-            repo_id = args.hub_model_id or run.output_dir.resolve().name
-            api = HfApi()
-            repo_id = api.create_repo(repo_id, private=args.hub_private_repo, exist_ok=True).repo_id
-            api.upload_folder(repo_id=repo_id, folder_path=run.output_dir, allow_patterns=_upload_patterns())
-            print(f"Pushed to https://huggingface.co/{repo_id}")
-        nll = f", held-out NLL {self.last_eval['nll']:.4f} nats/token" if self.last_eval else ""
-        print(f"Done: {run.state.global_step} steps in {seconds / 60:.1f} min{nll}.")
-        print(f"Pipeline: {run.output_dir} (sample grid {run.output_dir / SAMPLES_NAME})")
-        print(f"Generate: hf-vq generate {run.output_dir} --num-images 8 --guidance-scale 2 --output grid.png")
-        print(f"TensorBoard: tensorboard --logdir {run.output_dir / 'logs'}")
-
-
-def _upload_patterns() -> list[str]:
-    return ["model_index.json", "README.md", SAMPLES_NAME, EVAL_RESULTS_NAME, "vqvae/*", "transformer/*"]
+        """Where the pipeline is and how to use it, logged (INFO on the main process, as the loop set it up)."""
+        output_dir = run.output_dir
+        nll = f", held-out NLL {self.last_eval['nats_per_token']:.4f} nats/token" if self.last_eval else ""
+        lines = [
+            f"Done: {run.state.global_step} steps in {seconds / 60:.1f} min{nll}.",
+            f"Pipeline: {output_dir} (sample grid {output_dir / SAMPLES_NAME})",
+            f"Generate: hf-vq generate {output_dir} --num-images 8 --guidance-scale 2 --output grid.png",
+            f"TensorBoard: tensorboard --logdir {output_dir / 'logs'}",
+        ]
+        logger.info("\n".join(lines))
 
 
 def write_pipeline_card(output_dir: Path, prior, info: dict, training: dict, results: dict | None, args) -> Path:
@@ -310,8 +290,10 @@ def write_pipeline_card(output_dir: Path, prior, info: dict, training: dict, res
     measured = ""
     if results is not None:
         measured = (
-            f"\n## Evaluation\n\nHeld-out NLL on the token set's held-out split: **{results['nll']:.4f} nats/token** "
-            f"({results['bits_per_token']:.4f} bits/token).\n"
+            f"\n## Evaluation\n\nHeld-out NLL on the token set's held-out split: **{results['nats_per_token']:.4f} "
+            f"nats/token** ({results['bits_per_token']:.4f} bits/token), per image token, the softmax at each "
+            "position taken over that position's id range (as in sampling; `hf-vq evaluate-prior` measures the "
+            "same).\n"
         )
     first = "class_labels=[0]" if config.num_classes else "class_labels=None"
     content = f"""---
@@ -363,19 +345,15 @@ def train_prior(args: PriorArguments) -> int:
             f"{output_dir} already holds a trained pipeline. Continue its run with --resume-from-checkpoint "
             "latest, start afresh with --overwrite-output-dir, or pick another --output-dir."
         )
-    task = PriorTask(args)
-    # The pipeline folder is pushed by the task (`report`), not by the loop's single-model push.
-    return run_training(dataclasses.replace(args, push_to_hub=False), task)
+    return run_training(args, PriorTask(args))
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv, PriorArguments, prog="hf-vq train-prior", description=PRIOR_DESCRIPTION)
-    try:
-        return train_prior(args)
-    except (FileExistsError, FileNotFoundError, ValueError) as error:
-        print(f"hf-vq train-prior: error: {error}", file=sys.stderr)
-        return 2
+    """`hf-vq train-prior ARGS`. Errors propagate: `hf_vq.cli` turns them into one-paragraph messages."""
+    return train_prior(parse_args(argv, PriorArguments, prog="hf-vq train-prior", description=PRIOR_DESCRIPTION))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from ..cli import main as cli_main  # the command line's error handling (--debug), for `python -m` too
+
+    sys.exit(cli_main(["train-prior", *sys.argv[1:]]))

@@ -37,7 +37,11 @@ class PriorOutputArguments(OutputArguments):
     output_dir: str = _arg("outputs/hf-vq-prior", "Folder for checkpoints, logs, samples and the final pipeline.")
     image_logging_steps: int = _arg(100, "Save and log a grid of generated images every this many steps (0: never).")
     eval_steps: int = _arg(100, "Measure the held-out NLL every this many steps (0: only at the end).")
-    push_to_hub: bool = _arg(False, "Upload the final pipeline folder (tokenizer + prior, card, samples) to the Hub.")
+    push_to_hub: bool = _arg(
+        False,
+        "Upload the final pipeline folder (tokenizer + prior, card, samples) to the Hub in one commit. The token "
+        "(`hf auth login` or HF_TOKEN) is checked before training starts.",
+    )
 
 
 @dataclass
