@@ -271,20 +271,20 @@ def test_from_pretrained_reads_the_hub_cache_offline(model, tmp_path, pixel_valu
 # ------------------------------------------------------------------------------------------------ remote code
 
 
-@pytest.mark.slow  # a subprocess importing torch and transformers: ~10-20 s on 2 busy cores
-@pytest.mark.parametrize("how", ["save_with_remote_code", "add_remote_code"])
-def test_remote_code_loads_with_transformers_alone(model, tmp_path, pixel_values, how):
-    folder = tmp_path / "remote"
-    if how == "save_with_remote_code":
-        written = save_with_remote_code(model, folder)
-    else:  # a folder saved without code (as `hf-vq train` leaves it), given its code afterwards
-        model.save_pretrained(folder)
-        weights = (folder / "model.safetensors").read_bytes()
-        add_remote_code(folder)
-        assert (folder / "model.safetensors").read_bytes() == weights  # weights are not rewritten
-        written = sorted(folder.glob("*.py"))
-    assert {p.name for p in written} >= {"modeling_vqgan.py", "configuration_vqgan.py"}
-    assert 'AutoModel.from_pretrained("' in (folder / "README.md").read_text()
+@pytest.mark.slow  # a subprocess importing torch and transformers: ~10 s on 2 busy cores
+def test_remote_code_loads_with_transformers_alone(model, tmp_path, pixel_values):
+    """Both ways of shipping the code (saved with it, or added to a folder saved without it, as `hf-vq train`
+    leaves it) load in one fresh process where `import hf_vq` fails, and give the model's own tokens and images."""
+    folders = {"save_with_remote_code": tmp_path / "saved", "add_remote_code": tmp_path / "added"}
+    written = {"save_with_remote_code": save_with_remote_code(model, folders["save_with_remote_code"])}
+    model.save_pretrained(folders["add_remote_code"])
+    weights = (folders["add_remote_code"] / "model.safetensors").read_bytes()
+    add_remote_code(folders["add_remote_code"])
+    assert (folders["add_remote_code"] / "model.safetensors").read_bytes() == weights  # weights are not rewritten
+    written["add_remote_code"] = sorted(folders["add_remote_code"].glob("*.py"))
+    for how, folder in folders.items():
+        assert {p.name for p in written[how]} >= {"modeling_vqgan.py", "configuration_vqgan.py"}, how
+        assert 'AutoModel.from_pretrained("' in (folder / "README.md").read_text(), how
     with torch.no_grad():
         expected = model.encode_to_indices(pixel_values)
         torch.save(
@@ -299,20 +299,21 @@ def test_remote_code_loads_with_transformers_alone(model, tmp_path, pixel_values
         import torch
         from transformers import AutoModel
 
-        model = AutoModel.from_pretrained({str(folder)!r}, trust_remote_code=True).eval()
-        assert not type(model).__module__.startswith("hf_vq"), type(model).__module__
         expected = torch.load({str(tmp_path / "expected.pt")!r})
-        with torch.no_grad():
-            indices = model.encode_to_indices(expected["pixel_values"])
-            assert torch.equal(indices, expected["indices"])
-            assert torch.allclose(model.decode_indices(indices), expected["images"], atol=1e-6)
-        print("loaded", type(model).__name__, "from", type(model).__module__)
+        for folder in {[str(folder) for folder in folders.values()]!r}:
+            model = AutoModel.from_pretrained(folder, trust_remote_code=True).eval()
+            assert not type(model).__module__.startswith("hf_vq"), type(model).__module__
+            with torch.no_grad():
+                indices = model.encode_to_indices(expected["pixel_values"])
+                assert torch.equal(indices, expected["indices"]), folder
+                assert torch.allclose(model.decode_indices(indices), expected["images"], atol=1e-6), folder
+            print("loaded", type(model).__name__, "from", type(model).__module__)
         """
     )
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules")}
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "loaded VQGANModel from transformers_modules" in out.stdout
+    assert out.stdout.count("loaded VQGANModel from transformers_modules") == 2, out.stdout
 
 
 def test_remote_code_export_leaves_later_saves_plain(model, tmp_path):

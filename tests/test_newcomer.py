@@ -1,19 +1,16 @@
 """Habits a newcomer brings (#18): `--model-config` changes fields of the default model, one spelling per flag in
-`--help`, and the main job's command run twice."""
+`--help`, and the main job's command run twice (here its decision; the command itself, run again as a subprocess,
+quiet and with one progress bar: tests/test_training_cli.py)."""
 
 from __future__ import annotations
 
 import json
 import logging
 
-import pytest
-
 from hf_vq.training.arguments import build_parser, parse_args
 from hf_vq.training.checkpointing import COMPLETE_MARKER
 from hf_vq.training.tokenizer import new_model_config, repeat_main_job
 from hf_vq.training.tokenizer_types import DEFAULT_VQGAN_CONFIG, DEFAULT_VQVAE_CONFIG, TOKENIZER_TYPES
-
-from helpers import TINY_DISCRIMINATOR, TINY_VQGAN
 
 
 def test_model_config_overrides_one_field_of_the_default_model(caplog):
@@ -77,28 +74,3 @@ def test_the_main_job_run_twice_continues_or_moves_on(tmp_path, monkeypatch):
     for flags in (["--overwrite-output-dir"], ["--output-dir", "elsewhere"], ["--resume-from-checkpoint", "latest"]):
         args = parse_args(flags)
         assert repeat_main_job(args) is None and args.output_dir == parse_args(flags).output_dir
-
-
-@pytest.mark.slow
-def test_a_tiny_main_job_is_quiet_and_can_be_run_twice(tmp_path):
-    """`hf-vq train` as a newcomer runs it, twice: one progress bar, no wall of library warnings, the summary."""
-    import os
-    import subprocess
-    import sys
-
-    flags = ["--max-train-steps", "2", "--train-batch-size", "2", "--resolution", "32", "--num-eval-images", "2"]
-    flags += ["--dataloader-num-workers", "0", "--report-to", "none", "--perceptual-weight", "0"]
-    # The tiny test model: what is checked is the command's behaviour, not the default model's size.
-    flags += ["--model-config", json.dumps(TINY_VQGAN), "--discriminator-config", json.dumps(TINY_DISCRIMINATOR)]
-    command = [sys.executable, "-m", "hf_vq.cli", "train", *flags]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    options = {"cwd": tmp_path, "env": env, "capture_output": True, "text": True, "timeout": 300}
-    runs = [subprocess.run(command, check=False, **options) for _ in range(2)]
-    for run in runs:
-        assert run.returncode == 0, run.stderr[-2000:]
-        assert not [line for line in run.stderr.splitlines() if "warn" in line.lower()]
-        bars = [line for line in run.stderr.replace("\r", "\n").splitlines() if line.startswith("train: 100%")]
-        assert bars and "<00:00" in bars[-1] and "codebook_usage=" in bars[-1]  # one bar: ETA and the metrics
-    assert "Model (with model card README.md): outputs/hf-vq-train\n" in runs[0].stdout
-    assert "holds a finished run: this run writes to outputs/hf-vq-train-2" in runs[1].stderr
-    assert "Model (with model card README.md): outputs/hf-vq-train-2\n" in runs[1].stdout

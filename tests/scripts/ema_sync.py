@@ -1,4 +1,4 @@
-"""Run by tests/test_quantizer_distributed.py under `accelerate launch --multi_gpu --num_processes 2` on CPU (gloo).
+"""Run by tests/test_training_cli.py under `accelerate launch --multi_gpu --num_processes 2` on CPU (gloo).
 
 Each rank quantizes *different* latents (real photo patches, a different photo per rank) for several training
 steps, with (a) an EMA codebook only and (b) EMA + k-means init + dead-code restarts + cosine codes, then saves its
