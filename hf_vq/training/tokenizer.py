@@ -272,7 +272,8 @@ class TokenizerTask(Task):
         self.model: nn.Module | None = None
         self.discriminator: nn.Module | None = None
         self.objective: VQGANLoss | None = None  # None: the model's own loss (a tokenizer without a discriminator)
-        self.gan_off = False  # a short run: the discriminator never trains, and is saved only if it was loaded
+        self.gan_off = False  # a short run with --discriminator-start unset: pixel + LPIPS + codebook only
+        self.discriminator_trains = False  # at some step of this run; else it is saved only if it was loaded
         self.eval_images: torch.Tensor | None = None  # held-out images: evaluation and the sample grid
         self.grid_images: torch.Tensor | None = None  # the grid's: eval_images, else training images
 
@@ -317,6 +318,7 @@ class TokenizerTask(Task):
         if self.discriminator is not None:
             self.objective = build_objective(self.args, self.model, max_train_steps).to(device)
             self.gan_off = gan_is_off(self.args, max_train_steps)
+            self.discriminator_trains = self.objective.config.trains_discriminator(max_train_steps - 1)
             if self.gan_off:  # a column of zeros on the progress bar tells the user nothing
                 self.progress_keys = tuple(key for key in type(self).progress_keys if key != "gan_loss")
 
@@ -403,7 +405,7 @@ class TokenizerTask(Task):
         final_model.save_pretrained(output_dir)
         # A discriminator that never trained is random weights: saving it would pass them off as trained to a
         # later `--init-from`. One loaded with `--init-from` (it has a `name_or_path`) goes on with the model.
-        if self.discriminator is not None and (not self.gan_off or self.discriminator.name_or_path):
+        if self.discriminator is not None and (self.discriminator_trains or self.discriminator.name_or_path):
             run.accelerator.unwrap_model(run.models[1]).save_pretrained(output_dir / "discriminator")
 
     def card_info(self, run: Run, results: dict | None) -> dict:
