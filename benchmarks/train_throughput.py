@@ -88,6 +88,8 @@ def ours_worker(case: str, args, device) -> tuple[float, int]:
     objective = build_objective(train_args, model, total_steps) if gan else None
     names = ["generator", "discriminator"][: len(models)]
     trainables = [Trainable(name, m, train_args.learning_rate) for name, m in zip(names, models)]
+    if train_args.adam_beta1 is None:  # `hf-vq train` resolves it from the GAN's schedule (TokenizerTask)
+        train_args.adam_beta1 = 0.5 if gan else 0.9
     optimizers, schedulers = build_optimizers(train_args, trainables, total_steps, 1)
     memory = PeakMemory(device)
     prepared = accelerator.prepare(*models, *optimizers, *schedulers, data_loader(args))

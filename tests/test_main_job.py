@@ -60,3 +60,18 @@ def test_a_gan_off_run_saves_no_untrained_discriminator_and_its_card_says_why(tm
     assert not (output / "discriminator").exists()  # random weights must not pass for a trained discriminator
     losses = json.loads((output / "card_info.json").read_text())["training"]["losses"]
     assert "GAN off" in losses and "--discriminator-start" in losses
+
+
+@pytest.mark.parametrize(
+    "extra, expected",
+    [((), 0.9), (("--discriminator-start", "200"), 0.5), (("--adam-beta1", "0.7"), 0.7)],
+    ids=["no GAN: Adam's 0.9", "GAN: taming's 0.5", "given: kept"],
+)
+def test_adam_beta1_follows_the_gan_unless_given(tmp_path, extra, expected):
+    import torch
+
+    args = parse_args(flags(tmp_path, *extra))
+    task = TokenizerTask(args)
+    task.build_models()
+    task.build_objective(max_train_steps=400, device=torch.device("cpu"))
+    assert args.adam_beta1 == expected  # resolved before the loop builds the optimizers, recorded in the args

@@ -105,13 +105,8 @@ class PriorModelArguments(_Arguments):
 
 @dataclass
 class PriorArguments(PriorOutputArguments, PriorOptimizationArguments, TokenDataArguments, PriorModelArguments):
-    """Everything `hf-vq train-prior` can be told. Run `hf-vq train-prior --help` for the same text, by group."""
-
-    @classmethod
-    def argument_groups(cls) -> list[type]:
-        # The prior's versions of the loop's two groups replace them (same flags, other defaults).
-        replaced = {OptimizationArguments, OutputArguments}
-        return [c for c in super().argument_groups() if c not in replaced]
+    """Everything `hf-vq train-prior` can be told. Run `hf-vq train-prior --help` for the same text, by group. (The
+    prior's versions of the loop's two groups replace them: same flags, other defaults.)"""
 
 
 __all__ = [

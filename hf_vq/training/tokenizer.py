@@ -321,6 +321,14 @@ class TokenizerTask(Task):
             self.discriminator_trains = self.objective.config.trains_discriminator(max_train_steps - 1)
             if self.gan_off:  # a column of zeros on the progress bar tells the user nothing
                 self.progress_keys = tuple(key for key in type(self).progress_keys if key != "gan_loss")
+        self.resolve_adam_beta1()  # follows the GAN's schedule; set before the loop builds the optimizers
+
+    def resolve_adam_beta1(self) -> None:
+        """`--adam-beta1` unset: taming's 0.5 when the discriminator trains in this run, else Adam's own 0.9. The
+        value used goes into training_args.json and the card like any flag."""
+        if self.args.adam_beta1 is None:
+            self.args.adam_beta1 = 0.5 if self.discriminator_trains else 0.9
+            logger.info("Adam beta1 %s (%s).", self.args.adam_beta1, "GAN on" if self.discriminator_trains else "no GAN")
 
     def checkpointed(self) -> list[nn.Module]:
         # The LeCam anchors are moving averages across steps: a resumed run needs them.
