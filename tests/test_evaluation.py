@@ -28,7 +28,7 @@ from hf_vq.evaluation.fid import (
 from hf_vq.evaluation.metrics import codebook_statistics, frechet_distance, kernel_inception_distance, psnr, ssim
 
 from helpers import TINY_VQGAN as TINY
-from helpers import tiny_vqgan_config
+from helpers import tiny_feature_network, tiny_vqgan_config
 
 
 @pytest.fixture(scope="module")
@@ -49,16 +49,6 @@ def photo_crops() -> torch.Tensor:
         left, top = (0, 0) if i % 2 == 0 else (image.width - 128, image.height - 128)  # top-left or bottom-right
         crops.append(np.asarray(image.crop((left, top, left + 128, top + 128))))
     return torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).contiguous()
-
-
-def tiny_feature_network(folder) -> str:
-    """A TorchScript stand-in for the FID Inception ((B, 3, 299, 299) in [-1, 1] -> (B, 16) features), so that
-    tests of the evaluation path spend neither seconds per image in Inception-v3 nor seconds on 2048-d FID."""
-    torch.manual_seed(0)
-    network = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(4), torch.nn.Flatten(), torch.nn.Linear(48, 16))
-    path = folder / "features.pt"
-    torch.jit.script(network).save(str(path))
-    return str(path)
 
 
 # ------------------------------------------------------------------------------------------------ PSNR / SSIM

@@ -18,7 +18,7 @@ from hf_vq.data import tokens as token_files
 from hf_vq.generation_commands import generate_main, tokenize_main
 from hf_vq.modeling import VQPriorConfig, VQPriorForCausalLM
 
-from helpers import tiny_vqgan_config
+from helpers import tiny_feature_network, tiny_vqgan_config
 
 pytest.importorskip("diffusers")
 
@@ -166,16 +166,6 @@ def test_generate_errors_are_clear(tmp_path, pipeline_dir, capsys):
     assert generate_main([str(lonely), *output]) == 2
     assert "does not record its tokenizer: pass --tokenizer" in capsys.readouterr().err
     assert not (tmp_path / "grid.png").exists()
-
-
-def tiny_feature_network(folder) -> str:
-    """A TorchScript stand-in for the FID Inception ((B, 3, 299, 299) -> (B, 16)): the protocol's path, without
-    seconds per image in Inception-v3 (the library test of `evaluate_prior` uses the same stand-in)."""
-    torch.manual_seed(0)
-    network = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(4), torch.nn.Flatten(), torch.nn.Linear(48, 16))
-    path = folder / "features.pt"
-    torch.jit.script(network).save(str(path))
-    return str(path)
 
 
 def test_evaluate_prior_measures_the_pipeline_on_the_token_sets_splits(tmp_path, tokenizer_dir, pipeline_dir, capsys):

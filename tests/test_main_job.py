@@ -6,7 +6,8 @@ import logging
 import pytest
 
 from hf_vq.training import parse_args, train
-from hf_vq.training.tokenizer import GAN_MIN_STEPS, TokenizerTask, build_objective
+from hf_vq.training.objective import GAN_MIN_STEPS, build_objective
+from hf_vq.training.tokenizer import TokenizerTask
 
 from helpers import TINY_DISCRIMINATOR
 from helpers import TINY_VQGAN as TINY_MODEL
@@ -32,7 +33,7 @@ def schedule(args, steps):
 
 def test_a_short_run_leaves_the_gan_off_and_says_how_to_turn_it_on(tmp_path, caplog):
     args = parse_args(flags(tmp_path))
-    with caplog.at_level(logging.INFO, logger="hf_vq.training.tokenizer"):
+    with caplog.at_level(logging.INFO, logger="hf_vq.training.objective"):
         gan, disc = schedule(args, 400)
     assert gan == [] and disc == []  # neither the generator's GAN term nor the discriminator ever runs
     message = " ".join(r.getMessage() for r in caplog.records)

@@ -2,6 +2,7 @@
 a 2-process launch that also checks the codebooks' all-reduce."""
 
 import json
+import logging
 import os
 import shutil
 import socket
@@ -73,7 +74,7 @@ def assert_quiet_with_one_progress_bar(result):
 
 
 def test_the_main_job_run_again_continues_a_killed_run_to_identical_weights_or_moves_on(
-    tmp_path, monkeypatch, capsys
+    tmp_path, monkeypatch, capsys, caplog
 ):
     """`hf-vq train` as a user runs it, in a fresh folder, without `--output-dir`, three times (#18): the first run
     leaves its output folder; run again over a killed copy of it, the same command continues the run and ends with
@@ -82,8 +83,9 @@ def test_the_main_job_run_again_continues_a_killed_run_to_identical_weights_or_m
     first = run(command, cwd=tmp_path)
     output = tmp_path / "outputs" / "hf-vq-train"
     assert_quiet_with_one_progress_bar(first)
-    assert "Model (with model card README.md): outputs/hf-vq-train\n" in first.stdout
-    assert "tensorboard --logdir outputs/hf-vq-train/logs" in first.stdout
+    # The summary is logged (stderr), like every other line of the run.
+    assert "Model (with model card README.md): outputs/hf-vq-train\n" in first.stderr
+    assert "tensorboard --logdir outputs/hf-vq-train/logs" in first.stderr
 
     # The output folder, exactly: the final model at the top, rotated checkpoints, samples, logs.
     assert {p.name for p in output.iterdir()} == {
@@ -124,7 +126,7 @@ def test_the_main_job_run_again_continues_a_killed_run_to_identical_weights_or_m
         second.stderr
     )
     assert "Resuming from outputs/hf-vq-train/checkpoint-4" in second.stderr
-    assert "Model (with model card README.md): outputs/hf-vq-train\n" in second.stdout
+    assert "Model (with model card README.md): outputs/hf-vq-train\n" in second.stderr
     for name in ("model.safetensors", "discriminator/model.safetensors", "checkpoint-6/model/model.safetensors"):
         expected, resumed = weights(reference / name), weights(output / name)
         assert expected.keys() == resumed.keys()
@@ -137,10 +139,12 @@ def test_the_main_job_run_again_continues_a_killed_run_to_identical_weights_or_m
     capsys.readouterr()
     short = ["--max-train-steps", "1", "--perceptual-weight", "0", "--dataloader-num-workers", "0"]
     short += ["--report-to", "none"]
-    assert cli_main(["train", *train_flags(None), *short]) == 0
-    out, err = capsys.readouterr()
+    with caplog.at_level(logging.INFO, logger="hf_vq.training.monitoring"):
+        assert cli_main(["train", *train_flags(None), *short]) == 0
+    err = capsys.readouterr().err
     assert "outputs/hf-vq-train holds a finished run: this run writes to outputs/hf-vq-train-2" in err
-    assert "Model (with model card README.md): outputs/hf-vq-train-2\n" in out
+    summary = [r.getMessage() for r in caplog.records if r.name == "hf_vq.training.monitoring"]
+    assert len(summary) == 1 and "Model (with model card README.md): outputs/hf-vq-train-2\n" in summary[0]
     assert (tmp_path / "outputs" / "hf-vq-train-2" / "model.safetensors").is_file()
     assert {p: p.read_bytes() for p in output.rglob("*") if p.is_file()} == finished
 

@@ -1,6 +1,7 @@
 """The training loop's steps, run in-process on tiny models: the NaN/inf guard, bad records, the stop message."""
 
 import json
+import logging
 
 import pytest
 import torch
@@ -150,14 +151,15 @@ def test_diverging_run_stops_and_points_at_the_last_good_checkpoint(tmp_path, ca
 
 
 @pytest.mark.slow
-def test_training_on_a_folder_with_bad_files_skips_and_counts_them(tmp_path, capsys):
+def test_training_on_a_folder_with_bad_files_skips_and_counts_them(tmp_path, caplog):
     good, bad = write_mixed_folder(tmp_path / "images")
     flags = tiny_flags(
         tmp_path / "out", "--dataset-name", str(tmp_path / "images"), "--train-batch-size", str(good + bad),
         "--max-train-steps", "2", "--checkpointing-steps", "0", "--eval-steps", "0", "--image-logging-steps", "0",
     )  # fmt: skip
-    assert train(parse_args(flags)) == 0
-    out = capsys.readouterr().out
+    with caplog.at_level(logging.INFO, logger="hf_vq.training.monitoring"):
+        assert train(parse_args(flags)) == 0
+    out = caplog.text  # the end-of-run summary is logged
     # Each step reads the whole folder (one batch of good + bad records): 2 steps, 2 x 2 unreadable records.
     assert f"{2 * good} images, {2 * bad} unreadable records skipped" in out
     assert (tmp_path / "out" / "model.safetensors").is_file()
@@ -218,7 +220,7 @@ def test_vqvae_trains_with_its_own_objective_and_no_discriminator(tmp_path):
 
 @pytest.mark.slow
 def test_lecam_and_r1_flags_reach_the_objective_and_the_card_has_the_rate_used(tmp_path):
-    from hf_vq.training.tokenizer import build_objective
+    from hf_vq.training.objective import build_objective
 
     flags = tiny_flags(
         tmp_path, "--lecam-weight", "0.001", "--lecam-ema-decay", "0.9", "--r1-weight", "0.5", "--scale-lr",

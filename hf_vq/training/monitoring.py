@@ -9,6 +9,7 @@ held-out set), so the numbers are the same as that command's on the same images.
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
@@ -22,6 +23,8 @@ SAMPLES_NAME = "samples.png"
 GRID_COLUMNS = 8
 GRID_GAP = 2
 EVAL_BATCH_SIZE = 16
+
+logger = logging.getLogger(__name__)
 
 
 def evaluate(model, images: torch.Tensor) -> dict[str, float]:
@@ -54,8 +57,9 @@ def log_grid(accelerator, grid: np.ndarray, step: int) -> None:
             tracker.log_images({"samples": [grid]}, step=step)
 
 
-def print_summary(args, output_dir: Path, state, seconds: float, has_grid: bool, model_class: str) -> None:
-    """Where the outputs went and how to look at them (stdout: this is what the user ran the command for)."""
+def log_summary(args, output_dir: Path, state, seconds: float, has_grid: bool, model_class: str) -> None:
+    """Where the outputs went and how to look at them, logged as one message (INFO on the main process, as the loop
+    set it up), like the prior's summary (`hf_vq.training.prior.PriorTask.report`)."""
     lines = [
         f"Done: {state.global_step} steps in {seconds / 60:.1f} min ({state.images_seen} images"
         + (f", {state.skipped_records} unreadable records skipped" if state.skipped_records else "")
@@ -70,7 +74,9 @@ def print_summary(args, output_dir: Path, state, seconds: float, has_grid: bool,
     if args.report_to in ("tensorboard", "all"):
         lines.append(f"Loss curves:                    tensorboard --logdir {output_dir / 'logs'}")
     lines.append(f"Load it in Python:              {model_class}.from_pretrained({str(output_dir)!r})")
-    print("\n".join(lines))
+    logger.info("\n".join(lines))
+
+
 
 
 def eval_results(args, metrics: dict[str, float], num_images: int) -> dict:
