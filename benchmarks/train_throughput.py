@@ -68,6 +68,7 @@ def ours_worker(case: str, args, device) -> tuple[float, int]:
 
     from hf_vq.training import Trainable, parse_args
     from hf_vq.training.loop import build_accelerator, build_ema, build_optimizers, optimizer_step, train_step
+    from hf_vq.training.objective import default_adam_beta1
     from hf_vq.training.tokenizer import TokenizerTask, build_objective
     from hf_vq.training.tokenizer_types import DEFAULT_DISCRIMINATOR_CONFIG
 
@@ -89,7 +90,7 @@ def ours_worker(case: str, args, device) -> tuple[float, int]:
     names = ["generator", "discriminator"][: len(models)]
     trainables = [Trainable(name, m, train_args.learning_rate) for name, m in zip(names, models)]
     if train_args.adam_beta1 is None:  # `hf-vq train` resolves it from the GAN's schedule (TokenizerTask)
-        train_args.adam_beta1 = 0.5 if gan else 0.9
+        train_args.adam_beta1 = default_adam_beta1(discriminator_trains=gan)
     optimizers, schedulers = build_optimizers(train_args, trainables, total_steps, 1)
     memory = PeakMemory(device)
     prepared = accelerator.prepare(*models, *optimizers, *schedulers, data_loader(args))

@@ -124,7 +124,7 @@ def test_a_kill_while_rotating_checkpoints_never_leaves_one_that_looks_complete(
 
 
 def test_a_full_disk_during_a_checkpoint_keeps_the_previous_one_and_leaves_no_tmp(
-    tmp_path, images, monkeypatch, capsys
+    tmp_path, images, monkeypatch, caplog
 ):
     real_save = torch.save
 
@@ -135,8 +135,9 @@ def test_a_full_disk_during_a_checkpoint_keeps_the_previous_one_and_leaves_no_tm
 
     monkeypatch.setattr(torch, "save", disk_full)
     run = tmp_path / "run"
-    assert train(parse_args(flags(run, images, "--max-train-steps", "3", "--checkpoints-total-limit", "3"))) == 1
-    err = capsys.readouterr().err
+    with caplog.at_level(logging.ERROR, logger="hf_vq.training.loop"):
+        assert train(parse_args(flags(run, images, "--max-train-steps", "3", "--checkpoints-total-limit", "3"))) == 1
+    err = caplog.text  # the stop message is logged (stderr under the CLI)
     assert (
         f"Could not write checkpoint {run / 'checkpoint-2'} (the disk is full); the partial folder was removed" in err
     )
@@ -216,17 +217,18 @@ def test_empty_batches_are_skipped_data_not_failed_steps(tmp_path):
     assert state["empty_batches"] == state["skipped_records"] >= 2  # each empty batch held one unreadable record
 
 
-def test_a_window_of_unreadable_batches_stops_naming_the_data_source(tmp_path, capsys):
+def test_a_window_of_unreadable_batches_stops_naming_the_data_source(tmp_path, caplog):
     images = write_images(tmp_path / "images", good=0, bad=4)
     run = tmp_path / "run"
-    assert train(parse_args(flags(run, images, "--max-empty-batches", "3"))) == 1
-    err = capsys.readouterr().err
+    with caplog.at_level(logging.ERROR, logger="hf_vq.training.loop"):
+        assert train(parse_args(flags(run, images, "--max-empty-batches", "3"))) == 1
+    err = caplog.text
     assert f"3 batches in a row held no readable example in {images} (train)" in err
     assert "non-finite" not in err and "learning-rate" not in err  # a data problem, not a diverged run
     assert not (run / "config.json").exists()
 
 
-def test_a_shard_that_fails_mid_run_stops_it_and_says_why(tmp_path, capsys):
+def test_a_shard_that_fails_mid_run_stops_it_and_says_why(tmp_path, caplog):
     import pyarrow.parquet as pq
 
     shard = write_image_parquet_shards(tmp_path, num_images=8, step=20)[1]
@@ -235,8 +237,9 @@ def test_a_shard_that_fails_mid_run_stops_it_and_says_why(tmp_path, capsys):
     data[offset : offset + 8] = b"\xff" * 8  # a damaged page: the footer reads, the page does not
     shard.write_bytes(bytes(data))
     run = tmp_path / "run"
-    assert train(parse_args(flags(run, tmp_path / "data", "--max-train-steps", "10"))) == 1
-    err = capsys.readouterr().err
+    with caplog.at_level(logging.ERROR, logger="hf_vq.training.loop"):
+        assert train(parse_args(flags(run, tmp_path / "data", "--max-train-steps", "10"))) == 1
+    err = caplog.text
     assert f"Reading the training data ({tmp_path / 'data'} (train)) failed" in err
     assert "stops the run rather than being skipped" in err and not (run / "config.json").exists()
 

@@ -137,14 +137,15 @@ def test_the_guard_restores_the_buffers_of_any_model_after_a_non_finite_step():
 
 
 @pytest.mark.slow
-def test_diverging_run_stops_and_points_at_the_last_good_checkpoint(tmp_path, capsys):
+def test_diverging_run_stops_and_points_at_the_last_good_checkpoint(tmp_path, caplog):
     flags = tiny_flags(
         tmp_path, "--learning-rate", "1e30", "--lr-warmup-steps", "0", "--lr-scheduler", "constant_with_warmup",
         "--max-train-steps", "30", "--checkpointing-steps", "1", "--max-consecutive-nonfinite", "3",
         "--max-grad-norm", "0", "--no-use-ema", "--eval-steps", "0", "--image-logging-steps", "0",
     )  # fmt: skip
-    assert train(parse_args(flags)) == 1
-    err = capsys.readouterr().err
+    with caplog.at_level(logging.INFO, logger="hf_vq.training.loop"):
+        assert train(parse_args(flags)) == 1
+    err = caplog.text  # the stop message is logged (stderr under the CLI)
     assert "3 steps in a row had a non-finite loss or gradient" in err
     assert "Last good checkpoint: " + str(tmp_path / "checkpoint-1") in err
     assert not (tmp_path / "config.json").exists()  # no final model from a diverged run

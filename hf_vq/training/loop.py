@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -370,8 +369,8 @@ def run_training(args: LoopArguments, task: Task) -> int:
         stop_message = str(error)
     if stop_message is not None:
         accelerator.end_training()
-        if accelerator.is_main_process:
-            print(f"{task.command}: {stop_message}", file=sys.stderr)
+        if accelerator.is_main_process:  # the loop configured logging: the message reaches stderr
+            logger.error("%s: %s", task.command, stop_message)
         return 1
     finish(run, time.perf_counter() - start_time)
     return 0

@@ -24,6 +24,11 @@ def gan_is_off(args: TrainArguments, max_train_steps: int) -> bool:
     return args.discriminator_start is None and max_train_steps < GAN_MIN_STEPS
 
 
+def default_adam_beta1(discriminator_trains: bool) -> float:
+    """`--adam-beta1` unset: taming's 0.5 when the discriminator trains (a GAN-stability setting), else Adam's 0.9."""
+    return 0.5 if discriminator_trains else 0.9
+
+
 def build_objective(args: TrainArguments, model: nn.Module, max_train_steps: int) -> VQGANLoss:
     """The VQ-GAN objective: pixel + LPIPS + adaptive-weight GAN (+ LeCam / R1), on a warm-up/ramp schedule.
 
@@ -85,4 +90,4 @@ def describe_losses(args: TrainArguments, model: nn.Module, objective: VQGANLoss
     return losses
 
 
-__all__ = ["GAN_MIN_STEPS", "build_objective", "describe_losses", "gan_is_off"]
+__all__ = ["GAN_MIN_STEPS", "build_objective", "default_adam_beta1", "describe_losses", "gan_is_off"]

@@ -33,7 +33,7 @@ from ..modeling.configuration_utils import RECOMMENDED_QUANTIZER_FIELDS
 from .arguments import TrainArguments, parse_args, parse_json_or_file
 from .loop import Run, Task, TaskStep, Trainable, TrainData, run_training
 from .monitoring import SAMPLES_NAME, eval_results, evaluate, log_grid, log_summary, save_grid
-from .objective import build_objective, describe_losses, gan_is_off
+from .objective import build_objective, default_adam_beta1, describe_losses, gan_is_off
 from .tokenizer_types import DEFAULT_DISCRIMINATOR_CONFIG, TOKENIZER_TYPES, TokenizerType
 
 logger = logging.getLogger(__name__)
@@ -255,7 +255,7 @@ class TokenizerTask(Task):
         """`--adam-beta1` unset: taming's 0.5 when the discriminator trains in this run, else Adam's own 0.9. The
         value used goes into training_args.json and the card like any flag."""
         if self.args.adam_beta1 is None:
-            self.args.adam_beta1 = 0.5 if self.discriminator_trains else 0.9
+            self.args.adam_beta1 = default_adam_beta1(self.discriminator_trains)
             logger.info("Adam beta1 %s (%s).", self.args.adam_beta1, "GAN on" if self.discriminator_trains else "no GAN")
 
     def checkpointed(self) -> list[nn.Module]:
