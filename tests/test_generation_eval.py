@@ -171,7 +171,7 @@ def test_a_prior_that_memorised_a_tiny_real_set_beats_both_baselines(photo_views
     )
     input_ids = prior.build_input_ids(tokens.view(-1, 4, 4), labels)
     before = prior_nll(prior, tokens, labels)["nats_per_token"]
-    optimizer = torch.optim.AdamW(prior.parameters(), lr=1e-2)
+    optimizer = torch.optim.AdamW(prior.parameters(), lr=3e-3)  # 1e-2 spiked: 0.34 nats on 1 thread, 0.70 on 2
     prior.train()
     for _ in range(60):
         loss = prior(input_ids=input_ids, labels=input_ids).loss
@@ -184,7 +184,7 @@ def test_a_prior_that_memorised_a_tiny_real_set_beats_both_baselines(photo_views
     marginal = baselines.nll(MARGINAL, tokens, labels)["nats_per_token"]
     after = prior_nll(prior, tokens, labels)["nats_per_token"]
     assert after < before and marginal < unigram
-    assert after < 0.5 * marginal, (after, marginal, unigram)  # measured: 0.34 vs 1.23 and 2.20 nats
+    assert after < 0.5 * marginal, (after, marginal, unigram)  # measured: 0.45 vs 1.23 and 2.20 nats, 1 or 2 threads
 
 
 # ------------------------------------------------------------------------------------------------ class probe
