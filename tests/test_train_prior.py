@@ -83,6 +83,8 @@ def test_train_prior_writes_a_pipeline_and_resumes_exactly(tmp_path, token_set, 
 
     tokenizer, _, tokens = token_set
     first = tmp_path / "first"
+    # Class dropout draws from the global RNG every step: at 0.5 a resume that moved that RNG changes the weights.
+    dropout = ("--class-dropout-prob", "0.5")
     # --push-to-hub against a recorder at the `HfApi` boundary: a logged-in user, no network.
     uploaded = {}
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
@@ -96,7 +98,8 @@ def test_train_prior_writes_a_pipeline_and_resumes_exactly(tmp_path, token_set, 
 
     monkeypatch.setattr(HfApi, "create_commit", create_commit)
     with caplog.at_level(logging.INFO, logger="hf_vq.training.prior"):  # the summary is logged, not printed
-        assert train_prior_main(flags(tokens, first, "--push-to-hub", "true", "--hub-model-id", "me/prior")) == 0
+        pushed = ("--push-to-hub", "true", "--hub-model-id", "me/prior")
+        assert train_prior_main(flags(tokens, first, *dropout, *pushed)) == 0
     assert f"Generate: hf-vq generate {first}" in caplog.text and "held-out NLL" in caplog.text
     assert "Pushed to https://huggingface.co/me/prior/commit/0" in caplog.text
     # The pipeline folder goes up whole and in one commit; checkpoints, logs, per-step grids stay local.
@@ -136,7 +139,7 @@ def test_train_prior_writes_a_pipeline_and_resumes_exactly(tmp_path, token_set, 
     second = tmp_path / "second"
     second.mkdir()
     shutil.copytree(first / "checkpoint-3", second / "checkpoint-3")
-    assert train_prior_main(flags(tokens, second, "--resume-from-checkpoint", "latest")) == 0
+    assert train_prior_main(flags(tokens, second, *dropout, "--resume-from-checkpoint", "latest")) == 0
     for name in ("transformer/model.safetensors", "checkpoint-6/transformer/model.safetensors"):
         expected, resumed = load_file(first / name), load_file(second / name)
         assert expected.keys() == resumed.keys() and all(torch.equal(expected[k], resumed[k]) for k in expected), name

@@ -356,6 +356,7 @@ def build_train_dataloader(
         num_workers=workers,
         drop_last=True,
         persistent_workers=False,  # new workers each epoch: they pick up the dataset's new epoch
+        generator=torch.Generator().manual_seed(0),  # not the global RNG: a resumed run makes its iterator elsewhere
     )
 
 

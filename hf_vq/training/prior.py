@@ -167,6 +167,9 @@ class PriorTask(Task):
             drop_last=True,
             num_workers=args.dataloader_num_workers,
             collate_fn=_collate,
+            # Its own generator: a new iterator otherwise draws a seed from the global RNG, which class dropout
+            # also uses, and a resumed run makes its iterator at another point of the stream than the first run.
+            generator=torch.Generator().manual_seed(args.seed or 0),
         )
         splits = info.get("splits", {})
         self.eval_split = args.eval_split or next((s for s in ("validation", "test") if s in splits), None)

