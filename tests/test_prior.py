@@ -174,6 +174,22 @@ def test_batched_guidance_equals_transformers_generate(position_embedding):
         assert torch.equal(ours, transformers_generate(prior, labels, scale, do_sample=True, **sampling))
 
 
+def test_preallocated_cache_gives_the_full_forward_logits_token_by_token():
+    from transformers.cache_utils import Cache
+
+    prior = tiny_prior(position_embedding="rope+2d")
+    ids = prior.build_input_ids(torch.randint(0, 16, (2, 4, 4)), class_labels=[0, 2])
+    with torch.no_grad():
+        full = prior(input_ids=ids).logits
+        cache = Cache(layers=[modeling_prior.PreallocatedLayer(17) for _ in range(prior.config.num_hidden_layers)])
+        steps = [prior(input_ids=ids[:, :5], cache=cache, use_cache=True).logits]  # a prompt, then one at a time
+        steps += [prior(input_ids=ids[:, t : t + 1], cache=cache, use_cache=True).logits for t in range(5, 17)]
+        torch.testing.assert_close(torch.cat(steps, dim=1), full, rtol=1e-5, atol=1e-5)
+    states = torch.zeros(1, 2, 3, 8)
+    with pytest.raises(ValueError, match="holds 2 positions"):
+        modeling_prior.PreallocatedLayer(2).update(states, states)
+
+
 def test_guidance_one_equals_unguided_and_skips_the_null_branch():
     prior = tiny_prior()
     batch_sizes = []

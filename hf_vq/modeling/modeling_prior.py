@@ -16,8 +16,9 @@ from torch import nn
 
 # diffusers records a pipeline component from a library it does not know by its module and, when loading, picks the
 # load method by finding a known base class *in that module*: PreTrainedModel (see modeling_vqgan.py).
-from transformers import DynamicCache, LlamaForCausalLM, PreTrainedModel  # noqa: F401
+from transformers import LlamaForCausalLM, PreTrainedModel  # noqa: F401
 from transformers import initialization as init
+from transformers.cache_utils import Cache, DynamicLayer
 from transformers.generation import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 from transformers.utils.deprecation import deprecate_kwarg
 
@@ -39,6 +40,38 @@ class GridPositionEmbedding(nn.Module):
 
     def forward(self, rows: torch.LongTensor, cols: torch.LongTensor) -> torch.Tensor:
         return self.row[rows] + self.col[cols]
+
+
+class PreallocatedLayer(DynamicLayer):
+    """A KV-cache layer for sampling a sequence of known length: its keys and values are written into buffers of
+    `max_length` and returned as views of the filled part. transformers' `DynamicLayer` concatenates instead, which
+    copies the whole cache at every token (measured: ~15% of the guided sampling time of a 16x16 grid on a CPU);
+    `StaticLayer` avoids the copies but attends over all `max_length` positions at every token."""
+
+    def __init__(self, max_length: int):
+        super().__init__()
+        self.max_length = max_length
+
+    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        super().lazy_initialization(key_states, value_states)
+        shape = lambda states: (*states.shape[:2], self.max_length, states.shape[-1])  # noqa: E731
+        self.key_buffer = key_states.new_empty(shape(key_states))
+        self.value_buffer = value_states.new_empty(shape(value_states))
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        start = self.get_seq_length()
+        end = start + key_states.shape[-2]
+        if end > self.max_length:
+            raise ValueError(f"The cache holds {self.max_length} positions; position {end - 1} was written.")
+        self.key_buffer[:, :, start:end] = key_states
+        self.value_buffer[:, :, start:end] = value_states
+        self.keys, self.values = self.key_buffer[:, :, :end], self.value_buffer[:, :, :end]
+        return self.keys, self.values
+
+    def get_max_length(self) -> int:
+        return self.max_length
 
 
 class VQPriorForCausalLM(LlamaForCausalLM):
@@ -98,26 +131,25 @@ class VQPriorForCausalLM(LlamaForCausalLM):
         """`rows` / `cols`, per sequence position (length 1 + L): the grid row / column in finest-grid units, 0 for
         the prefix. `low` / `high`, per image position (length L): the range `[low, high)` of ids it may hold."""
         if device not in self._layout_tables:
-            layout, (height, width) = self.config.token_layout, self.config.image_size
-            finest = min(level.downsampling_factor for level in layout.levels)
-            rows, cols, low, high = [torch.zeros(1, dtype=torch.long)], [torch.zeros(1, dtype=torch.long)], [], []
-            for level, offsets in zip(layout.levels, layout.offsets):
-                h, w = level.grid_shape(height, width)
-                scale = level.downsampling_factor // finest
-                grid_rows = torch.arange(h).repeat_interleave(w * level.depth)  # raster order, stages together
-                grid_cols = torch.arange(w).repeat_interleave(level.depth).repeat(h)
-                rows.append(1 + grid_rows * scale)
-                cols.append(1 + grid_cols * scale)
-                start = torch.tensor(offsets).repeat(h * w)
-                low.append(start)
-                high.append(start + level.codebook_size)
-            self._layout_tables[device] = {
-                "rows": torch.cat(rows).to(device),
-                "cols": torch.cat(cols).to(device),
-                "low": torch.cat(low).to(device),
-                "high": torch.cat(high).to(device),
-            }
+            self._layout_tables[device] = self._build_position_tables(device)
         return self._layout_tables[device]
+
+    def _build_position_tables(self, device: torch.device) -> dict[str, torch.Tensor]:
+        layout, (height, width) = self.config.token_layout, self.config.image_size
+        finest = min(level.downsampling_factor for level in layout.levels)
+        rows, cols, low, high = [torch.zeros(1, dtype=torch.long)], [torch.zeros(1, dtype=torch.long)], [], []
+        for level, offsets in zip(layout.levels, layout.offsets):
+            h, w = level.grid_shape(height, width)
+            scale = level.downsampling_factor // finest
+            grid_rows = torch.arange(h).repeat_interleave(w * level.depth)  # raster order, stages together
+            grid_cols = torch.arange(w).repeat_interleave(level.depth).repeat(h)
+            rows.append(1 + grid_rows * scale)
+            cols.append(1 + grid_cols * scale)
+            start = torch.tensor(offsets).repeat(h * w)
+            low.append(start)
+            high.append(start + level.codebook_size)
+        tables = {"rows": rows, "cols": cols, "low": low, "high": high}
+        return {name: torch.cat(parts).to(device) for name, parts in tables.items()}
 
     # ----------------------------------------------------------------------------------------- training
 
@@ -319,12 +351,15 @@ class VQPriorForCausalLM(LlamaForCausalLM):
 
         tables = self._position_tables(device)
         vocabulary = torch.arange(config.vocab_size, device=device)
+        # (L, vocab): True where a position may not hold an id (other levels / stages, class and null tokens).
+        blocked = (vocabulary < tables["low"][:, None]) | (vocabulary >= tables["high"][:, None])
         length = config.sequence_length
         # (2B, 1): conditional rows, then null-class rows, run as one batch.
         inputs = torch.cat([prefix, torch.full_like(prefix, config.null_class_token_id)]) if guided else prefix
         inputs = inputs[:, None]
-        sequence = prefix[:, None]
-        cache = DynamicCache(config=config)
+        sequence = torch.empty(len(prefix), 1 + length, dtype=torch.long, device=device)
+        sequence[:, 0] = prefix
+        cache = Cache(layers=[PreallocatedLayer(1 + length) for _ in range(config.num_hidden_layers)])
         for step in range(length):
             output = self(input_ids=inputs, cache=cache, use_cache=True, logits_to_keep=1)
             cache, logits = output.cache, output.logits[:, -1].float()  # (B or 2B, vocab)
@@ -334,16 +369,15 @@ class VQPriorForCausalLM(LlamaForCausalLM):
                 scores = guidance_scale * (conditional - unconditional) + unconditional
             else:
                 scores = logits
-            allowed = (vocabulary >= tables["low"][step]) & (vocabulary < tables["high"][step])
-            scores = scores.masked_fill(~allowed, -float("inf"))
+            scores = scores.masked_fill(blocked[step], -float("inf"))
             if temperature == 0:
                 tokens = scores.argmax(dim=-1)
             else:
-                scores = warpers(sequence, scores)
+                scores = warpers(sequence[:, : step + 1], scores)
                 tokens = torch.multinomial(F.softmax(scores, dim=-1), 1, generator=generator).squeeze(1)
-            sequence = torch.cat([sequence, tokens[:, None]], dim=1)
-            inputs = torch.cat([tokens, tokens])[:, None] if guided else tokens[:, None]
+            sequence[:, step + 1] = tokens
+            inputs = tokens.repeat(2)[:, None] if guided else tokens[:, None]
         return config.token_layout.unflatten(sequence[:, 1:], *config.image_size)
 
 
-__all__ = ["GridPositionEmbedding", "VQPriorForCausalLM"]
+__all__ = ["GridPositionEmbedding", "PreallocatedLayer", "VQPriorForCausalLM"]
