@@ -51,7 +51,7 @@ def parse(argv: list[str]):
         parser,
         argv,
         gpu=dict(batch_size=32, grid=16, layers=12, width=768, sample_batch_size=32, warmup=2, iters=5),
-        cpu=dict(batch_size=8, grid=8, layers=4, width=256, sample_batch_size=8, warmup=1, iters=3),
+        cpu=dict(batch_size=8, grid=8, layers=4, width=256, sample_batch_size=8, warmup=1, iters=8),
     )
 
 
