@@ -54,7 +54,10 @@ def test_bad_records_are_skipped_and_counted_through_the_loader(tmp_path):
     good, bad = write_mixed_folder(tmp_path / "images")
     stream = build_train_stream(str(tmp_path / "images"), resolution=32, shuffle_buffer_size=4)
     loader = build_train_dataloader(stream, batch_size=good + bad, num_workers=0)
+    state = torch.get_rng_state()
     (batch,) = list(loader)
+    # The global RNG is the training step's: a loader drawing from it would shift those draws after a resume.
+    assert torch.equal(torch.get_rng_state(), state)
     assert batch["pixel_values"].shape == (good, 3, 32, 32)
     assert int(batch["num_skipped"]) == bad
 
