@@ -38,14 +38,14 @@ def parse(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def hf_vq(*arguments: str) -> list[str]:
+def cli(*arguments: str) -> list[str]:
     return [sys.executable, "-m", "hf_vq.cli", *arguments]
 
 
 def train_one(seed: int, output: Path) -> None:
     """In the wrapper process: trains one seed and prints its wall time and peak memory as the last line."""
     start = time.perf_counter()
-    completed = subprocess.run(hf_vq("train", "--seed", str(seed), "--output-dir", str(output)), check=False)
+    completed = subprocess.run(cli("train", "--seed", str(seed), "--output-dir", str(output)), check=False)
     seconds = time.perf_counter() - start
     if completed.returncode != 0:
         raise SystemExit(f"hf-vq train --seed {seed} failed with exit code {completed.returncode}")
@@ -62,7 +62,7 @@ def run_seed(seed: int, workdir: Path) -> dict:
     )  # fmt: skip
     result = json.loads(wrapper.stdout.strip().splitlines()[-1])
     scores = output / "eval_builtin.json"
-    subprocess.run(hf_vq("evaluate", str(output), "--dataset", "builtin", "--no-card", "--output", str(scores)),
+    subprocess.run(cli("evaluate", str(output), "--dataset", "builtin", "--no-card", "--output", str(scores)),
                    check=True)  # fmt: skip
     result.update(json.loads(scores.read_text())["metrics"])
     return result

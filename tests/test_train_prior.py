@@ -97,7 +97,7 @@ def test_train_prior_writes_a_pipeline_and_resumes_exactly(tmp_path, token_set, 
                           commit_description="")  # fmt: skip
 
     monkeypatch.setattr(HfApi, "create_commit", create_commit)
-    with caplog.at_level(logging.INFO, logger="hf_vq.training.prior"):  # the summary is logged, not printed
+    with caplog.at_level(logging.INFO, logger="hf_vq.training"):  # the summary (prior) and push (loop) are logged
         pushed = ("--push-to-hub", "true", "--hub-model-id", "me/prior")
         assert train_prior_main(flags(tokens, first, *dropout, *pushed)) == 0
     assert f"Generate: hf-vq generate {first}" in caplog.text and "held-out NLL" in caplog.text

@@ -146,16 +146,18 @@ def push_folder(
     files = upload_file_list(folder)
     if revision is not None and not revision.startswith("refs/pr"):
         api.create_branch(repo_id, branch=revision, exist_ok=True)
+    return _commit_files(
+        api, repo_id, folder, files,
+        commit_message=commit_message or f"Upload hf-vq model ({len(files)} files)",
+        commit_description=commit_description, revision=revision, create_pr=create_pr,
+    )  # fmt: skip
+
+
+def _commit_files(api: HfApi, repo_id: str, folder: Path, files: list[str], **commit):
+    """`files` (relative to `folder`) to `repo_id` in one commit; `commit`: `HfApi.create_commit`'s options."""
     operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(folder / name)) for name in files]
     logger.info("Uploading %d files to %s: %s", len(files), repo_id, ", ".join(files))
-    return api.create_commit(
-        repo_id,
-        operations=operations,
-        commit_message=commit_message or f"Upload hf-vq model ({len(files)} files)",
-        commit_description=commit_description,
-        revision=revision,
-        create_pr=create_pr,
-    )
+    return api.create_commit(repo_id, operations=operations, **commit)
 
 
 def pipeline_file_list(folder: str | os.PathLike, extra: tuple[str, ...] = ()) -> list[str]:
@@ -197,11 +199,8 @@ def push_pipeline_folder(
     files = pipeline_file_list(folder, extra)  # before the repo is created
     api = HfApi(token=require_hub_token(token))
     repo_id = _create_repo(api, repo_id, private)
-    operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(Path(folder) / name)) for name in files]
-    logger.info("Uploading %d files to %s: %s", len(files), repo_id, ", ".join(files))
-    return api.create_commit(
-        repo_id, operations=operations, commit_message=commit_message or f"Upload hf-vq pipeline ({len(files)} files)"
-    )
+    message = commit_message or f"Upload hf-vq pipeline ({len(files)} files)"
+    return _commit_files(api, repo_id, Path(folder), files, commit_message=message)
 
 
 def push_model_to_hub(

@@ -113,12 +113,16 @@ class Task:
 
     def push(self, run: Run) -> None:
         """On the main process, after saving, with --push-to-hub: upload the output folder to `--hub-model-id` (else
-        a repo named after the folder). Here: a single saved model (`hf_vq.hub.push_folder`), in one commit."""
+        a repo named after the folder) with [`upload`]."""
+        repo_id = run.args.hub_model_id or run.output_dir.resolve().name
+        commit = self.upload(run.output_dir, repo_id, private=run.args.hub_private_repo)
+        logger.info("Pushed to %s", getattr(commit, "commit_url", repo_id))
+
+    def upload(self, folder: Path, repo_id: str, private: bool | None):
+        """[`push`]'s upload, returning its `CommitInfo`: here one saved model (`hf_vq.hub.push_folder`)."""
         from ..hub import push_folder
 
-        repo_id = run.args.hub_model_id or run.output_dir.resolve().name
-        commit = push_folder(run.output_dir, repo_id, private=run.args.hub_private_repo)
-        logger.info("Pushed to %s", getattr(commit, "commit_url", repo_id))
+        return push_folder(folder, repo_id, private=private)
 
     def report(self, run: Run, seconds: float) -> None:
         """On the main process, after saving (and pushing): tell the user where everything is."""

@@ -77,8 +77,6 @@ def log_summary(args, output_dir: Path, state, seconds: float, has_grid: bool, m
     logger.info("\n".join(lines))
 
 
-
-
 def eval_results(args, metrics: dict[str, float], num_images: int) -> dict:
     """The end-of-training evaluation in the `results` layout of `hf_vq.hub.write_model_card`."""
     return {

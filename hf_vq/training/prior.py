@@ -169,7 +169,7 @@ class PriorTask(Task):
             collate_fn=_collate,
             # Its own generator: a new iterator otherwise draws a seed from the global RNG, which class dropout
             # also uses, and a resumed run makes its iterator at another point of the stream than the first run.
-            generator=torch.Generator().manual_seed(args.seed or 0),
+            generator=torch.Generator().manual_seed(args.seed),
         )
         splits = info.get("splits", {})
         self.eval_split = args.eval_split or next((s for s in ("validation", "test") if s in splits), None)
@@ -252,14 +252,11 @@ class PriorTask(Task):
             (output_dir / EVAL_RESULTS_NAME).write_text(json.dumps(entry, indent=2) + "\n")
         write_pipeline_card(output_dir, prior, self.info, run.training_recipe(), results, self.args)
 
-    def push(self, run: Run) -> None:
+    def upload(self, folder: Path, repo_id: str, private: bool | None):
         """The pipeline folder (`model_index.json`, `vqvae/`, `transformer/`, card, grid, NLL) in one commit."""
         from ..hub.push import push_pipeline_folder
 
-        args = run.args
-        repo_id = args.hub_model_id or run.output_dir.resolve().name
-        commit = push_pipeline_folder(run.output_dir, repo_id, private=args.hub_private_repo, extra=UPLOADED_FILES)
-        logger.info("Pushed to %s", getattr(commit, "commit_url", repo_id))
+        return push_pipeline_folder(folder, repo_id, private=private, extra=UPLOADED_FILES)
 
     def report(self, run: Run, seconds: float) -> None:
         """Where the pipeline is and how to use it, logged (INFO on the main process, as the loop set it up)."""
