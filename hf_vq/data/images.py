@@ -13,6 +13,7 @@ monitor and the everyday commands, so that an image is prepared and measured the
 from __future__ import annotations
 
 import io
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -215,7 +216,19 @@ def comparison_grid(
     return canvas
 
 
+def image_grid(images: torch.Tensor, columns: int, gap: int = 2) -> Image.Image:
+    """`uint8` `(B, C, H, W)` images -> one PIL image, row-major, `gap` white pixels between them."""
+    count, channels, height, width = images.shape
+    rows = math.ceil(count / columns)
+    grid = torch.full((channels, rows * (height + gap) - gap, columns * (width + gap) - gap), 255, dtype=torch.uint8)
+    for i, image in enumerate(images.cpu()):
+        top, left = (i // columns) * (height + gap), (i % columns) * (width + gap)
+        grid[:, top : top + height, left : left + width] = image
+    return to_pil(grid)
+
+
 __all__ = [
+    "image_grid",
     "center_crop",
     "check_image_files",
     "comparison_grid",

@@ -2,5 +2,6 @@
 (`pip install hf-vq[diffusers]`); `import hf_vq` alone does not."""
 
 from .pipeline_vq_image import VQImagePipeline
+from .sampling import sample_images
 
-__all__ = ["VQImagePipeline"]
+__all__ = ["VQImagePipeline", "sample_images"]

@@ -28,12 +28,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data import to_pil, to_uint8
+from ..data.images import image_grid
 from ..data import tokens as token_files
 from ..evaluation.generation import prior_nll
 from ..modeling import VQPriorConfig, VQPriorForCausalLM, tokenizer_config_hash
 from .arguments import parse_args, parse_json_or_file
 from .loop import Run, Task, TaskStep, Trainable, TrainData, run_training
+from ..pipelines.sampling import sample_images
 from .monitoring import log_grid
 from .prior_arguments import PRIOR_DESCRIPTION, PriorArguments
 
@@ -45,31 +46,6 @@ EVAL_BATCH_SIZE = 256
 GRID_SEED = 0  # the grids of a run use one fixed seed, so they show the prior changing, not the noise
 PIPELINE_FILES = ("model_index.json", "vqvae", "transformer", "README.md", SAMPLES_NAME, EVAL_RESULTS_NAME, "samples")
 UPLOADED_FILES = (SAMPLES_NAME, EVAL_RESULTS_NAME)  # with the pipeline's own files; per-step grids stay local
-
-
-# ------------------------------------------------------------------------------------------------ sampling
-
-
-def sample_images(pipe, class_labels, num_images: int, guidance_scale: float, generator, **sampling) -> torch.Tensor:
-    """`uint8` `(B, 3, H, W)` images from a `VQImagePipeline`: `num_images` per class label (rows in label order), or
-    `num_images` unconditional ones when `class_labels` is None; guidance only where there are labels."""
-    guidance = guidance_scale if class_labels is not None else 1.0
-    images = pipe(
-        class_labels=class_labels, num_images_per_prompt=num_images, guidance_scale=guidance, generator=generator,
-        output_type="pt", **sampling,
-    ).images  # fmt: skip
-    return to_uint8(images.float(), (0.0, 1.0))
-
-
-def image_grid(images: torch.Tensor, columns: int, gap: int = 2):
-    """`uint8` `(B, C, H, W)` images -> one PIL image, row-major, `gap` white pixels between them."""
-    count, channels, height, width = images.shape
-    rows = math.ceil(count / columns)
-    grid = torch.full((channels, rows * (height + gap) - gap, columns * (width + gap) - gap), 255, dtype=torch.uint8)
-    for i, image in enumerate(images.cpu()):
-        top, left = (i // columns) * (height + gap), (i % columns) * (width + gap)
-        grid[:, top : top + height, left : left + width] = image
-    return to_pil(grid)
 
 
 # ------------------------------------------------------------------------------------------------ data
