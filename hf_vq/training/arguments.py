@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 from transformers import HfArgumentParser
 
+from ..parsing import hide_underscore_spellings, unknown_argument_message
 from .tokenizer_types import TOKENIZER_TYPES
 
 # `transformers.get_scheduler` names we accept; all of them do a linear warm-up first.
@@ -404,18 +405,8 @@ def build_parser(
     )
     text = "YAML or JSON file of arguments; command-line flags override it."
     parser.add_argument("--config", metavar="FILE", default=None, help=text)
-    _hide_underscore_spellings(parser)
+    hide_underscore_spellings(parser)
     return parser
-
-
-def _hide_underscore_spellings(parser: HfArgumentParser) -> None:
-    """HfArgumentParser adds each flag twice (`--model_type`, `--model-type`): `--help` and error messages show the
-    dashed spelling only, while the command line keeps accepting both (argparse looks flags up in
-    `_option_string_actions`, which keeps every spelling)."""
-    for action in parser._actions:
-        dashed = [s for s in action.option_strings if "_" not in s]
-        if dashed and len(dashed) < len(action.option_strings):
-            action.option_strings = dashed
 
 
 def parse_args(
@@ -431,10 +422,7 @@ def parse_args(
     parser = build_parser(arguments_class, prog=prog, description=description)
     namespace, unknown = parser.parse_known_args(argv)
     if unknown:
-        options = [s for action in parser._actions for s in action.option_strings]
-        first = unknown[0].split("=")[0]
-        close = difflib.get_close_matches(first, options, n=1)
-        parser.error(f"unknown argument {unknown[0]!r}" + (f"; did you mean {close[0]}?" if close else ""))
+        parser.error(unknown_argument_message(parser, unknown[0]))
     try:
         if namespace.config is not None:
             parser.set_defaults(**_read_config_file(namespace.config, arguments_class, prog))
