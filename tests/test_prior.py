@@ -4,6 +4,7 @@ checks, bad input, and a tiny prior that learns the tokens of real photos."""
 
 import ast
 import doctest
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from PIL import Image
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from hf_vq import VQGANModel
-from hf_vq.modeling import configuration_prior, modeling_prior
+from hf_vq.modeling import configuration_prior, modeling_prior, prior_interface
 from hf_vq.modeling.configuration_prior import VQPriorConfig, tokenizer_config_hash
 from hf_vq.modeling.modeling_prior import VQPriorForCausalLM
 
@@ -98,20 +99,21 @@ def test_config_validation(fields, message):
 
 
 def test_docstring_examples_run():
-    for module in (configuration_prior, modeling_prior):
+    for module in (configuration_prior, modeling_prior, prior_interface):
         assert doctest.testmod(module, raise_on_error=True).attempted > 0
 
 
 def test_modeling_files_ship_as_remote_code():
-    """The prior's files import only torch, transformers and their own folder (no diffusers, nothing else of hf_vq)."""
+    """The prior's files import only the standard library, torch, transformers and their own folder (no diffusers,
+    nothing else of hf_vq)."""
     folder = Path(__file__).resolve().parents[1] / "hf_vq" / "modeling"
-    for name in ("configuration_prior.py", "modeling_prior.py"):
+    allowed = set(sys.stdlib_module_names) | {"torch", "transformers", "huggingface_hub"}
+    for name in ("configuration_prior.py", "modeling_prior.py", "prior_interface.py"):
         for node in ast.walk(ast.parse((folder / name).read_text())):
             if isinstance(node, ast.ImportFrom) and node.level == 0:
-                assert node.module.split(".")[0] in {"__future__", "collections", "hashlib", "json", "typing", "torch",
-                                                     "transformers", "huggingface_hub"}, (name, node.module)
+                assert node.module.split(".")[0] in allowed, (name, node.module)
             elif isinstance(node, ast.Import):
-                assert all(a.name.split(".")[0] in {"torch", "hashlib", "json"} for a in node.names), name
+                assert all(a.name.split(".")[0] in allowed for a in node.names), name
 
 
 # ------------------------------------------------------------------------------------------ training

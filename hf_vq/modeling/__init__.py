@@ -20,6 +20,7 @@ from .modeling_utils import SingleGridMixin, VQPreTrainedModel, register_integra
 from .modeling_vqgan import VQGANModel
 from .modeling_vqvae import VQVAEModel
 from .modeling_vqvae2 import VQVAE2Model
+from .prior_interface import VQPriorMixin
 from .quantizer_base import BaseQuantizer
 from .quantizers import build_quantizer
 from .token_layout import TokenLayout, TokenLevel
@@ -33,8 +34,10 @@ for _config, _model in (
     AutoConfig.register(_config.model_type, _config, exist_ok=True)
     AutoModel.register(_config, _model, exist_ok=True)
 
-# The stage-2 prior is a causal LM over token ids: AutoModelForCausalLM, not AutoModel.
+# Every prior family registers with AutoModel, the one Auto class they share (how `load_pipeline` and remote code
+# load a prior of any family); the autoregressive one also with AutoModelForCausalLM, as transformers' causal LMs.
 AutoConfig.register(VQPriorConfig.model_type, VQPriorConfig, exist_ok=True)
+AutoModel.register(VQPriorConfig, VQPriorForCausalLM, exist_ok=True)
 AutoModelForCausalLM.register(VQPriorConfig, VQPriorForCausalLM, exist_ok=True)
 
 __all__ = [
@@ -55,6 +58,7 @@ __all__ = [
     "VQPreTrainedModel",
     "VQPriorConfig",
     "VQPriorForCausalLM",
+    "VQPriorMixin",
     "VQVAE2Config",
     "VQVAE2Model",
     "VQVAE2ModelOutput",

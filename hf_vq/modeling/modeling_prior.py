@@ -8,7 +8,7 @@ image ids only.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
 
 import torch
 import torch.nn.functional as F
@@ -22,10 +22,9 @@ from transformers.cache_utils import Cache, DynamicLayer
 from transformers.generation import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 from transformers.utils.deprecation import deprecate_kwarg
 
-from .configuration_prior import VQPriorConfig, tokenizer_config_hash
+from .configuration_prior import VQPriorConfig
+from .prior_interface import ClassLabels, VQPriorMixin
 from .token_layout import Indices
-
-ClassLabels = int | Sequence[int] | torch.Tensor
 
 
 class GridPositionEmbedding(nn.Module):
@@ -74,13 +73,14 @@ class PreallocatedLayer(DynamicLayer):
         return self.max_length
 
 
-class VQPriorForCausalLM(LlamaForCausalLM):
+class VQPriorForCausalLM(LlamaForCausalLM, VQPriorMixin):
     r"""
-    A class-conditional (or unconditional) autoregressive prior over the ids of an hf-vq tokenizer.
+    A class-conditional (or unconditional) autoregressive prior over the ids of an hf-vq tokenizer: the `"causal"`
+    prior family (see [`VQPriorMixin`] for the interface it implements).
 
     Train it with `model(input_ids=ids, labels=ids)` where `ids = model.build_input_ids(tokens, class_labels)`;
     sample token grids with [`generate_indices`] and decode them with the tokenizer's `decode_indices` (or use
-    `hf_vq.pipelines.VQImagePipeline`).
+    `hf_vq.pipelines.VQImagePipeline`). Its held-out score is the NLL per image token ([`held_out_score`]).
 
     Example:
 
@@ -104,6 +104,13 @@ class VQPriorForCausalLM(LlamaForCausalLM):
 
     config_class = VQPriorConfig
     config: VQPriorConfig
+    held_out_metric = "nll"
+    held_out_description = (
+        "per image token, the softmax at each position taken over that position's id range (as in sampling; "
+        "`hf-vq evaluate-prior` measures the same)"
+    )
+    model_card_name = "autoregressive Llama prior"
+    model_card_tag = "autoregressive"
 
     def __init__(self, config: VQPriorConfig):
         super().__init__(config)
@@ -150,6 +157,13 @@ class VQPriorForCausalLM(LlamaForCausalLM):
             high.append(start + level.codebook_size)
         tables = {"rows": rows, "cols": cols, "low": low, "high": high}
         return {name: torch.cat(parts).to(device) for name, parts in tables.items()}
+
+    def _blocked_ids(self, device: torch.device) -> torch.Tensor:
+        """`(L, vocab_size)`: True where image position t may not hold an id (ids of other levels / stages, class
+        and null tokens). Sampling and the held-out NLL both drop them."""
+        tables = self._position_tables(device)
+        vocabulary = torch.arange(self.config.vocab_size, device=device)
+        return (vocabulary < tables["low"][:, None]) | (vocabulary >= tables["high"][:, None])
 
     # ----------------------------------------------------------------------------------------- training
 
@@ -205,84 +219,25 @@ class VQPriorForCausalLM(LlamaForCausalLM):
             **kwargs,
         )
 
-    def build_input_ids(self, indices: Indices, class_labels: ClassLabels | None = None) -> torch.LongTensor:
-        """Token ids from the tokenizer (`encode_to_indices`) -> `(B, 1 + L)` model inputs: the class token (the
-        null token for an unconditional prior) followed by the ids in the layout's joint vocabulary.
+    def training_inputs(self, input_ids: torch.LongTensor) -> dict[str, torch.Tensor]:
+        """`labels=input_ids`: cross-entropy over the image ids (see [`forward`]), class dropout included."""
+        return {"input_ids": input_ids, "labels": input_ids}
 
-        Args:
-            indices (`torch.LongTensor` or `tuple`):
-                Ids of B images of `config.image_size`, as the tokenizer returns them.
-            class_labels (`int`, `list[int]` or `torch.LongTensor` of shape `(B,)`, *optional*):
-                Class of each image; required by a class-conditional prior, refused by an unconditional one.
-        """
-        layout = self.config.token_layout
-        levels = layout.check(indices)
-        shapes = [tuple(ids.shape[1:]) for ids in levels]
-        if shapes != [tuple(s) for s in self.config.latent_shapes]:
-            raise ValueError(
-                f"Token grids of shape {shapes} do not match this prior's {self.config.latent_shapes} (images of "
-                f"{self.config.image_size[0]}x{self.config.image_size[1]}). Encode images of that size."
-            )
-        batch = levels[0].shape[0]
-        if self.config.num_classes > 0 and class_labels is None:
-            raise ValueError("This prior is class-conditional: pass `class_labels`, one per image.")
-        prefix = self._prefix_ids(class_labels, batch if class_labels is None else 1, levels[0].device)
-        if prefix.shape[0] != batch:
-            raise ValueError(f"`class_labels` must have one entry per image ({batch}); got {prefix.shape[0]}.")
-        return torch.cat([prefix[:, None], layout.flatten(indices)], dim=1)
+    def score_input_ids(self, input_ids: torch.LongTensor) -> tuple[float, int]:
+        """The NLL of the image ids of `input_ids`, summed: at each position the softmax is taken over that
+        position's id range, as in sampling (class, null and other-range ids are dropped)."""
+        logits = self(input_ids=input_ids).logits[:, :-1].float()  # (B, L, V): position t predicts image id t
+        log_p = F.log_softmax(logits.masked_fill(self._blocked_ids(logits.device), -math.inf), dim=-1)
+        targets = input_ids[:, 1:]
+        return -float(log_p.gather(2, targets[..., None]).sum()), targets.numel()
 
-    def _prefix_ids(self, class_labels: ClassLabels | None, num_images: int, device) -> torch.LongTensor:
-        """Prefix token of each sequence, `(len(class_labels) * num_images,)`: class tokens, or null tokens."""
+    def model_card_details(self) -> str:
         config = self.config
-        if isinstance(num_images, bool) or not isinstance(num_images, int) or num_images < 1:
-            raise ValueError(f"`num_images` must be an integer >= 1; got {num_images!r}.")
-        if class_labels is None:
-            return torch.full((num_images,), config.null_class_token_id, dtype=torch.long, device=device)
-        if config.num_classes == 0:
-            raise ValueError(
-                "`class_labels` were given to an unconditional prior (config.num_classes = 0). Pass "
-                "`class_labels=None`, or train a prior with `num_classes` > 0."
-            )
-        labels = torch.as_tensor(class_labels, device=device)
-        if labels.numel() == 0:
-            raise ValueError("`class_labels` is empty: pass at least one class, or None for unconditional samples.")
-        if labels.is_floating_point() or labels.is_complex() or labels.dim() > 1:
-            raise ValueError(
-                f"`class_labels` must be an int or a 1-D sequence of ints; got {tuple(labels.shape)} {labels.dtype}."
-            )
-        labels = labels.long().reshape(-1)
-        if labels.min() < 0 or labels.max() >= config.num_classes:
-            raise ValueError(
-                f"`class_labels` must be in [0, {config.num_classes}) (config.num_classes); got values in "
-                f"[{int(labels.min())}, {int(labels.max())}]."
-            )
-        return (labels + config.image_vocab_size).repeat_interleave(num_images)
+        return (
+            f"{config.num_hidden_layers} layers, width {config.hidden_size}, positions `{config.position_embedding}`"
+        )
 
     # ----------------------------------------------------------------------------------------- sampling
-
-    def check_tokenizer(self, tokenizer) -> None:
-        """Raises a `ValueError` when `tokenizer` is not the one this prior models: another token layout, or
-        (when the config records one) another config hash."""
-        config = self.config
-        ours = [(lv.downsampling_factor, lv.codebook_size, lv.depth) for lv in config.token_layout.levels]
-        layout = getattr(tokenizer, "token_layout", None)
-        theirs = None
-        if layout is not None:
-            theirs = [(lv.downsampling_factor, lv.codebook_size, lv.depth) for lv in layout.levels]
-        if theirs != ours:
-            raise ValueError(
-                f"The tokenizer's token layout (downsampling factor, codebook size, depth per level) is {theirs}; "
-                f"this prior was trained on {ours}. Use the tokenizer it was trained with "
-                f"({config.tokenizer_name_or_path or 'see config.tokenizer_name_or_path'})."
-            )
-        if config.tokenizer_config_hash is not None:
-            received = tokenizer_config_hash(tokenizer)
-            if received != config.tokenizer_config_hash:
-                raise ValueError(
-                    f"The tokenizer's config hash is {received}; this prior was trained on a tokenizer with hash "
-                    f"{config.tokenizer_config_hash} ({config.tokenizer_name_or_path or 'name not recorded'}). Its "
-                    "ids mean other codes: load the tokenizer the prior was trained with."
-                )
 
     @torch.no_grad()
     def generate_indices(
@@ -349,10 +304,7 @@ class VQPriorForCausalLM(LlamaForCausalLM):
         if top_p is not None and top_p < 1.0:
             warpers.append(TopPLogitsWarper(top_p=top_p))
 
-        tables = self._position_tables(device)
-        vocabulary = torch.arange(config.vocab_size, device=device)
-        # (L, vocab): True where a position may not hold an id (other levels / stages, class and null tokens).
-        blocked = (vocabulary < tables["low"][:, None]) | (vocabulary >= tables["high"][:, None])
+        blocked = self._blocked_ids(device)  # (L, vocab)
         length = config.sequence_length
         # (2B, 1): conditional rows, then null-class rows, run as one batch.
         inputs = torch.cat([prefix, torch.full_like(prefix, config.null_class_token_id)]) if guided else prefix
