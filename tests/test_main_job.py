@@ -75,4 +75,6 @@ def test_adam_beta1_follows_the_gan_unless_given(tmp_path, extra, expected):
     task = TokenizerTask(args)
     task.build_models()
     task.build_objective(max_train_steps=400, device=torch.device("cpu"))
-    assert args.adam_beta1 == expected  # resolved before the loop builds the optimizers, recorded in the args
+    # Resolved before the loop builds the optimizers (which training_args.json records); `args` stays as given.
+    assert task.adam_betas(args)[0] == expected
+    assert args.adam_beta1 == parse_args(flags(tmp_path, *extra)).adam_beta1

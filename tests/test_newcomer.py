@@ -7,9 +7,10 @@ from __future__ import annotations
 import json
 import logging
 
-from hf_vq.training.arguments import build_parser, parse_args
+from hf_vq.training import parse_args
 from hf_vq.training.checkpointing import COMPLETE_MARKER
 from hf_vq.training.tokenizer import new_model_config, repeat_main_job
+from hf_vq.training.tokenizer_arguments import build_train_parser
 from hf_vq.training.tokenizer_types import DEFAULT_VQGAN_CONFIG, DEFAULT_VQVAE_CONFIG, TOKENIZER_TYPES
 
 
@@ -38,7 +39,7 @@ def test_model_config_file_is_an_override_and_a_saved_config_is_taken_whole(tmp_
 
 
 def test_help_shows_one_spelling_per_flag_and_both_still_parse():
-    text = build_parser().format_help()
+    text = build_train_parser().format_help()
     assert "--model-type" in text and "--model_type" not in text and "--no_use_ema" not in text
     args = parse_args(["--model_type", "vqvae", "--no_use_ema", "--learning_rate", "1e-3"])
     assert args.model_type == "vqvae" and args.use_ema is False and args.learning_rate == 1e-3

@@ -37,7 +37,7 @@ def test_quick_start_runs(tmp_path, monkeypatch):
 
 def test_training_yaml_example_parses(tmp_path):
     from hf_vq import VQGANConfig
-    from hf_vq.training.arguments import parse_args
+    from hf_vq.training import parse_args
 
     text = (REPO_ROOT / "README.md").read_text()
     (tmp_path / "run.yaml").write_text(re.search(r"```yaml\n(.*?)```", text, re.S).group(1))

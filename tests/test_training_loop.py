@@ -8,7 +8,9 @@ import torch
 from torch import nn
 
 from hf_vq.training import parse_args, train
-from hf_vq.training.loop import Task, TaskStep, build_optimizers, optimizer_step, train_step
+from hf_vq.training.loop import build_optimizers, run_arguments
+from hf_vq.training.step import optimizer_step, train_step
+from hf_vq.training.task import Task, TaskStep
 from hf_vq.training.tokenizer import TokenizerTask
 
 from helpers import TINY_DISCRIMINATOR, write_mixed_folder
@@ -43,7 +45,9 @@ def test_a_non_finite_batch_leaves_every_weight_unchanged(tmp_path):
     trainables = task.build_models()
     task.build_objective(max_train_steps=10, device=accelerator.device)
     objective = task.objective
+    args = run_arguments(args, task)  # the betas the task resolved, as the loop builds the optimizers with
     optimizers, schedulers = build_optimizers(args, trainables, 10, 1)
+    assert [opt.defaults["betas"] for opt in optimizers] == [(0.5, 0.9)] * 2  # the GAN trains: taming's beta1
     model, discriminator, *optimizers = accelerator.prepare(task.model, task.discriminator, *optimizers)
     named = {"generator": model, "discriminator": discriminator}
     assert objective.config.trains_discriminator(3) and objective.config.gan_factor(3) > 0  # every term is on
@@ -118,7 +122,7 @@ class RunningMeanTask(Task):
 def test_the_guard_restores_the_buffers_of_any_model_after_a_non_finite_step():
     from accelerate import Accelerator
 
-    from hf_vq.training.loop import forward_state
+    from hf_vq.training.step import forward_state
 
     accelerator = Accelerator(cpu=True)
     model = accelerator.prepare(RunningMean())
@@ -234,6 +238,8 @@ def test_lecam_and_r1_flags_reach_the_objective_and_the_card_has_the_rate_used(t
     assert train(args) == 0
     card = json.loads((tmp_path / "card_info.json").read_text())["training"]
     assert card["learning_rate"] == pytest.approx(1e-3 * 2)  # --scale-lr: per image of the batch of 2
+    # --adam-beta1 unset: the GAN trains, so taming's 0.5; recorded as used, while the caller's `args` stay as given.
+    assert json.loads((tmp_path / "training_args.json").read_text())["adam_beta1"] == 0.5 and args.adam_beta1 is None
     assert "0.001·LeCam (decay 0.9)" in card["losses"] and "0.5·R1" in card["losses"]
     from safetensors.torch import load_file
 

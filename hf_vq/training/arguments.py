@@ -1,17 +1,16 @@
-"""Arguments of the trainers: groups of flags, read from the command line and from a YAML/JSON file.
+"""Arguments of the trainers: the machinery that reads groups of flags from the command line and from a YAML/JSON
+file, and the shared loop's groups.
 
 `hf-vq train --config run.yaml --learning-rate 1e-4` reads `run.yaml` first, then lets every flag given on the
-command line override it. Keys are the field names below (`learning_rate` or `learning-rate`); an unknown key
-or an invalid value stops the run with a message that names the flag.
+command line override it. Keys are the field names (`learning_rate` or `learning-rate`); an unknown key or an invalid
+value stops the run with a message that names the flag.
 
-Flags come in groups, one dataclass each, shown together by `--help`:
-
-- generic, read by the shared loop (`loop.py`): [`OptimizationArguments`], [`OutputArguments`]; together they are
-  [`LoopArguments`], what any trainer builds on;
-- the tokenizer's (`tokenizer.py`): [`TokenizerModelArguments`], [`ImageDataArguments`], [`AdversarialArguments`].
-
-[`TrainArguments`], `hf-vq train`'s, is the flat union of all five. Each group validates its own fields
-(`_validate`). `--model-type` reads the open registry [`TOKENIZER_TYPES`]: a new tokenizer is one entry there.
+Flags come in groups, one dataclass each, shown together by `--help`. The generic ones, read by the shared loop
+(`loop.py`), are here: [`OptimizationArguments`] and [`OutputArguments`]; together they are [`LoopArguments`], what
+any trainer builds on. Each trainer adds its own groups in its own module (`tokenizer_arguments.py` for `hf-vq train`,
+`prior_arguments.py` for `hf-vq train-prior`) with the public helpers below: [`arg`] declares a flag, [`Arguments`]
+is the base of a group (each group validates its own fields in `_validate`), [`check`] and [`flag_error`] word the
+errors. [`parse_args`] parses any such class; nothing here knows a trainer.
 """
 
 import dataclasses
@@ -20,31 +19,42 @@ import json
 import math
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from transformers import HfArgumentParser
 
 from ..parsing import hide_underscore_spellings, unknown_argument_message
-from .tokenizer_types import TOKENIZER_TYPES
 
 # `transformers.get_scheduler` names we accept; all of them do a linear warm-up first.
 LR_SCHEDULERS = ("constant_with_warmup", "cosine", "linear", "cosine_with_restarts", "polynomial")
 
 
-def _arg(default: Any, help: str, **kwargs: Any) -> Any:
+def arg(default: Any, help: str, **kwargs: Any) -> Any:
+    """A flag of an argument group: a dataclass field with its `--help` text.
+
+    Args:
+        default (`Any`):
+            The value when the flag is not given (`None`: unset, resolved by the trainer).
+        help (`str`):
+            What `--help` says about it.
+        kwargs:
+            More `argparse.add_argument` options, e.g. `choices`.
+    """
     return field(default=default, metadata={"help": help, **kwargs})
 
 
-class _Arguments:
-    """Runs the type check, then every group's `_validate`, on the assembled dataclass."""
+class Arguments:
+    """The base of every argument group (a `@dataclass` with an `_argument_group_name`, its `--help` section): on
+    the assembled dataclass, runs the type check, then every group's `_validate`."""
 
     def __post_init__(self) -> None:
         _check_types(self)
         for name, choices in _literal_fields(type(self)).items():
             if getattr(self, name) not in choices:
-                raise _flag_error(name, f"one of {list(choices)}", getattr(self, name))
+                raise flag_error(name, f"one of {list(choices)}", getattr(self, name))
         for cls in reversed(type(self).__mro__):
             if "_validate" in vars(cls):
                 cls._validate(self)
@@ -57,11 +67,26 @@ class _Arguments:
         return [g for g in groups if not any(other is not g and issubclass(other, g) for other in groups)]
 
 
-def _check(args: Any, names: tuple[str, ...], expected: str, ok) -> None:
+A = TypeVar("A", bound=Arguments)
+
+
+def check(args: Any, names: tuple[str, ...], expected: str, ok: Callable[[Any], bool]) -> None:
+    """Raises [`flag_error`] for the first of the fields `names` of `args` that is set and fails `ok`.
+
+    Args:
+        args (`Arguments`):
+            The arguments being validated.
+        names (`tuple[str, ...]`):
+            Field names; unset (`None`) fields pass.
+        expected (`str`):
+            What a valid value is, for the message ("an integer >= 1").
+        ok (`Callable[[Any], bool]`):
+            The test of a value.
+    """
     for name in names:
         value = getattr(args, name)
         if value is not None and not ok(value):
-            raise _flag_error(name, expected, value)
+            raise flag_error(name, expected, value)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -69,98 +94,98 @@ def _check(args: Any, names: tuple[str, ...], expected: str, ok) -> None:
 
 
 @dataclass
-class OptimizationArguments(_Arguments):
+class OptimizationArguments(Arguments):
     """Batches, the step budget, AdamW and its schedule, precision, EMA, the seed."""
 
     _argument_group_name = "optimisation"
 
-    train_batch_size: int = _arg(8, "Images per process and per forward pass.")
-    gradient_accumulation_steps: int = _arg(1, "Forward/backward passes summed into one optimizer step.")
-    max_train_steps: int | None = _arg(
+    train_batch_size: int = arg(8, "Images per process and per forward pass.")
+    gradient_accumulation_steps: int = arg(1, "Forward/backward passes summed into one optimizer step.")
+    max_train_steps: int | None = arg(
         None, "Optimizer steps to run. Unset: `num_train_epochs` over a dataset of known size, else 400."
     )
-    num_train_epochs: float | None = _arg(
+    num_train_epochs: float | None = arg(
         None, "Passes over the training split; needs a dataset whose size is known. Ignored if max_train_steps is set."
     )
-    learning_rate: float = _arg(4e-4, "Learning rate of the model (the generator), per total batch if --scale-lr.")
-    scale_lr: bool = _arg(
+    learning_rate: float = arg(4e-4, "Learning rate of the model (the generator), per total batch if --scale-lr.")
+    scale_lr: bool = arg(
         False, "Multiply the learning rates by train_batch_size * gradient_accumulation_steps * processes."
     )
-    adam_beta1: float = _arg(0.5, "Adam beta1 of every optimizer (taming's VQ-GAN uses 0.5).")
-    adam_beta2: float = _arg(0.9, "Adam beta2 of every optimizer.")
-    adam_weight_decay: float = _arg(0.0, "AdamW weight decay of every optimizer.")
-    adam_epsilon: float = _arg(1e-8, "Adam epsilon of every optimizer.")
-    lr_scheduler: Literal[LR_SCHEDULERS] = _arg("cosine", "Learning-rate decay after the warm-up.")
-    lr_warmup_steps: int = _arg(20, "Optimizer steps of linear learning-rate warm-up.")
-    max_grad_norm: float = _arg(1.0, "Clip the gradient norm of each model to this value (0 disables).")
-    mixed_precision: Literal["no", "fp16", "bf16"] = _arg(
+    adam_beta1: float = arg(0.5, "Adam beta1 of every optimizer (taming's VQ-GAN uses 0.5).")
+    adam_beta2: float = arg(0.9, "Adam beta2 of every optimizer.")
+    adam_weight_decay: float = arg(0.0, "AdamW weight decay of every optimizer.")
+    adam_epsilon: float = arg(1e-8, "Adam epsilon of every optimizer.")
+    lr_scheduler: Literal[LR_SCHEDULERS] = arg("cosine", "Learning-rate decay after the warm-up.")
+    lr_warmup_steps: int = arg(20, "Optimizer steps of linear learning-rate warm-up.")
+    max_grad_norm: float = arg(1.0, "Clip the gradient norm of each model to this value (0 disables).")
+    mixed_precision: Literal["no", "fp16", "bf16"] = arg(
         "no", "Autocast precision of the forward passes; the quantizer's nearest-code search stays in fp32."
     )
-    use_ema: bool = _arg(True, "Keep an exponential moving average of the model's weights and save it.")
-    ema_decay: float = _arg(0.999, "EMA decay (warmed up as min(decay, (1 + n) / (10 + n)) after n updates).")
-    seed: int = _arg(0, "Seed of model init, data order, crops and every other random choice.")
+    use_ema: bool = arg(True, "Keep an exponential moving average of the model's weights and save it.")
+    ema_decay: float = arg(0.999, "EMA decay (warmed up as min(decay, (1 + n) / (10 + n)) after n updates).")
+    seed: int = arg(0, "Seed of model init, data order, crops and every other random choice.")
 
     def _validate(self) -> None:
         positive = ("train_batch_size", "gradient_accumulation_steps", "max_train_steps")
-        _check(self, positive, "an integer >= 1", lambda v: v >= 1)
-        _check(self, ("lr_warmup_steps",), "an integer >= 0", lambda v: v >= 0)
-        _check(self, ("num_train_epochs",), "a number > 0", lambda v: v > 0)
-        _check(self, ("learning_rate",), "a finite number > 0", lambda v: v > 0 and math.isfinite(v))
-        _check(self, ("adam_beta1", "adam_beta2", "ema_decay"), "a number in [0, 1)", lambda v: 0.0 <= v < 1.0)
-        _check(self, ("max_grad_norm", "adam_weight_decay"), "a number >= 0", lambda v: v >= 0)
+        check(self, positive, "an integer >= 1", lambda v: v >= 1)
+        check(self, ("lr_warmup_steps",), "an integer >= 0", lambda v: v >= 0)
+        check(self, ("num_train_epochs",), "a number > 0", lambda v: v > 0)
+        check(self, ("learning_rate",), "a finite number > 0", lambda v: v > 0 and math.isfinite(v))
+        check(self, ("adam_beta1", "adam_beta2", "ema_decay"), "a number in [0, 1)", lambda v: 0.0 <= v < 1.0)
+        check(self, ("max_grad_norm", "adam_weight_decay"), "a number >= 0", lambda v: v >= 0)
 
 
 @dataclass
-class OutputArguments(_Arguments):
+class OutputArguments(Arguments):
     """The output folder, checkpoints and resuming, logging and trackers, the NaN/inf guard, the Hub."""
 
     _argument_group_name = "checkpoints, logging, output"
 
-    output_dir: str = _arg("outputs/hf-vq-train", "Folder for checkpoints, logs, samples and the final model.")
-    overwrite_output_dir: bool = _arg(
+    output_dir: str = arg("outputs/hf-vq-train", "Folder for checkpoints, logs, samples and the final model.")
+    overwrite_output_dir: bool = arg(
         False,
         "Start afresh even if output_dir already holds checkpoints or a model. They are removed only once every "
         "argument, config and the data were checked, when the new run starts writing.",
     )
-    checkpointing_steps: int = _arg(200, "Save a resumable checkpoint every this many optimizer steps (0: never).")
-    checkpoints_total_limit: int | None = _arg(2, "Keep only this many newest checkpoints (unset: keep all).")
-    resume_from_checkpoint: str | None = _arg(
+    checkpointing_steps: int = arg(200, "Save a resumable checkpoint every this many optimizer steps (0: never).")
+    checkpoints_total_limit: int | None = arg(2, "Keep only this many newest checkpoints (unset: keep all).")
+    resume_from_checkpoint: str | None = arg(
         None,
         "`latest` or a checkpoint folder: continue with the same step, optimizers, EMA, data and RNG state. Nothing "
         "in it is unpickled (hf-vq's state is JSON and safetensors; optimizer, schedule and RNG files are read with "
         "torch.load(weights_only=True)); a folder owned by another user needs --trust-checkpoint.",
     )
-    trust_checkpoint: bool = _arg(
+    trust_checkpoint: bool = arg(
         False,
         "Resume from a checkpoint folder that another user owns. The threat: a checkpoint's optimizer and RNG files "
         "are pickles, and unpickling a crafted one runs its author's code. hf-vq reads them with torch's restricted "
         "unpickler (weights_only=True), so only a bug in it could be exploited; this flag is the second lock. Give "
         "it only for checkpoints whose origin you trust.",
     )
-    logging_steps: int = _arg(10, "Log losses and rates every this many optimizer steps.")
-    report_to: Literal["tensorboard", "wandb", "all", "none"] = _arg(
+    logging_steps: int = arg(10, "Log losses and rates every this many optimizer steps.")
+    report_to: Literal["tensorboard", "wandb", "all", "none"] = arg(
         "tensorboard", "Where scalars and images go: TensorBoard (under output_dir/logs), Weights & Biases, both."
     )
-    tracker_project_name: str = _arg("hf-vq", "Project / run-group name given to the trackers.")
-    image_logging_steps: int = _arg(100, "Save and log a grid of inputs vs reconstructions every this many steps.")
-    eval_steps: int = _arg(200, "Evaluate on held-out data (PSNR, SSIM, code usage) every this many steps.")
-    max_consecutive_nonfinite: int = _arg(
+    tracker_project_name: str = arg("hf-vq", "Project / run-group name given to the trackers.")
+    image_logging_steps: int = arg(100, "Save and log a grid of inputs vs reconstructions every this many steps.")
+    eval_steps: int = arg(200, "Evaluate on held-out data (PSNR, SSIM, code usage) every this many steps.")
+    max_consecutive_nonfinite: int = arg(
         5, "Stop after this many optimizer steps in a row were skipped for a NaN/inf loss or gradient."
     )
-    max_empty_batches: int = _arg(
+    max_empty_batches: int = arg(
         50,
         "Stop after this many batches in a row held no readable example (every record corrupt or not an image). "
         "Fewer are skipped and counted as skipped data, not as failed steps.",
     )
-    push_to_hub: bool = _arg(False, "Upload the final model, its discriminator, card and samples to the Hub.")
-    hub_model_id: str | None = _arg(None, "Repository to push to. Unset: the output folder's name.")
-    hub_private_repo: bool = _arg(False, "Create the Hub repository as private.")
+    push_to_hub: bool = arg(False, "Upload the final model, its discriminator, card and samples to the Hub.")
+    hub_model_id: str | None = arg(None, "Repository to push to. Unset: the output folder's name.")
+    hub_private_repo: bool = arg(False, "Create the Hub repository as private.")
 
     def _validate(self) -> None:
         non_negative = ("checkpointing_steps", "logging_steps", "image_logging_steps", "eval_steps")
-        _check(self, non_negative, "an integer >= 0", lambda v: v >= 0)
+        check(self, non_negative, "an integer >= 0", lambda v: v >= 0)
         at_least_one = ("checkpoints_total_limit", "max_consecutive_nonfinite", "max_empty_batches")
-        _check(self, at_least_one, "an integer >= 1", lambda v: v >= 1)
+        check(self, at_least_one, "an integer >= 1", lambda v: v >= 1)
 
 
 @dataclass
@@ -168,161 +193,12 @@ class LoopArguments(OutputArguments, OptimizationArguments):
     """What the shared loop (`loop.py`) reads; a trainer's arguments add their own groups to these two."""
 
 
-# ----------------------------------------------------------------------------------------------------------
-# The tokenizer's: `hf-vq train`.
-
-
-@dataclass
-class TokenizerModelArguments(_Arguments):
-    """Which tokenizer: a registered type from scratch, or a saved one to fine-tune; what to freeze."""
-
-    _argument_group_name = "model"
-
-    model_type: str = _arg(
-        "vqgan",
-        "Tokenizer to train from scratch: `vqgan` (taming/latent-diffusion autoencoder + GAN) or `vqvae` "
-        "(any key of hf_vq.training.arguments.TOKENIZER_TYPES).",
-        choices=TOKENIZER_TYPES,  # the dict itself: argparse checks membership, so entries added later count
-    )
-    model_config: str | None = _arg(
-        None,
-        "Fields to change in the main job's small --model-type config (sized for a CPU; sample_size from "
-        "--resolution): an inline JSON object, a JSON file, or (in a --config file) a mapping. Every field not given "
-        "keeps the main job's default, e.g. '{\"num_vq_embeddings\": 4096}'. A config.json written by "
-        "save_pretrained (it names its model_type) is taken whole.",
-    )
-    init_from: str | None = _arg(
-        None,
-        "Fine-tune instead of training from scratch: a Hub model id or a local folder written by save_pretrained. "
-        "Its `discriminator/` subfolder is loaded too when present.",
-    )
-    freeze_encoder: bool = _arg(False, "Do not train the encoder and quant_conv (decoder-only fine-tuning).")
-    freeze_codebook: bool = _arg(
-        False, "Do not train the codebook, so the token ids of existing data stay valid (decoder-only fine-tuning)."
-    )
-    gradient_checkpointing: bool = _arg(False, "Recompute activations in the backward pass to save memory.")
-
-    def _validate(self) -> None:
-        if self.model_type not in TOKENIZER_TYPES:
-            raise _flag_error("model_type", f"one of {list(TOKENIZER_TYPES)}", self.model_type)
-        if self.model_config is not None and self.init_from is not None:
-            raise ValueError(
-                "--model-config and --init-from both describe the model; give one: --init-from loads the config "
-                "saved with the weights."
-            )
-
-
-@dataclass
-class ImageDataArguments(_Arguments):
-    """Training and held-out images: where from, at what size, how they are streamed."""
-
-    _argument_group_name = "data"
-
-    dataset_name: str | None = _arg(
-        None,
-        "Training images: a Hub dataset id, a local image folder, or parquet / webdataset (.tar) shards (a folder "
-        "or a glob). Unset: random crops of the photos bundled with scikit-image, scikit-learn and matplotlib.",
-    )
-    dataset_config_name: str | None = _arg(None, "Configuration (subset) of the Hub dataset.")
-    train_split: str = _arg("train", "Split to train on.")
-    eval_split: str | None = _arg(
-        None, "Split of held-out images for evaluation. Unset: `validation` or `test` when the dataset has one."
-    )
-    image_column: str | None = _arg(None, "Column holding the images. Unset: the first column of image type.")
-    resolution: int = _arg(64, "Side of the square training crops, in pixels.")
-    random_flip: bool = _arg(True, "Flip training crops horizontally at random.")
-    shuffle_buffer_size: int = _arg(1000, "Examples in the streaming shuffle buffer (0 disables shuffling).")
-    dataloader_num_workers: int = _arg(
-        2, "Data loader worker processes per training process (capped by the dataset's shard count)."
-    )
-    num_eval_images: int = _arg(16, "Held-out images used by each evaluation and shown in the sample grid.")
-
-    def _validate(self) -> None:
-        _check(self, ("resolution", "num_eval_images"), "an integer >= 1", lambda v: v >= 1)
-        _check(self, ("shuffle_buffer_size", "dataloader_num_workers"), "an integer >= 0", lambda v: v >= 0)
-        if self.resolution % 8:
-            expected = "a multiple of 8 (every built-in model downsamples by up to 8)"
-            raise _flag_error("resolution", expected, self.resolution)
-
-    @property
-    def uses_builtin_data(self) -> bool:
-        return self.dataset_name is None
-
-
-@dataclass
-class AdversarialArguments(_Arguments):
-    """The VQ-GAN objective (`hf_vq.losses.VQGANLossConfig`) and its discriminator; unused by `--model-type vqvae`.
-    Unset values take the objective's defaults, the schedule scaled to the run (`tokenizer.build_objective`)."""
-
-    _argument_group_name = "VQ-GAN objective (discriminator, perceptual loss, regularisers)"
-
-    discriminator_config: str | None = _arg(
-        None, "Discriminator config: a config.json path or inline JSON. Unset: the default PatchGAN."
-    )
-    discriminator_learning_rate: float | None = _arg(None, "Discriminator learning rate. Unset: learning_rate.")
-    discriminator_start: int | None = _arg(
-        None, "Optimizer step at which the GAN terms switch on. Unset: the objective's default for the run length."
-    )
-    discriminator_weight: float | None = _arg(None, "Weight of the adversarial term. Unset: the objective's default.")
-    perceptual_weight: float | None = _arg(
-        None, "Weight of the LPIPS term (0 disables it). Unset: the objective's default."
-    )
-    perceptual_net: Literal["vgg16", "alexnet"] = _arg(
-        "alexnet",
-        "Backbone of the LPIPS perceptual loss: `alexnet` (~20x cheaper, the CPU-sized default) or `vgg16` "
-        "(taming's choice, for GPU training).",
-    )
-    lecam_weight: float | None = _arg(
-        None,
-        "Weight of the LeCam regulariser of the discriminator (MAGVIT-v2 uses 0.001; 0 disables it). Unset: the "
-        "objective's default (off).",
-    )
-    lecam_ema_decay: float | None = _arg(
-        None, "Decay of the LeCam anchors' moving averages of the logits. Unset: the objective's default (0.99)."
-    )
-    r1_weight: float | None = _arg(
-        None, "Weight of the R1 gradient penalty on real images (0 disables it). Unset: the objective's default (off)."
-    )
-
-    def _validate(self) -> None:
-        _check(self, ("discriminator_learning_rate",), "a finite number > 0", lambda v: v > 0 and math.isfinite(v))
-        weights = ("discriminator_weight", "perceptual_weight", "lecam_weight", "r1_weight")
-        _check(self, weights, "a number >= 0", lambda v: v >= 0)
-        _check(self, ("discriminator_start",), "an integer >= 0", lambda v: v >= 0)
-        _check(self, ("lecam_ema_decay",), "a number in [0, 1)", lambda v: 0.0 <= v < 1.0)
-
-
-@dataclass
-class TokenizerOptimizationArguments(OptimizationArguments):
-    """The loop's optimisation flags with the main job's defaults: a rate sized for its small model, and Adam's
-    beta1 following the GAN (taming's 0.5 keeps adversarial training stable; without a GAN there is no reason for it).
-    Measured at the main job's 400 steps without the GAN: lr 1e-3 with beta1 0.9 against 4e-4 with 0.5 gave +0.8 dB
-    held-out PSNR and 14% lower LPIPS on one thread (README, 'What the main job gives')."""
-
-    _argument_group_name = "optimisation"
-
-    learning_rate: float = _arg(
-        1e-3,
-        "Learning rate of the model (the generator), per total batch if --scale-lr. The default suits the main job's "
-        "small model; large models train at 1e-4 - 4.5e-4 (taming's f16 VQ-GAN: 4.5e-6 per image of the batch).",
-    )
-    adam_beta1: float | None = _arg(
-        None, "Adam beta1 of every optimizer. Unset: 0.5 when the run trains a GAN (taming's VQ-GAN), else 0.9."
-    )
-
-
-@dataclass
-class TrainArguments(
-    OutputArguments, TokenizerOptimizationArguments, AdversarialArguments, ImageDataArguments, TokenizerModelArguments
-):
-    """Everything `hf-vq train` can be told. Run `hf-vq train --help` for the same text, by group."""
-
-
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def _flag_error(name: str, expected: str, received: Any) -> ValueError:
+def flag_error(name: str, expected: str, received: Any) -> ValueError:
+    """The error of an invalid flag value: `--name must be {expected}; got {received!r}.` (raise it)."""
     return ValueError(f"{_flag(name)} must be {expected}; got {received!r}.")
 
 
@@ -351,7 +227,7 @@ def _check_types(args: Any) -> None:
                 ok |= isinstance(value, t)
         if not ok:
             names = " or ".join("null" if t is type(None) else getattr(t, "__name__", "str") for t in allowed)
-            raise _flag_error(f.name, f"of type {names}", value)
+            raise flag_error(f.name, f"of type {names}", value)
         if isinstance(value, int) and not isinstance(value, bool) and float in allowed:
             setattr(args, f.name, float(value))
 
@@ -386,16 +262,17 @@ def _read_config_file(path: str, arguments_class: type, prog: str) -> dict[str, 
     return out
 
 
-TRAIN_DESCRIPTION = (
-    "Train or fine-tune a VQ-GAN / VQ-VAE image tokenizer. With no arguments: a small VQ-GAN on the photos bundled "
-    "with scikit-image, scikit-learn and matplotlib, offline, in about five minutes on a CPU."
-)
+def build_parser(arguments_class: type[Arguments], prog: str, description: str) -> HfArgumentParser:
+    """The parser of `arguments_class`: one `--help` section per flag group, plus `--config FILE`.
 
-
-def build_parser(
-    arguments_class: type = TrainArguments, prog: str = "hf-vq train", description: str = TRAIN_DESCRIPTION
-) -> HfArgumentParser:
-    """The parser of `arguments_class`: one `--help` section per flag group, plus `--config FILE`."""
+    Args:
+        arguments_class (`type[Arguments]`):
+            A trainer's arguments: a dataclass made of argument groups (e.g. `tokenizer_arguments.TrainArguments`).
+        prog (`str`):
+            The command, for the usage line and the messages (`"hf-vq train"`).
+        description (`str`):
+            What the command does, for `--help`.
+    """
     parser = HfArgumentParser(
         arguments_class.argument_groups(),
         prog=prog,
@@ -409,15 +286,21 @@ def build_parser(
     return parser
 
 
-def parse_args(
-    argv: list[str] | None = None,
-    arguments_class: type = TrainArguments,
-    prog: str = "hf-vq train",
-    description: str = TRAIN_DESCRIPTION,
-) -> Any:
-    """Parses `argv` (flags and an optional `--config FILE`) into `arguments_class` ([`TrainArguments`]).
+def parse_args(argv: list[str] | None, arguments_class: type[A], prog: str, description: str) -> A:
+    """Parses `argv` (flags and an optional `--config FILE`) into `arguments_class`. Each trainer wraps it with its
+    own class (`tokenizer_arguments.parse_train_args`, `prior_arguments.parse_prior_args`).
 
     Exits with status 2 and a message naming the flag or key on an unknown or invalid value, as argparse does.
+
+    Args:
+        argv (`list[str]`, *optional*):
+            The flags; `None` reads `sys.argv[1:]`.
+        arguments_class (`type[Arguments]`):
+            A trainer's arguments: a dataclass made of argument groups.
+        prog (`str`):
+            The command, for the usage line and the messages (`"hf-vq train"`).
+        description (`str`):
+            What the command does, for `--help`.
     """
     parser = build_parser(arguments_class, prog=prog, description=description)
     namespace, unknown = parser.parse_known_args(argv)
@@ -471,15 +354,14 @@ def parse_json_or_file(value: str, flag: str) -> dict[str, Any]:
 
 
 __all__ = [
-    "AdversarialArguments",
-    "ImageDataArguments",
+    "Arguments",
     "LoopArguments",
     "OptimizationArguments",
     "OutputArguments",
-    "TokenizerModelArguments",
-    "TokenizerOptimizationArguments",
-    "TrainArguments",
+    "arg",
     "build_parser",
+    "check",
+    "flag_error",
     "parse_args",
     "parse_json_or_file",
     "resolve_max_train_steps",

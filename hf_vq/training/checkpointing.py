@@ -277,8 +277,11 @@ def register_checkpoint_hooks(accelerator, models: dict[str, nn.Module], ema=Non
             if state is not None:
                 Path(output_dir, TRAINING_STATE_NAME).write_text(json.dumps(state.state_dict(), indent=1) + "\n")
             if stateful:
-                tensors = {f"{i}.{k}": v.detach().cpu().contiguous() for i, m in enumerate(stateful)
-                           for k, v in m.state_dict().items()}  # fmt: skip
+                tensors = {
+                    f"{i}.{k}": v.detach().cpu().contiguous()
+                    for i, m in enumerate(stateful)
+                    for k, v in m.state_dict().items()
+                }
                 save_file(tensors, os.path.join(output_dir, TASK_STATE_NAME))
         # Weights are in the folders above: stop accelerate from writing a second copy of each.
         for i in reversed(range(len(prepared))):
@@ -419,9 +422,14 @@ def resume(
         logger.warning(
             "%s is at step %d, past --max-train-steps %d: nothing is trained, and the final model saved now is the "
             "step-%d one (training_args.json records the budget you gave, %d). Give --max-train-steps above %d to "
-            "train on.", checkpoint, state.global_step, max_train_steps, state.global_step, max_train_steps,
+            "train on.",
+            checkpoint,
             state.global_step,
-        )  # fmt: skip
+            max_train_steps,
+            state.global_step,
+            max_train_steps,
+            state.global_step,
+        )
     rank = accelerator.process_index
     return state.epochs[rank], state.batches_in_epoch[rank]
 

@@ -1,11 +1,11 @@
 """The training loop every hf-vq trainer shares, with Accelerate, around a task that knows its models.
 
-Read top to bottom, a run is a sequence of named steps; the task's hooks (a [`Task`]) are in brackets:
+Read top to bottom, a run is a sequence of named steps; the task's hooks (a [`Task`], `task.py`) are in brackets:
 
     a Hub token (--push-to-hub); accelerator; checks      one process per device, seeds; nothing written yet
     [build_models] -> trainables                          each gets an AdamW + warm-up/decay schedule
     [build_data] -> dataloader; the step budget           counted before anything uses it
-    [build_objective], optimizers, schedulers, ema
+    [build_objective], [adam_betas] -> optimizers, schedulers, ema
     accelerator.prepare(models, optimizers, dataloader)   DDP, device placement, autocast, data sharding
     resume                                                load_state + replay each rank's data to its position
     output_dir                                            only now created (or, with --overwrite-output-dir, cleared)
@@ -20,6 +20,7 @@ before anything is written, so a run that cannot start changes nothing on disk. 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -45,87 +46,10 @@ from .checkpointing import (
     save_checkpoint,
 )
 from .output import abort_staged_save, begin_staged_save, finish_staged_save
-from .step import StepOutput, TaskStep, forward_state, optimizer_step, train_step  # noqa: F401  (re-exported)
+from .step import StepOutput, optimizer_step, train_step
+from .task import Task, Trainable, TrainData
 
 logger = logging.getLogger(__name__)
-
-
-# ----------------------------------------------------------------------------------------------------------
-# The task interface
-
-
-@dataclass
-class Trainable:
-    """One model the loop trains, with its own AdamW, learning-rate schedule, gradient clipping and checkpoint
-    folder. The first trainable of a task is *the* model: its EMA is kept and it is what the task saves."""
-
-    name: str  # in the logs: `grad_norm/{name}`, `lr/{name}`
-    module: nn.Module
-    learning_rate: float  # before `--scale-lr`
-    folder: str | None = None  # its `save_pretrained` folder inside a checkpoint; defaults to `name`
-
-
-@dataclass
-class TrainData:
-    """The training data of a task: an (unprepared) data loader over a stream the loop can set the epoch of."""
-
-    dataloader: Any  # `set_epoch(epoch)`; each rank reads its own shards
-    description: str  # for the logs and the model card
-    num_examples: int | None  # size of the split if known, for `--num-train-epochs`
-
-
-class Task:
-    """The hooks a trainer implements; [`run_training`] calls them. A task keeps its own models and data."""
-
-    command: str = "hf-vq"  # what messages to the user start with
-    example_name: str = "images"  # throughput is logged as `throughput/{example_name}_per_second`
-    progress_keys: tuple[str, ...] = ("loss",)  # `train/` logs shown on the progress bar
-    output_names: tuple[str, ...] = ()  # what `save` writes in the output folder: --overwrite-output-dir removes it
-
-    def build_models(self) -> list[Trainable]:
-        """The models to train, built (fresh or loaded) in train mode; the first is the one saved."""
-        raise NotImplementedError
-
-    def build_data(self, accelerator) -> TrainData:
-        """The training data (and whatever held-out data `watch` and `save` use, on `accelerator.device`)."""
-        raise NotImplementedError
-
-    def build_objective(self, max_train_steps: int, device: torch.device) -> None:
-        """Anything that depends on the step budget (loss schedules), on `device`. Called after `build_data`."""
-
-    def checkpointed(self) -> list[nn.Module]:
-        """Stateful objects besides the models (e.g. a loss's moving averages): checkpointed (their `state_dict`
-        of tensors, as `task_state.safetensors`), and restored with the models' state after a non-finite step."""
-        return []
-
-    def train_step(self, accelerator, models: list[nn.Module], batch: dict, step: int) -> TaskStep:
-        """Forward of one batch under `accelerator.autocast()` and its losses, one per trainable that steps.
-        `models` are the prepared trainables in `build_models` order; `step` counts optimizer steps from 0."""
-        raise NotImplementedError
-
-    def watch(self, run: Run) -> None:
-        """After every optimizer step, on every process: sample grids, held-out evaluation, every N steps."""
-
-    def save(self, run: Run) -> None:
-        """On the main process, after the last step: the final model (`run.sample_model()`) and what goes with it,
-        written into `run.save_dir` (a staging folder the loop moves into the output folder once complete)."""
-        raise NotImplementedError
-
-    def push(self, run: Run) -> None:
-        """On the main process, after saving, with --push-to-hub: upload the output folder to `--hub-model-id` (else
-        a repo named after the folder) with [`upload`]."""
-        repo_id = run.args.hub_model_id or run.output_dir.resolve().name
-        commit = self.upload(run.output_dir, repo_id, private=run.args.hub_private_repo)
-        logger.info("Pushed to %s", getattr(commit, "commit_url", repo_id))
-
-    def upload(self, folder: Path, repo_id: str, private: bool | None):
-        """[`push`]'s upload, returning its `CommitInfo`: here one saved model (`hf_vq.hub.push_folder`)."""
-        from ..hub import push_folder
-
-        return push_folder(folder, repo_id, private=private)
-
-    def report(self, run: Run, seconds: float) -> None:
-        """On the main process, after saving (and pushing): tell the user where everything is."""
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -176,6 +100,13 @@ def build_optimizers(
     return optimizers, [get_scheduler(args.lr_scheduler, opt, **steps) for opt in optimizers]
 
 
+def run_arguments(args: LoopArguments, task: Task) -> LoopArguments:
+    """The arguments the run reads and training_args.json records: `args` as given, with the values the task
+    resolves once its objective is built (Adam's betas, [`Task.adam_betas`]). A copy: `args` stays as it was."""
+    beta1, beta2 = task.adam_betas(args)
+    return dataclasses.replace(args, adam_beta1=beta1, adam_beta2=beta2)
+
+
 def build_ema(args: LoopArguments, model: nn.Module):
     """An `AveragedModel` EMA of the model (torch's maintained implementation; no extra dependency), with the
     usual warm-up `decay_n = min(decay, (1 + n) / (10 + n))` so short runs are not dominated by the init."""
@@ -209,7 +140,7 @@ def build_ema(args: LoopArguments, model: nn.Module):
 class Run:
     """Everything one training run holds, prepared for the accelerator."""
 
-    args: LoopArguments
+    args: LoopArguments  # as given, with the task's resolved values ([`run_arguments`]): training_args.json
     task: Task
     accelerator: Any
     names: list[str]  # trainables' names, in `models` order
@@ -291,6 +222,7 @@ def set_up(args: LoopArguments, task: Task) -> Run:
     data = task.build_data(accelerator)
     max_train_steps = resolve_max_train_steps(args, data.num_examples, accelerator.num_processes)
     task.build_objective(max_train_steps, accelerator.device)
+    args = run_arguments(args, task)
     optimizers, schedulers = build_optimizers(
         args, trainables, max_train_steps, accelerator.num_processes, accelerator.device.type
     )
@@ -299,10 +231,19 @@ def set_up(args: LoopArguments, task: Task) -> Run:
     prepared = accelerator.prepare(*(t.module for t in trainables), *optimizers, *schedulers, data.dataloader)
     models, optimizers, schedulers = list(prepared[:n]), list(prepared[n : 2 * n]), list(prepared[2 * n : 3 * n])
     run = Run(
-        args=args, task=task, accelerator=accelerator, names=[t.name for t in trainables], models=models,
-        optimizers=optimizers, schedulers=schedulers, learning_rates=learning_rates, dataloader=prepared[-1],
-        data=data, ema=build_ema(args, accelerator.unwrap_model(models[0])), max_train_steps=max_train_steps,
-    )  # fmt: skip
+        args=args,
+        task=task,
+        accelerator=accelerator,
+        names=[t.name for t in trainables],
+        models=models,
+        optimizers=optimizers,
+        schedulers=schedulers,
+        learning_rates=learning_rates,
+        dataloader=prepared[-1],
+        data=data,
+        ema=build_ema(args, accelerator.unwrap_model(models[0])),
+        max_train_steps=max_train_steps,
+    )
     # training_state.json and task_state.safetensors: JSON and safetensors, never pickles (see checkpointing.py).
     folders = {name: accelerator.unwrap_model(m) for name, m in zip(folders, models)}
     register_checkpoint_hooks(accelerator, folders, ema=run.ema, state=run.state, stateful=task.checkpointed())
@@ -355,7 +296,7 @@ def run_training(args: LoopArguments, task: Task) -> int:
     a shard or a checkpoint that could not be read or written) with a message saying why."""
     start_time = time.perf_counter()
     run = set_up(args, task)
-    accelerator = run.accelerator
+    args, accelerator = run.args, run.accelerator  # the values used: the task's resolved betas included
     if accelerator.is_main_process:
         config = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in asdict(args).items()}
         accelerator.init_trackers(args.tracker_project_name, config=config)
@@ -364,9 +305,14 @@ def run_training(args: LoopArguments, task: Task) -> int:
         per_step = args.train_batch_size * args.gradient_accumulation_steps * accelerator.num_processes
         logger.info(
             "Training %s (%.2fM parameters) on %s for %d steps, %d %s per step over %d process(es)",
-            type(model).__name__, millions, run.data.description, run.max_train_steps, per_step, task.example_name,
-            accelerator.num_processes
-        )  # fmt: skip
+            type(model).__name__,
+            millions,
+            run.data.description,
+            run.max_train_steps,
+            per_step,
+            task.example_name,
+            accelerator.num_processes,
+        )
     try:
         stop_message = train_loop(run)
     except (DataReadError, OSError) as error:

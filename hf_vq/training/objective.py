@@ -8,7 +8,7 @@ import logging
 from torch import nn
 
 from ..losses import VQGANLoss, VQGANLossConfig, load_lpips
-from .arguments import TrainArguments
+from .tokenizer_arguments import TrainArguments
 
 logger = logging.getLogger(__name__)
 
@@ -48,8 +48,10 @@ def build_objective(args: TrainArguments, model: nn.Module, max_train_steps: int
             "The GAN stays off: a %d-step run is shorter than %d steps, and on short runs the GAN made held-out "
             "reconstructions worse (README, 'The VQ-GAN objective'). Switch it on with --discriminator-start N "
             "(e.g. %d, half the run).",
-            max_train_steps, GAN_MIN_STEPS, max_train_steps // 2,
-        )  # fmt: skip
+            max_train_steps,
+            GAN_MIN_STEPS,
+            max_train_steps // 2,
+        )
     else:
         disc_start = chosen(args.discriminator_start, min(defaults.disc_start, max_train_steps // 2))
         pretrain = min(defaults.disc_pretrain_steps, max_train_steps // 4, disc_start)

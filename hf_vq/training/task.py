@@ -1,0 +1,128 @@
+"""The task interface of the shared loop (`loop.py`): what a trainer implements so that [`run_training`] can train it.
+
+A [`Task`] knows its models, data and losses; the loop knows everything else (accelerator, optimizers, schedules,
+EMA, the NaN/inf guard, checkpoints, resume, the final staged save). The loop calls the hooks in this order:
+
+    build_models -> [`Trainable`]s      build_data -> [`TrainData`]      build_objective(max_train_steps)
+    adam_betas                           checkpointed
+    train_step -> [`TaskStep`] (every micro-step)      watch (every optimizer step)
+    save, push, report                   (main process, after the last step)
+
+`hf-vq train`'s [`TokenizerTask`] (`tokenizer.py`) and `hf-vq train-prior`'s `PriorTask` (`prior.py`) are the two
+tasks. A task never writes into the arguments it was given: what it resolves (Adam's beta1 for the tokenizer) it
+returns from a hook, and the loop records the values used in training_args.json.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+if TYPE_CHECKING:
+    from .arguments import LoopArguments
+    from .loop import Run
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Trainable:
+    """One model the loop trains, with its own AdamW, learning-rate schedule, gradient clipping and checkpoint
+    folder. The first trainable of a task is *the* model: its EMA is kept and it is what the task saves."""
+
+    name: str  # in the logs: `grad_norm/{name}`, `lr/{name}`
+    module: nn.Module
+    learning_rate: float  # before `--scale-lr`
+    folder: str | None = None  # its `save_pretrained` folder inside a checkpoint; defaults to `name`
+
+
+@dataclass
+class TrainData:
+    """The training data of a task: an (unprepared) data loader over a stream the loop can set the epoch of."""
+
+    dataloader: Any  # `set_epoch(epoch)`; each rank reads its own shards
+    description: str  # for the logs and the model card
+    num_examples: int | None  # size of the split if known, for `--num-train-epochs`
+
+
+@dataclass
+class TaskStep:
+    """What a task's forward returns to the loop for one batch (this rank's)."""
+
+    losses: list[torch.Tensor]  # each backpropagated once if finite on every rank; empty when `examples == 0`
+    logs: dict[str, torch.Tensor]  # scalars, logged as `train/{key}`
+    examples: int  # examples in this rank's batch
+    skipped_records: int | torch.Tensor = 0  # unreadable records the data pipeline dropped from this batch
+
+
+class Task:
+    """The hooks a trainer implements; [`run_training`] calls them. A task keeps its own models and data."""
+
+    command: str = "hf-vq"  # what messages to the user start with
+    example_name: str = "images"  # throughput is logged as `throughput/{example_name}_per_second`
+    progress_keys: tuple[str, ...] = ("loss",)  # `train/` logs shown on the progress bar
+    output_names: tuple[str, ...] = ()  # what `save` writes in the output folder: --overwrite-output-dir removes it
+
+    def build_models(self) -> list[Trainable]:
+        """The models to train, built (fresh or loaded) in train mode; the first is the one saved."""
+        raise NotImplementedError
+
+    def build_data(self, accelerator) -> TrainData:
+        """The training data (and whatever held-out data `watch` and `save` use, on `accelerator.device`)."""
+        raise NotImplementedError
+
+    def build_objective(self, max_train_steps: int, device: torch.device) -> None:
+        """Anything that depends on the step budget (loss schedules), on `device`. Called after `build_data`."""
+
+    def adam_betas(self, args: LoopArguments) -> tuple[float, float]:
+        """Adam's `(beta1, beta2)` for every optimizer, asked once after `build_objective`: by default the flags'.
+        A task that resolves a flag the user left unset returns its value here instead of writing it into `args`;
+        the loop builds the optimizers with it and records it in training_args.json.
+
+        Args:
+            args (`LoopArguments`):
+                The run's arguments, as given.
+        """
+        return args.adam_beta1, args.adam_beta2
+
+    def checkpointed(self) -> list[nn.Module]:
+        """Stateful objects besides the models (e.g. a loss's moving averages): checkpointed (their `state_dict`
+        of tensors, as `task_state.safetensors`), and restored with the models' state after a non-finite step."""
+        return []
+
+    def train_step(self, accelerator, models: list[nn.Module], batch: dict, step: int) -> TaskStep:
+        """Forward of one batch under `accelerator.autocast()` and its losses, one per trainable that steps.
+        `models` are the prepared trainables in `build_models` order; `step` counts optimizer steps from 0."""
+        raise NotImplementedError
+
+    def watch(self, run: Run) -> None:
+        """After every optimizer step, on every process: sample grids, held-out evaluation, every N steps."""
+
+    def save(self, run: Run) -> None:
+        """On the main process, after the last step: the final model (`run.sample_model()`) and what goes with it,
+        written into `run.save_dir` (a staging folder the loop moves into the output folder once complete)."""
+        raise NotImplementedError
+
+    def push(self, run: Run) -> None:
+        """On the main process, after saving, with --push-to-hub: upload the output folder to `--hub-model-id` (else
+        a repo named after the folder) with [`upload`]."""
+        repo_id = run.args.hub_model_id or run.output_dir.resolve().name
+        commit = self.upload(run.output_dir, repo_id, private=run.args.hub_private_repo)
+        logger.info("Pushed to %s", getattr(commit, "commit_url", repo_id))
+
+    def upload(self, folder: Path, repo_id: str, private: bool | None):
+        """[`push`]'s upload, returning its `CommitInfo`: here one saved model (`hf_vq.hub.push_folder`)."""
+        from ..hub import push_folder
+
+        return push_folder(folder, repo_id, private=private)
+
+    def report(self, run: Run, seconds: float) -> None:
+        """On the main process, after saving (and pushing): tell the user where everything is."""
+
+
+__all__ = ["Task", "TaskStep", "TrainData", "Trainable"]
