@@ -1,53 +1,20 @@
-"""Shared checks for every hf-vq model (the transformers ModelTester pattern), on tiny configs."""
+"""Shared checks for every hf-vq model (the transformers ModelTester pattern), on tiny configs.
+
+The testers live in `helpers/model_testers.py`; every check runs on each of them unless it tests an API only
+single-grid models have (`encode` to latents, diffusers' `quantize` tuple) or one model's own option. Token ids are
+read through `model.token_layout`: one tensor for a single grid, a tuple of levels for VQ-VAE-2.
+"""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
-from skimage import data as skdata
 from transformers import AutoConfig, AutoModel
 
-from hf_vq import VQGANConfig, VQGANModel, VQModelOutput, VQVAEConfig, VQVAEModel
+from hf_vq import VQGANConfig, VQGANModel, VQVAE2Config, VQVAEConfig
 
-from helpers import tiny_vqgan_config
-
-
-def photo_batch(size: int = 32, channels: int = 3, batch: int = 2) -> torch.Tensor:
-    """Real photo crops (astronaut, coffee) in [-1, 1], resized down so tiny models see real image statistics."""
-    images = []
-    for photo in (skdata.astronaut(), skdata.coffee())[:batch]:
-        tensor = torch.from_numpy(np.ascontiguousarray(photo)).permute(2, 0, 1).float() / 127.5 - 1
-        images.append(torch.nn.functional.interpolate(tensor[None], size=(size, size), mode="area")[0])
-    pixel_values = torch.stack(images)
-    if channels == 1:
-        pixel_values = pixel_values.mean(dim=1, keepdim=True)
-    return pixel_values
-
-
-class VQGANTester:
-    model_class = VQGANModel
-    config_class = VQGANConfig
-
-    @staticmethod
-    def config(**overrides):
-        return tiny_vqgan_config(**overrides)
-
-
-class VQVAETester:
-    model_class = VQVAEModel
-    config_class = VQVAEConfig
-
-    @staticmethod
-    def config(**overrides):
-        fields = dict(
-            hidden_channels=16, residual_hidden_channels=8, num_residual_layers=1, latent_channels=4, num_vq_embeddings=16
-        )
-        fields.update(overrides)
-        return VQVAEConfig(**fields)
-
-
-TESTERS = [VQGANTester, VQVAETester]
+from helpers import photo_batch
+from helpers.model_testers import SHARED_CONFIG_ERRORS, SINGLE_GRID_TESTERS, TESTERS, VQGANTester
 
 
 @pytest.fixture(params=TESTERS, ids=lambda t: t.model_class.__name__)
@@ -55,39 +22,71 @@ def tester(request):
     return request.param
 
 
+@pytest.fixture(params=SINGLE_GRID_TESTERS, ids=lambda t: t.model_class.__name__)
+def single_grid_tester(request):
+    return request.param
+
+
+def levels(model, indices) -> tuple[torch.Tensor, ...]:
+    """The ids as one tensor per level, coarse to fine."""
+    return model.token_layout.split(indices)
+
+
+def expected_grids(tester, batch: int, height: int, width: int) -> list[tuple[int, int, int]]:
+    return [(batch, height // factor, width // factor) for factor in tester.grid_factors]
+
+
+def assert_equal(expected, got, name: str = "") -> None:
+    """`torch.equal` through tuples of tensors (a hierarchy's ids) and `None`s."""
+    if expected is None:
+        assert got is None, name
+    elif isinstance(expected, (tuple, list)):
+        assert isinstance(got, (tuple, list)) and len(got) == len(expected), name
+        for a, b in zip(expected, got):
+            assert_equal(a, b, name)
+    else:
+        assert torch.equal(expected, got), name
+
+
 @pytest.mark.parametrize("channels", [3, 1])
 def test_output_shapes(tester, channels):
     model = tester.model_class(tester.config(in_channels=channels, out_channels=channels)).eval()
     pixel_values = photo_batch(channels=channels)
     output = model(pixel_values)
-    factor = model.downsampling_factor
-    grid = (2, 32 // factor, 32 // factor)
-    assert isinstance(output, VQModelOutput)
+    grids = expected_grids(tester, 2, 32, 32)
+    assert type(output) is tester.output_class
     assert output.reconstruction.shape == pixel_values.shape
-    assert output.indices.shape == grid and output.indices.dtype == torch.long
-    assert output.latents.shape == (2, model.config.vq_embed_dim, *grid[1:])
-    assert output.quantized.shape == output.latents.shape
+    ids = levels(model, output.indices)
+    assert [tuple(level.shape) for level in ids] == grids and all(level.dtype == torch.long for level in ids)
+    if tester.single_grid:
+        assert output.latents.shape == (2, model.config.vq_embed_dim, *grids[0][1:])
+        assert output.quantized.shape == output.latents.shape
     for name in ("loss", "reconstruction_loss", "quantizer_loss", "codebook_loss", "commitment_loss", "perplexity"):
         assert getattr(output, name).dim() == 0, name
     assert 0 < output.codebook_usage <= 1
-    assert 1 <= output.perplexity <= model.config.num_vq_embeddings
+    assert 1 <= output.perplexity <= max(tester.codebook_sizes)
     torch.testing.assert_close(output.loss, output.reconstruction_loss + output.codebook_loss + output.commitment_loss)
 
 
 def test_non_square_image(tester):
     model = tester.model_class(tester.config()).eval()
     pixel_values = torch.nn.functional.interpolate(photo_batch(), size=(32, 48))
-    factor = model.downsampling_factor
-    assert model.encode_to_indices(pixel_values).shape == (2, 32 // factor, 48 // factor)
+    ids = levels(model, model.encode_to_indices(pixel_values))
+    assert [tuple(level.shape) for level in ids] == expected_grids(tester, 2, 32, 48)
 
 
 def test_save_load_round_trip_is_bit_exact(tester, tmp_path):
-    model = tester.model_class(tester.config()).eval()
+    """After a training step, so that k-means, EMA statistics and the health counters have moved off their init."""
+    model = tester.model_class(tester.config(kmeans_init=True, codebook_update="ema")).train()
+    model(photo_batch())
     model.save_pretrained(tmp_path)
-    assert (tmp_path / "model.safetensors").exists()
-    reloaded = tester.model_class.from_pretrained(tmp_path).eval()
-    for (name, a), (_, b) in zip(model.state_dict().items(), reloaded.state_dict().items()):
-        assert torch.equal(a, b), name
+    assert (tmp_path / "model.safetensors").exists() and (tmp_path / "README.md").is_file()
+    reloaded = tester.model_class.from_pretrained(tmp_path)
+    state, loaded = model.state_dict(), reloaded.state_dict()
+    assert state.keys() == loaded.keys()
+    for name, tensor in state.items():
+        assert torch.equal(tensor, loaded[name]), name
+    model.eval(), reloaded.eval()
     pixel_values = photo_batch()
     with torch.no_grad():
         assert torch.equal(model(pixel_values).reconstruction, reloaded(pixel_values).reconstruction)
@@ -105,8 +104,9 @@ def test_auto_classes(tester, tmp_path):
 def test_model_types_do_not_collide_with_transformers():
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
 
-    for config_class in (VQGANConfig, VQVAEConfig):
-        assert config_class.model_type not in CONFIG_MAPPING_NAMES
+    assert {VQGANConfig, VQVAEConfig, VQVAE2Config} <= {tester.config_class for tester in TESTERS}
+    for tester in TESTERS:
+        assert tester.config_class.model_type not in CONFIG_MAPPING_NAMES
 
 
 def test_return_dict_false_tuple_order(tester):
@@ -117,13 +117,13 @@ def test_return_dict_false_tuple_order(tester):
         as_tuple = model(pixel_values, return_dict=False)
     assert isinstance(as_tuple, tuple)
     assert len(as_tuple) == len(as_dict)
-    for expected, got in zip(as_dict.values(), as_tuple):
-        assert torch.equal(expected, got)
+    for (name, expected), got in zip(as_dict.items(), as_tuple):
+        assert_equal(expected, got, name)
     assert torch.equal(as_tuple[0], as_dict.reconstruction)
 
 
 def test_eval_is_deterministic(tester):
-    model = tester.model_class(tester.config(dropout=0.5) if tester is VQGANTester else tester.config()).eval()
+    model = tester.model_class(tester.config(**tester.random_forward)).eval()
     pixel_values = photo_batch()
     with torch.no_grad():
         assert torch.equal(model(pixel_values).reconstruction, model(pixel_values).reconstruction)
@@ -133,7 +133,9 @@ def test_every_trainable_parameter_gets_a_gradient(tester):
     model = tester.model_class(tester.config()).train()
     output = model(photo_batch())
     output.loss.backward()
-    missing = [name for name, p in model.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.abs().sum())]
+    missing = [
+        name for name, p in model.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.abs().sum())
+    ]
     assert not missing, f"no gradient for {missing}"
 
 
@@ -143,18 +145,22 @@ def _grads_of(model, loss) -> dict[str, torch.Tensor | None]:
     return {name: p.grad for name, p in model.named_parameters()}
 
 
+def _touched(grad: torch.Tensor | None) -> bool:
+    return grad is not None and bool(grad.abs().sum())
+
+
 def test_commitment_trains_encoder_only_and_codebook_term_trains_codebook_only(tester):
     model = tester.model_class(tester.config()).train()
     pixel_values = photo_batch()
 
     grads = _grads_of(model, model(pixel_values).commitment_loss)
-    assert grads["quantize.embedding.weight"] is None or not grads["quantize.embedding.weight"].abs().sum()
-    assert grads["encoder.conv_in.weight" if tester is VQGANTester else "encoder.downsamplers.0.weight"].abs().sum() > 0
-    assert all(g is None for name, g in grads.items() if name.startswith(("decoder.", "post_quant_conv.")))
+    assert not any(_touched(grads[name]) for name in tester.codebooks)
+    assert all(_touched(grads[name]) for name in tester.first_encoder_parameters)
+    assert all(g is None for name, g in grads.items() if name.startswith(tester.decoder_prefixes))
 
     grads = _grads_of(model, model(pixel_values).codebook_loss)
-    assert grads["quantize.embedding.weight"].abs().sum() > 0
-    assert all(g is None for name, g in grads.items() if name.startswith(("encoder.", "quant_conv.")))
+    assert all(_touched(grads[name]) for name in tester.codebooks)
+    assert all(g is None for name, g in grads.items() if name.startswith(tester.encoder_prefixes))
 
 
 def test_beta_placement(tester):
@@ -176,24 +182,37 @@ def test_straight_through_gradient_reaches_encoder_from_reconstruction(tester):
     model = tester.model_class(tester.config()).train()
     output = model(photo_batch())
     grads = _grads_of(model, output.reconstruction_loss)
-    assert grads["quant_conv.weight"].abs().sum() > 0
-    assert grads["quantize.embedding.weight"] is None
+    assert _touched(grads["quant_conv.weight"])
+    assert all(_touched(grads[name]) for name in tester.first_encoder_parameters)  # every encoder, through the codes
+    assert all(_touched(g) for name, g in grads.items() if name.startswith(tester.decoder_prefixes))
+    assert all(grads[name] is None for name in tester.codebooks)
 
 
-def test_token_round_trip_equals_decoding_latents(tester):
+def test_decoding_the_ids_equals_the_forward_reconstruction_in_eval(tester):
     model = tester.model_class(tester.config()).eval()
     pixel_values = photo_batch()
     with torch.no_grad():
+        output = model(pixel_values)
         indices = model.encode_to_indices(pixel_values)
-        assert indices.min() >= 0 and indices.max() < model.config.num_vq_embeddings
         from_tokens = model.decode_indices(indices)
+    for level, size in zip(levels(model, indices), tester.codebook_sizes):
+        assert level.min() >= 0 and level.max() < size
+    assert_equal(output.indices, indices)
+    assert torch.equal(from_tokens, output.reconstruction)
+
+
+def test_decoding_the_ids_equals_decoding_the_latents(single_grid_tester):
+    tester = single_grid_tester
+    model = tester.model_class(tester.config()).eval()
+    pixel_values = photo_batch()
+    with torch.no_grad():
+        from_tokens = model.decode_indices(model.encode_to_indices(pixel_values))
         from_latents = model.decode(model.encode(pixel_values).latents).sample
-        from_forward = model(pixel_values).reconstruction
     assert torch.equal(from_tokens, from_latents)
-    assert torch.equal(from_tokens, from_forward)
 
 
-def test_diffusers_quantize_tuple_and_codebook_lookup(tester):
+def test_diffusers_quantize_tuple_and_codebook_lookup(single_grid_tester):
+    tester = single_grid_tester
     model = tester.model_class(tester.config()).eval()
     with torch.no_grad():
         latents = model.encode(photo_batch()).latents
@@ -210,14 +229,17 @@ def test_decode_with_lookup_from_codebook():
         indices = model.encode_to_indices(photo_batch())
         batch, height, width = indices.shape
         images = model.decode(
-            indices.reshape(batch, -1), force_not_quantize=True, shape=(batch, height, width, model.config.vq_embed_dim)
+            indices.reshape(batch, -1),
+            force_not_quantize=True,
+            shape=(batch, height, width, model.config.vq_embed_dim),
         ).sample
     assert torch.equal(images, model.decode_indices(indices))
 
 
-def test_decode_of_quantized_latents_works_for_every_model(tester):
+def test_decode_of_quantized_latents_works_for_every_model(single_grid_tester):
     """Regression: `VQVAEModel.decode(q, force_not_quantize=True)` raised AttributeError (`lookup_from_codebook` was a
     VQ-GAN-only field read by the shared base class)."""
+    tester = single_grid_tester
     model = tester.model_class(tester.config()).eval()
     with torch.no_grad():
         encoded = model.encode(photo_batch())
@@ -228,12 +250,16 @@ def test_decode_of_quantized_latents_works_for_every_model(tester):
 def test_models_describe_their_token_layout(tester):
     model = tester.model_class(tester.config()).eval()
     layout = model.token_layout
-    assert layout.num_levels == 1 and layout.levels[0].codebook_size == model.config.num_vq_embeddings
+    assert layout.num_levels == len(tester.codebook_sizes)
+    assert tuple(level.codebook_size for level in layout.levels) == tester.codebook_sizes
+    if tester.single_grid:
+        assert tester.codebook_sizes == (model.config.num_vq_embeddings,)
     with torch.no_grad():
-        indices = model.encode_to_indices(photo_batch())
-    assert tuple(indices.shape[1:]) == layout.token_shapes(32, 32)[0]
-    counts = layout.count_codes(indices)
-    assert len(counts) == 1 and int(counts[0].sum()) == indices.numel()
+        ids = levels(model, model.encode_to_indices(photo_batch()))
+    assert [tuple(level.shape[1:]) for level in ids] == layout.token_shapes(32, 32)
+    counts = layout.count_codes(layout.join(ids))
+    assert len(counts) == layout.num_levels
+    assert [int(count.sum()) for count in counts] == [level.numel() for level in ids]
 
 
 def test_gradient_checkpointing_gives_the_same_gradients(tester):
@@ -291,10 +317,10 @@ def test_quantizer_runs_in_fp32_under_autocast():
 )
 def test_bad_pixel_values(tester, make_input, error, match):
     model = tester.model_class(tester.config())
-    with pytest.raises(error, match=match):
-        model(make_input())
-    with pytest.raises(error, match=match):
-        model.encode(make_input())
+    entry_points = [model, model.encode_to_indices, *([model.encode] if tester.single_grid else [])]
+    for entry_point in entry_points:
+        with pytest.raises(error, match=match):
+            entry_point(make_input())
 
 
 def test_size_error_names_the_nearest_valid_size():
@@ -304,38 +330,38 @@ def test_size_error_names_the_nearest_valid_size():
 
 
 @pytest.mark.parametrize(
-    "indices, error, match",
+    "make_bad, error, match",
     [
-        (torch.full((1, 4, 4), 16), ValueError, r"\[0, 16\)"),
-        (torch.full((1, 4, 4), -1), ValueError, r"\[0, 16\)"),
-        (torch.zeros(1, 4, 4), TypeError, "integer"),
-        (torch.zeros(16, dtype=torch.long), ValueError, "batch, height, width"),
+        (lambda ids, size: torch.full_like(ids, size), ValueError, r"\[0, {size}\)"),
+        (lambda ids, size: torch.full_like(ids, -1), ValueError, r"\[0, {size}\)"),
+        (lambda ids, size: ids.float(), TypeError, "integer"),
+        (lambda ids, size: ids.reshape(-1), ValueError, "batch, height, width"),
     ],
     ids=["too-large", "negative", "float", "flat"],
 )
-def test_bad_indices(tester, indices, error, match):
+def test_bad_indices(tester, make_bad, error, match):
+    """Each level in turn gets the bad ids, the others stay valid; a hierarchy's message names the level."""
     model = tester.model_class(tester.config())
-    with pytest.raises(error, match=match):
-        model.decode_indices(indices)
+    layout = model.token_layout
+    valid = [torch.zeros(1, *shape, dtype=torch.long) for shape in layout.token_shapes(32, 32)]
+    for i, (level, size) in enumerate(zip(layout.levels, tester.codebook_sizes)):
+        ids = [*valid[:i], make_bad(valid[i], size), *valid[i + 1 :]]
+        pattern = match.format(size=size)
+        with pytest.raises(error, match=pattern if layout.num_levels == 1 else f"'{level.name}'.*{pattern}"):
+            model.decode_indices(layout.join(ids))
+
+
+CONFIG_ERRORS = [(tester, *case) for tester in TESTERS for case in SHARED_CONFIG_ERRORS + tester.config_errors]
 
 
 @pytest.mark.parametrize(
-    "overrides, match",
-    [
-        (dict(block_out_channels=[8, 16], down_block_types=["DownEncoderBlock2D"]), "down_block_types"),
-        (dict(up_block_types=["UpDecoderBlock2D"] * 3), "up_block_types"),
-        (dict(down_block_types=["DownEncoderBlock2D", "CrossAttnDownBlock2D"]), "CrossAttnDownBlock2D"),
-        (dict(norm_num_groups=3), "norm_num_groups"),
-        (dict(commitment_cost=-0.1), "commitment_cost"),
-        (dict(pixel_range=(1.0, -1.0)), "pixel_range"),
-        (dict(sample_size=31), "sample_size.*divisible by the downsampling factor 2.*Use 32"),
-        (dict(num_vq_embeddings=0), "num_vq_embeddings"),
-        (dict(dropout=1.5), "dropout"),
-    ],
+    "tester, overrides, match",
+    CONFIG_ERRORS,
+    ids=[f"{tester.model_class.__name__}-{'-'.join(overrides)}" for tester, overrides, _ in CONFIG_ERRORS],
 )
-def test_vqgan_config_validation(overrides, match):
+def test_config_errors_name_the_field(tester, overrides, match):
     with pytest.raises(ValueError, match=match):
-        VQGANTester.config(**overrides)
+        tester.config(**overrides)
 
 
 def test_config_error_says_expected_received_and_fix():
@@ -343,13 +369,6 @@ def test_config_error_says_expected_received_and_fix():
         VQGANTester.config(norm_num_groups=3)
     message = str(info.value)
     assert "must be a divisor" in message and "got 3" in message and "Pick a group count" in message
-
-
-def test_vqvae_config_validation():
-    with pytest.raises(ValueError, match="hidden_channels"):
-        VQVAEConfig(hidden_channels=0)
-    with pytest.raises(ValueError, match="num_residual_layers"):
-        VQVAEConfig(num_residual_layers=-1)
 
 
 def test_spatial_norm_needs_equal_latent_and_code_dims():

@@ -8,64 +8,41 @@ import logging
 import pytest
 import torch
 
-from hf_vq import VQGANModel, VQModelOutput, VQVAEConfig, VQVAEModel
+from hf_vq import VQGANModel
 
 from helpers import tiny_vqgan_config
+from helpers.model_testers import TESTERS
 
 
-def tiny_vqvae_config(**overrides):
-    fields = dict(hidden_channels=16, residual_hidden_channels=8, num_residual_layers=1, latent_channels=4,
-                  num_vq_embeddings=16)
-    return VQVAEConfig(**{**fields, **overrides})
-
-
-# (model class, config, expected hidden-state shapes for a (2, 3, 32, 32) input): encoder stages, then decoder stages
-CASES = {
-    "vqgan": (
-        VQGANModel,
-        tiny_vqgan_config,
-        # conv_in, level 0 (downsampled), level 1, mid-block | conv_in, mid-block, level 0 (upsampled), level 1
-        [(8, 32, 32), (8, 16, 16), (16, 16, 16), (16, 16, 16), (16, 16, 16), (16, 16, 16), (16, 32, 32), (8, 32, 32)],
-    ),
-    "vqvae": (
-        VQVAEModel,
-        tiny_vqvae_config,
-        # two strided convs, residual stack | residual stack, the upsampling conv before the last
-        [(16, 16, 16), (16, 8, 8), (16, 8, 8), (16, 8, 8), (16, 16, 16)],
-    ),
-}
-
-
-@pytest.fixture(params=list(CASES))
-def case(request):
-    return CASES[request.param]
+@pytest.fixture(params=TESTERS, ids=lambda t: t.model_class.__name__)
+def tester(request):
+    """Every family of the shared ModelTester set; its `hidden_state_shapes` are for a (2, 3, 32, 32) input."""
+    return request.param
 
 
 def pixels(batch: int = 2) -> torch.Tensor:
     return torch.rand(batch, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
 
 
-def test_hidden_states_are_none_unless_asked_for_and_the_output_type_never_changes(case):
-    model_class, config, shapes = case
-    model = model_class(config()).eval()
+def test_hidden_states_are_none_unless_asked_for_and_the_output_type_never_changes(tester):
+    model = tester.model_class(tester.config()).eval()
     with torch.no_grad():
         plain = model(pixels())
         asked = model(pixels(), output_hidden_states=True)
-    assert type(plain) is type(asked) is VQModelOutput
+        # The last decoder stage feeds the output convolution: it is the real activation, not a copy made elsewhere.
+        last_stage_output = tester.last_stage_to_output(model, asked.hidden_states[-1])
+    assert type(plain) is type(asked) is tester.output_class
     assert plain.hidden_states is None
-    assert [tuple(h.shape[1:]) for h in asked.hidden_states] == shapes
+    assert [tuple(h.shape[1:]) for h in asked.hidden_states] == list(tester.hidden_state_shapes)
     assert all(h.shape[0] == 2 for h in asked.hidden_states)
     assert torch.equal(plain.reconstruction, asked.reconstruction)  # collecting changes nothing
-    # The last decoder stage feeds the output convolution: it is the real activation, not a copy made elsewhere.
-    assert torch.equal(model.decoder.conv_out(asked.hidden_states[-1]) if model_class is VQVAEModel else
-                       model.decoder.conv_out(torch.nn.functional.silu(model.decoder.conv_norm_out(
-                           asked.hidden_states[-1]))), asked.reconstruction)
+    assert torch.equal(last_stage_output, asked.reconstruction)
 
 
-def test_config_output_hidden_states_and_return_dict_are_honoured(case):
+def test_config_output_hidden_states_and_return_dict_are_honoured(tester):
     """transformers' ModelTesterMixin checks: the flag through the config, and the tuple output with it."""
-    model_class, config, shapes = case
-    model = model_class(config(output_hidden_states=True)).eval()
+    shapes = tester.hidden_state_shapes
+    model = tester.model_class(tester.config(output_hidden_states=True)).eval()
     with torch.no_grad():
         output = model(pixels())
         assert len(output.hidden_states) == len(shapes)
@@ -77,10 +54,9 @@ def test_config_output_hidden_states_and_return_dict_are_honoured(case):
         assert isinstance(model(pixels()), tuple)
 
 
-def test_gradients_reach_the_retained_hidden_states(case):
+def test_gradients_reach_the_retained_hidden_states(tester):
     """ModelTesterMixin's `test_retain_grad_hidden_states_attentions`: the stages are part of the graph."""
-    model_class, config, _ = case
-    model = model_class(config())
+    model = tester.model_class(tester.config())
     output = model(pixels(), output_hidden_states=True)
     first, last = output.hidden_states[0], output.hidden_states[-1]
     first.retain_grad()
@@ -89,20 +65,21 @@ def test_gradients_reach_the_retained_hidden_states(case):
     assert first.grad is not None and last.grad is not None and last.grad.abs().sum() > 0
 
 
-def test_pixels_in_0_255_are_warned_about_once_per_model(case, caplog):
-    model_class, config, _ = case
-    model = model_class(config()).eval()
+def test_pixels_in_0_255_are_warned_about_once_per_model(tester, caplog):
+    model = tester.model_class(tester.config()).eval()
     uint8_range = (pixels() + 1) * 127.5
     with caplog.at_level(logging.WARNING, logger="hf_vq.modeling.modeling_utils"), torch.no_grad():
         model(pixels())
         assert not caplog.records  # inputs in the range say nothing
         model(uint8_range)
         model(uint8_range)
-        model.encode(uint8_range)
+        model.encode_to_indices(uint8_range)
+        if tester.single_grid:
+            model.encode(uint8_range)
     warnings = [r.getMessage() for r in caplog.records]
     assert len(warnings) == 1
     assert "far outside this model's pixel range [-1, 1]" in warnings[0] and "images / 127.5 - 1" in warnings[0]
-    other = model_class(config()).eval()
+    other = tester.model_class(tester.config()).eval()
     with caplog.at_level(logging.WARNING, logger="hf_vq.modeling.modeling_utils"), torch.no_grad():
         other(uint8_range)
     assert len(caplog.records) == 2  # once per model, not once per process
