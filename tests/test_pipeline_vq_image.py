@@ -84,6 +84,21 @@ def test_bad_input(pipe):
     unnamed = tiny_pipeline(id2label=None)
     with pytest.raises(ValueError, match="no class names"):
         unnamed(class_labels=["astronaut"])
+    # Sampling options are the prior family's: another family's option is named with the ones this prior takes.
+    message = "'num_inference_steps' is not a sampling option of VQPriorForCausalLM.*temperature, top_k, top_p"
+    with pytest.raises(ValueError, match=message):
+        pipe(class_labels=[0], num_inference_steps=8)
+
+
+def test_sampling_options_pass_through_to_the_prior(pipe):
+    options = dict(temperature=0.7, top_k=3, top_p=0.9)
+    ids = run(pipe, output_type="latent", **options)
+    expected = pipe.transformer.generate_indices(
+        class_labels=[0, 2], guidance_scale=2.0, generator=torch.Generator().manual_seed(0), **options
+    )
+    assert torch.equal(ids, expected)
+    greedy = run(pipe, output_type="latent", temperature=0)
+    assert torch.equal(greedy, pipe.transformer.generate_indices(class_labels=[0, 2], guidance_scale=2.0, temperature=0))
 
 
 def test_unconditional_prior():

@@ -8,7 +8,7 @@ every offline file (LPIPS, the FID network, the built-in photos) in one call (`h
 
 from .assets import AssetStatus, prepare_assets
 from .fid import InceptionFeatureExtractor, resolve_inception_path
-from .generation import ClassProbe, TokenBaselines, evaluate_prior, prior_nll, train_class_probe
+from .generation import ClassProbe, TokenBaselines, evaluate_prior, held_out_score, prior_nll, train_class_probe
 from .metrics import codebook_statistics, frechet_distance, kernel_inception_distance, psnr, ssim
 from .reconstruction import (
     DEFAULT_NUM_IMAGES,
@@ -35,6 +35,7 @@ __all__ = [
     "evaluate",
     "evaluate_prior",
     "frechet_distance",
+    "held_out_score",
     "iter_eval_images",
     "kernel_inception_distance",
     "measure_reconstructions",

@@ -17,7 +17,9 @@ Conventions:
   as in sampling (the prior's softmax is taken over that range; its logits for class and null tokens are dropped).
   Baseline counts are smoothed by a Dirichlet prior of total mass `smoothing` per distribution, centred on the
   uniform distribution (unigram) or on the unigram (class-position marginal), so held-out ids unseen in training
-  cost a finite amount.
+  cost a finite amount. The prior is called through its family's interface (`hf_vq.modeling.VQPriorMixin`): its
+  `held_out_score` is reported as `held_out_score` with the family's name for it, and set beside the baselines' NLL
+  only when it is an NLL (an autoregressive prior's; a masked prior's masked-token cross-entropy is not).
 - **FID / KID** follow `hf_vq.evaluation.fid`'s pinned Inception protocol on 8-bit images; the reference set is
   the first N held-out real images, generated sets have the same N and the same labels (so the same class balance).
   FID is biased upwards below 2,048 images: compare it only at equal N (KID is unbiased).
@@ -37,7 +39,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..data import to_uint8
@@ -184,31 +185,27 @@ class TokenBaselines:
 # ------------------------------------------------------------------------------------------------ the prior
 
 
-@torch.no_grad()
+def held_out_score(prior, tokens, labels=None, batch_size: int = 64) -> dict[str, Any]:
+    """A prior's held-out score on flattened ids `(N, L)` (class labels `(N,)` for a conditional prior), through
+    the prior interface ([`VQPriorMixin.held_out_score`]): `nats_per_token`, `bits_per_token`, `num_tokens`, plus
+    `metric` and `description`, the family's name of the score and what it measures."""
+    labels = None if labels is None else _as_long(labels, "labels", 1)
+    score = prior.held_out_score(_as_long(tokens, "tokens", 2), labels, batch_size=batch_size)
+    return {**score, "metric": prior.held_out_metric, "description": prior.held_out_description}
+
+
 def prior_nll(prior, tokens, labels=None, batch_size: int = 64) -> dict[str, float]:
-    """Held-out NLL of a [`VQPriorForCausalLM`] on flattened ids `(N, L)` (class labels `(N,)` for a conditional
-    prior), per image token, the class position excluded; the softmax at each position is taken over that
-    position's id range (as in sampling). Runs in eval mode (no class dropout); the mode is restored after."""
-    config = prior.config
-    tokens = _as_long(tokens, "tokens", 2)
-    labels = None if labels is None or config.num_classes == 0 else _as_long(labels, "labels", 1)
-    low, high = position_id_ranges(config.token_layout, config.image_size)
-    vocabulary = torch.arange(config.vocab_size)
-    allowed = ((vocabulary[None] >= low[:, None]) & (vocabulary[None] < high[:, None])).to(prior.device)  # (L, V)
-    total, was_training = 0.0, prior.training
-    prior.eval()
-    try:
-        for start in range(0, len(tokens), batch_size):
-            ids = tokens[start : start + batch_size].to(prior.device)
-            indices = config.token_layout.unflatten(ids, *config.image_size)
-            batch_labels = None if labels is None else labels[start : start + batch_size]
-            input_ids = prior.build_input_ids(indices, batch_labels)
-            logits = prior(input_ids=input_ids).logits[:, :-1].float()  # (B, L, V): position t predicts id t
-            log_p = F.log_softmax(logits.masked_fill(~allowed, -math.inf), dim=-1)
-            total -= float(log_p.gather(2, ids[..., None]).sum())
-    finally:
-        prior.train(was_training)
-    return _nll_dict(total, tokens.numel())
+    """Held-out NLL of a prior whose held-out score is an NLL (`held_out_metric == "nll"`, as for the
+    autoregressive `VQPriorForCausalLM`) on flattened ids `(N, L)` (class labels `(N,)` for a conditional prior),
+    per image token, the class position excluded; the softmax at each position is taken over that position's id
+    range (as in sampling). Runs in eval mode (no class dropout); the mode is restored after."""
+    if prior.held_out_metric != "nll":
+        raise ValueError(
+            f"{type(prior).__name__}'s held-out score is {prior.held_out_metric!r} ({prior.held_out_description}), "
+            "not an NLL of the images. Use `held_out_score(prior, ...)` for it."
+        )
+    labels = None if labels is None else _as_long(labels, "labels", 1)
+    return prior.held_out_score(_as_long(tokens, "tokens", 2), labels, batch_size=batch_size)
 
 
 @torch.no_grad()
@@ -224,7 +221,7 @@ def generate_tokens(
     **sampling,
 ) -> torch.Tensor:
     """Flattened ids `(B, L)` sampled by the prior, one image per label (or `num_images` unconditional ones), in
-    batches; `sampling` goes to `generate_indices` (`temperature`, `top_k`, `top_p`)."""
+    batches; `sampling` holds the family's own options of `generate_indices` (`prior.sampling_options()`)."""
     config = prior.config
     generator = torch.Generator(prior.device).manual_seed(seed)
     labels = None if labels is None else _as_long(labels, "labels", 1)
@@ -234,9 +231,13 @@ def generate_tokens(
         count = min(batch_size, total - start)
         batch = None if labels is None else labels[start : start + count].tolist()
         indices = prior.generate_indices(
-            class_labels=batch, num_images=1 if batch is not None else count, guidance_scale=guidance_scale,
-            generator=generator, tokenizer=tokenizer, **sampling,
-        )  # fmt: skip
+            class_labels=batch,
+            num_images=1 if batch is not None else count,
+            guidance_scale=guidance_scale,
+            generator=generator,
+            tokenizer=tokenizer,
+            **sampling,
+        )
         pieces.append(config.token_layout.flatten(indices).cpu())
     return torch.cat(pieces)
 
@@ -277,19 +278,17 @@ def evaluate_prior(
     class_probe: ClassProbe | None = None,
     guidance_scales: Sequence[float] = (1.0, 3.0),
     num_images: int | None = None,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
     smoothing: float = 1.0,
     seed: int = 0,
     batch_size: int = 64,
     inception: nn.Module | None = None,
     fid_network: str | None = None,
+    **sampling_options: Any,
 ) -> dict[str, Any]:
     """Measures a prior against its baselines and its tokenizer's reconstructions (see the module docstring).
 
     Args:
-        prior (`VQPriorForCausalLM`): the prior; `tokenizer` must be the one it was trained on (checked).
+        prior (`VQPriorMixin`): a prior of any family; `tokenizer` must be the one it was trained on (checked).
         train_tokens, train_labels: flattened training ids `(N, L)` (as `hf_vq.data.tokens.token_arrays` gives
             them) and their labels `(N,)` (None: unlabelled); the baselines are counted on them.
         held_out_tokens, held_out_labels: held-out ids `(M, L)` and labels, for NLL; row i must be the ids of
@@ -301,20 +300,25 @@ def evaluate_prior(
         guidance_scales (`Sequence[float]`, *optional*, defaults to `(1.0, 3.0)`): the prior is sampled at each
             (only 1.0 for an unconditional prior).
         num_images (`int`, *optional*): N of every image set; defaults to `len(held_out_images)`.
-        temperature, top_k, top_p: sampling settings of the prior.
         smoothing (`float`, *optional*, defaults to 1.0): the baselines' pseudo-count (see [`TokenBaselines.fit`]).
         inception (`nn.Module`, *optional*): the FID feature extractor; defaults to the pinned Inception
             (`fid_network` picks its file, see `hf_vq.evaluation.fid`).
+        sampling_options: the prior family's own sampling options (`prior.sampling_options()`: an autoregressive
+            prior's `temperature`, `top_k`, `top_p`); the others keep the family's defaults.
 
     Returns:
         `dict` (JSON-serialisable): `rows`, keyed `prior_guidance_<s>`, `unigram`, `class_position_marginal`,
         `reconstruction`, `real`, each with `nll` (nats / bits per token, or None), `fid`, `kid`, `kid_std`,
-        `class_accuracy` (None without probe or labels); `num_images` (N), `num_nll_images`, `sequence_length`,
-        `guidance_scales`, `sampling`, `probe` (its accuracy on the real held-out images), `protocol`, `seconds`.
+        `class_accuracy` (None without probe or labels); `held_out_score`, the prior's own held-out score with its
+        `metric` and `description` (only a score named `"nll"` is set beside the baselines' NLL: a masked prior's
+        masked-token cross-entropy is not an NLL of the images); `num_images` (N), `num_nll_images`,
+        `sequence_length`, `guidance_scales`, `sampling`, `probe` (its accuracy on the real held-out images),
+        `protocol`, `seconds`.
     """
     started, seconds = time.perf_counter(), {}
     config = prior.config
     prior.check_tokenizer(tokenizer)
+    prior.check_sampling_options(sampling_options)
     image_size = tuple(config.image_size)
     train_tokens = _as_long(train_tokens, "train_tokens", 2)
     held_out_tokens = _as_long(held_out_tokens, "held_out_tokens", 2)
@@ -334,17 +338,24 @@ def evaluate_prior(
     clock = time.perf_counter()
     low, high = position_id_ranges(config.token_layout, image_size)
     baselines = TokenBaselines.fit(
-        train_tokens, train_labels if labelled else None, low=low, high=high,
-        num_classes=config.num_classes if labelled else 0, smoothing=smoothing,
-    )  # fmt: skip
+        train_tokens,
+        train_labels if labelled else None,
+        low=low,
+        high=high,
+        num_classes=config.num_classes if labelled else 0,
+        smoothing=smoothing,
+    )
     nll = {kind: baselines.nll(kind, held_out_tokens, held_out_labels) for kind in (UNIGRAM, MARGINAL)}
     seconds["baselines"] = time.perf_counter() - clock
     clock = time.perf_counter()
-    nll["prior"] = prior_nll(prior, held_out_tokens, held_out_labels, batch_size)
-    seconds["prior_nll"] = time.perf_counter() - clock
+    score = held_out_score(prior, held_out_tokens, held_out_labels, batch_size)
+    is_nll = score["metric"] == "nll"
+    if is_nll:  # beside the baselines' NLL only when it is one
+        nll["prior"] = {key: score[key] for key in ("nats_per_token", "bits_per_token", "num_tokens")}
+    seconds["prior_nll" if is_nll else f"prior_{score['metric']}"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    sampling = {"temperature": temperature, "top_k": top_k, "top_p": top_p}
+    sampling = {**prior.sampling_options(), **sampling_options}
     token_sets = {
         prior_row(s): generate_tokens(
             prior, labels, n, guidance_scale=s, batch_size=batch_size, seed=seed, tokenizer=tokenizer, **sampling
@@ -378,7 +389,7 @@ def evaluate_prior(
             row["class_accuracy"] = class_probe.accuracy(batch, labels)
         rows[name] = row
     seconds["fid_kid_accuracy"] = time.perf_counter() - clock
-    if prior_row(1.0) in rows:  # NLL is the unguided model's: guidance changes the samples, not the model
+    if prior_row(1.0) in rows and is_nll:  # NLL is the unguided model's: guidance changes the samples, not the model
         rows[prior_row(1.0)]["nll"] = nll["prior"]
     rows[UNIGRAM]["nll"], rows[MARGINAL]["nll"] = nll[UNIGRAM], nll[MARGINAL]
     probe = None
@@ -393,6 +404,7 @@ def evaluate_prior(
     return {
         "rows": rows,
         "nll": nll,
+        "held_out_score": score,
         "num_images": n,
         "num_nll_images": len(held_out_tokens),
         "num_train_token_images": len(train_tokens),
@@ -405,6 +417,7 @@ def evaluate_prior(
         "protocol": {
             "nll": "nats (bits) per image token on held-out ids, class position excluded, softmax over each "
             "position's id range",
+            "held_out_score": f"{score['metric']}: {score['description']}",
             "baseline_smoothing": smoothing,
             "fid": f"pinned Inception protocol (hf_vq.evaluation.fid), reference: the first {n} held-out real "
             f"images; every set has N = {n} and the same labels",
@@ -425,6 +438,7 @@ __all__ = [
     "decode_tokens",
     "evaluate_prior",
     "generate_tokens",
+    "held_out_score",
     "position_id_ranges",
     "prior_nll",
     "prior_row",

@@ -1,6 +1,7 @@
-"""Image generation with an hf-vq tokenizer and an autoregressive prior over its ids, as a diffusers pipeline.
+"""Image generation with an hf-vq tokenizer and a prior over its ids, as a diffusers pipeline.
 
-The prior samples token grids ([`VQPriorForCausalLM.generate_indices`]) and the tokenizer decodes them
+The prior, of any family, samples token ids through the prior interface ([`VQPriorMixin.generate_indices`]:
+the autoregressive `VQPriorForCausalLM`, or any registered family) and the tokenizer decodes them
 (`decode_indices`). Built on `DiffusionPipeline` for its saving, loading, device and offload machinery, not on
 diffusers' aMUSEd or VQ-Diffusion pipelines (deprecated in diffusers 0.42).
 """
@@ -25,9 +26,9 @@ class VQImagePipeline(DiffusionPipeline):
     Components:
         vqvae ([`VQPreTrainedModel`]):
             Any hf-vq tokenizer (`VQGANModel`, `VQVAEModel`, ...): its `decode_indices` turns ids into images.
-        transformer ([`VQPriorForCausalLM`]):
-            The prior over that tokenizer's ids; it checks at every call that `vqvae` is the tokenizer it was trained
-            on (token layout and config hash).
+        transformer ([`VQPriorMixin`]):
+            The prior over that tokenizer's ids, of any family (`VQPriorForCausalLM`, ...); it checks at every call
+            that `vqvae` is the tokenizer it was trained on (token layout and config hash).
 
     The pipeline saves as one folder (`save_pretrained`: `model_index.json`, `vqvae/`, `transformer/`) and loads
     with `VQImagePipeline.from_pretrained(folder)`. `DiffusionPipeline.from_pretrained` does not know this class:
@@ -90,12 +91,10 @@ class VQImagePipeline(DiffusionPipeline):
         class_labels: int | str | Sequence[int | str] | torch.Tensor | None = None,
         num_images_per_prompt: int = 1,
         guidance_scale: float = 1.0,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        top_p: float | None = None,
         generator: torch.Generator | None = None,
         output_type: str = "pil",
         return_dict: bool = True,
+        **sampling_options,
     ) -> ImagePipelineOutput | tuple:
         r"""
         Generates images.
@@ -108,12 +107,6 @@ class VQImagePipeline(DiffusionPipeline):
                 Images per class label (in total when `class_labels` is `None`).
             guidance_scale (`float`, *optional*, defaults to 1.0):
                 Classifier-free guidance scale; 1.0 runs no unconditional branch.
-            temperature (`float`, *optional*, defaults to 1.0):
-                Sampling temperature; 0 for greedy decoding.
-            top_k (`int`, *optional*):
-                Sample among the `top_k` most likely ids.
-            top_p (`float`, *optional*):
-                Nucleus sampling threshold.
             generator (`torch.Generator`, *optional*):
                 On the prior's device, for reproducible images.
             output_type (`str`, *optional*, defaults to `"pil"`):
@@ -121,19 +114,23 @@ class VQImagePipeline(DiffusionPipeline):
                 tensor in [0, 1]) or `"latent"` (the sampled token ids, in the tokenizer's layout).
             return_dict (`bool`, *optional*, defaults to `True`):
                 Return an [`ImagePipelineOutput`] instead of a 1-tuple.
+            sampling_options:
+                The prior family's own sampling options, passed to its `generate_indices`;
+                `pipe.transformer.sampling_options()` lists them with their defaults. An autoregressive prior takes
+                `temperature` (0 for greedy decoding), `top_k` (sample among the `top_k` most likely ids) and `top_p`
+                (nucleus sampling threshold); a masked one, e.g., `num_inference_steps`.
         """
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"`output_type` must be one of {OUTPUT_TYPES}; got {output_type!r}.")
+        self.transformer.check_sampling_options(sampling_options)
         labels = None if class_labels is None else self.get_label_ids(class_labels)
         indices = self.transformer.generate_indices(
             class_labels=labels,
             num_images=num_images_per_prompt,
             guidance_scale=guidance_scale,
-            temperature=temperature,
-            top_k=top_k,
-            top_p=top_p,
             generator=generator,
             tokenizer=self.vqvae,
+            **sampling_options,
         )
         if output_type == "latent":
             images = indices
