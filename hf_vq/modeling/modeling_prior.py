@@ -194,11 +194,11 @@ class VQPriorForCausalLM(LlamaForCausalLM, VQPriorMixin):
         """
         past = cache.get_seq_length() if cache is not None else 0
         config = self.config
-        if labels is not None and self.training and input_ids is not None and past == 0:
-            if config.num_classes > 0 and config.class_dropout_prob > 0:
-                drop = torch.rand(input_ids.shape[0], device=input_ids.device) < config.class_dropout_prob
-                input_ids = input_ids.clone()
-                input_ids[:, 0] = torch.where(drop, config.null_class_token_id, input_ids[:, 0])
+        training_step = labels is not None and self.training and input_ids is not None and past == 0
+        if training_step and config.num_classes > 0 and config.class_dropout_prob > 0:
+            drop = torch.rand(input_ids.shape[0], device=input_ids.device) < config.class_dropout_prob
+            input_ids = input_ids.clone()
+            input_ids[:, 0] = torch.where(drop, config.null_class_token_id, input_ids[:, 0])
         if self.grid_position_embedding is not None:
             if inputs_embeds is None:
                 inputs_embeds, input_ids = self.model.embed_tokens(input_ids), None
