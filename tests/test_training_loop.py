@@ -13,23 +13,8 @@ from hf_vq.training.step import optimizer_step, train_step
 from hf_vq.training.task import Task, TaskStep
 from hf_vq.training.tokenizer import TokenizerTask
 
-from helpers import TINY_DISCRIMINATOR, write_mixed_folder
+from helpers import TINY_DISCRIMINATOR, tiny_train_flags, write_mixed_folder
 from helpers import TINY_VQGAN as TINY_MODEL
-
-
-def tiny_flags(output_dir, *extra):
-    return [
-        "--output-dir", str(output_dir),
-        "--model-config", json.dumps(TINY_MODEL),
-        "--discriminator-config", json.dumps(TINY_DISCRIMINATOR),
-        "--resolution", "32",
-        "--train-batch-size", "2",
-        "--perceptual-weight", "0",
-        "--dataloader-num-workers", "0",
-        "--report-to", "none",
-        "--num-eval-images", "2",
-        *extra,
-    ]  # fmt: skip
 
 
 def snapshot(*modules):
@@ -39,7 +24,7 @@ def snapshot(*modules):
 def test_a_non_finite_batch_leaves_every_weight_unchanged(tmp_path):
     from accelerate import Accelerator
 
-    args = parse_args(tiny_flags(tmp_path, "--discriminator-start", "0", "--lr-warmup-steps", "0"))
+    args = parse_args(tiny_train_flags(tmp_path, "--discriminator-start", "0", "--lr-warmup-steps", "0"))
     accelerator = Accelerator(cpu=True)
     task = TokenizerTask(args)
     trainables = task.build_models()
@@ -76,7 +61,7 @@ def test_a_non_finite_batch_leaves_every_weight_unchanged(tmp_path):
 def test_optimizers_use_the_fused_adamw_kernel_and_take_the_same_step(tmp_path):
     """CPU and CUDA get torch's fused AdamW; its update is the per-tensor AdamW's to rounding."""
     flags = ("--adam-weight-decay", "0.01", "--adam-beta1", "0.5", "--lr-warmup-steps", "0")  # no objective built
-    args = parse_args(tiny_flags(tmp_path, *flags))
+    args = parse_args(tiny_train_flags(tmp_path, *flags))
     trainables = TokenizerTask(args).build_models()
     model = trainables[0].module
     start = [p.detach().clone() for p in model.parameters()]
@@ -142,11 +127,12 @@ def test_the_guard_restores_the_buffers_of_any_model_after_a_non_finite_step():
 
 @pytest.mark.slow
 def test_diverging_run_stops_and_points_at_the_last_good_checkpoint(tmp_path, caplog):
-    flags = tiny_flags(
-        tmp_path, "--learning-rate", "1e30", "--lr-warmup-steps", "0", "--lr-scheduler", "constant_with_warmup",
-        "--max-train-steps", "30", "--checkpointing-steps", "1", "--max-consecutive-nonfinite", "3",
-        "--max-grad-norm", "0", "--no-use-ema", "--eval-steps", "0", "--image-logging-steps", "0",
-    )  # fmt: skip
+    extra = (
+        "--learning-rate 1e30 --lr-warmup-steps 0 --lr-scheduler constant_with_warmup --max-train-steps 30 "
+        "--checkpointing-steps 1 --max-consecutive-nonfinite 3 --max-grad-norm 0 --no-use-ema --eval-steps 0 "
+        "--image-logging-steps 0"
+    )
+    flags = tiny_train_flags(tmp_path, *extra.split())
     with caplog.at_level(logging.INFO, logger="hf_vq.training.loop"):
         assert train(parse_args(flags)) == 1
     err = caplog.text  # the stop message is logged (stderr under the CLI)
@@ -158,10 +144,9 @@ def test_diverging_run_stops_and_points_at_the_last_good_checkpoint(tmp_path, ca
 @pytest.mark.slow
 def test_training_on_a_folder_with_bad_files_skips_and_counts_them(tmp_path, caplog):
     good, bad = write_mixed_folder(tmp_path / "images")
-    flags = tiny_flags(
-        tmp_path / "out", "--dataset-name", str(tmp_path / "images"), "--train-batch-size", str(good + bad),
-        "--max-train-steps", "2", "--checkpointing-steps", "0", "--eval-steps", "0", "--image-logging-steps", "0",
-    )  # fmt: skip
+    extra = ["--max-train-steps", "2", "--checkpointing-steps", "0", "--eval-steps", "0", "--image-logging-steps", "0"]
+    data = ("--dataset-name", str(tmp_path / "images"), "--train-batch-size", str(good + bad))
+    flags = tiny_train_flags(tmp_path / "out", *data, *extra)
     with caplog.at_level(logging.INFO, logger="hf_vq.training.monitoring"):
         assert train(parse_args(flags)) == 0
     out = caplog.text  # the end-of-run summary is logged
@@ -184,14 +169,15 @@ def test_decoder_only_fine_tuning_from_a_saved_folder(tmp_path):
     base = tmp_path / "base"
     VQGANModel(VQGANConfig(**TINY_MODEL)).save_pretrained(base)
     VQGANDiscriminator(VQGANDiscriminatorConfig(**TINY_DISCRIMINATOR)).save_pretrained(base / "discriminator")
-    flags = [
-        "--init-from", str(base), "--freeze-encoder", "--freeze-codebook", "--output-dir", str(tmp_path / "tuned"),
-        "--resolution", "32", "--train-batch-size", "2", "--perceptual-weight", "0", "--dataloader-num-workers", "0",
-        "--report-to", "none", "--max-train-steps", "2", "--lr-warmup-steps", "0", "--no-use-ema",
-        "--discriminator-start", "0", "--num-eval-images", "2", "--checkpointing-steps", "0",
-    ]  # fmt: skip
+    run = (
+        "--freeze-encoder --freeze-codebook --resolution 32 --train-batch-size 2 --perceptual-weight 0 "
+        "--dataloader-num-workers 0 --report-to none --max-train-steps 2 --lr-warmup-steps 0 --no-use-ema "
+        "--discriminator-start 0 --num-eval-images 2 --checkpointing-steps 0"
+    )
+    flags = ["--init-from", str(base), "--output-dir", str(tmp_path / "tuned"), *run.split()]
     assert train(parse_args(flags)) == 0
-    before, after = load_file(str(base / "model.safetensors")), load_file(str(tmp_path / "tuned" / "model.safetensors"))
+    before = load_file(str(base / "model.safetensors"))
+    after = load_file(str(tmp_path / "tuned" / "model.safetensors"))
     frozen = [k for k in before if k.startswith(("encoder.", "quant_conv.", "quantize.embedding"))]
     assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)
     assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("decoder."))
@@ -209,11 +195,8 @@ def test_vqvae_trains_with_its_own_objective_and_no_discriminator(tmp_path):
     from hf_vq import VQVAEModel
 
     tiny_vqvae = {"hidden_channels": 8, "residual_hidden_channels": 4, "latent_channels": 4, "num_vq_embeddings": 16}
-    flags = [
-        "--model-type", "vqvae", "--model-config", json.dumps(tiny_vqvae), "--output-dir", str(tmp_path),
-        "--resolution", "32", "--train-batch-size", "2", "--dataloader-num-workers", "0", "--report-to", "none",
-        "--max-train-steps", "2", "--num-eval-images", "2", "--checkpointing-steps", "0", "--lr-warmup-steps", "0",
-    ]  # fmt: skip
+    extra = ["--max-train-steps", "2", "--checkpointing-steps", "0", "--lr-warmup-steps", "0"]
+    flags = tiny_train_flags(tmp_path, *extra, model_type="vqvae", model_config=tiny_vqvae)
     assert train(parse_args(flags)) == 0
     model = VQVAEModel.from_pretrained(tmp_path)
     assert model.config.kmeans_init  # new models get the recommended quantizer options
@@ -227,11 +210,11 @@ def test_vqvae_trains_with_its_own_objective_and_no_discriminator(tmp_path):
 def test_lecam_and_r1_flags_reach_the_objective_and_the_card_has_the_rate_used(tmp_path):
     from hf_vq.training.objective import build_objective
 
-    flags = tiny_flags(
-        tmp_path, "--lecam-weight", "0.001", "--lecam-ema-decay", "0.9", "--r1-weight", "0.5", "--scale-lr",
-        "--discriminator-start", "0", "--max-train-steps", "2", "--checkpointing-steps", "2", "--eval-steps", "0",
-        "--image-logging-steps", "0", "--lr-warmup-steps", "0",
-    )  # fmt: skip
+    extra = (
+        "--lecam-weight 0.001 --lecam-ema-decay 0.9 --r1-weight 0.5 --scale-lr --discriminator-start 0 "
+        "--max-train-steps 2 --checkpointing-steps 2 --eval-steps 0 --image-logging-steps 0 --lr-warmup-steps 0"
+    )
+    flags = tiny_train_flags(tmp_path, *extra.split())
     args = parse_args(flags)
     config = build_objective(args, TokenizerTask(args).build_models()[0].module, max_train_steps=2).config
     assert (config.lecam_weight, config.lecam_ema_decay, config.r1_weight) == (0.001, 0.9, 0.5)

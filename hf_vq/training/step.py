@@ -1,26 +1,23 @@
 """One step of the shared loop (`loop.py`): the task's forward and backward behind the NaN/inf and empty-batch
-guard (`train_step`), then clipping and the optimizers (`optimizer_step`)."""
+guard (`train_step`), then clipping and the optimizers (`optimizer_step`). The task's side of the step, its
+`TaskStep`, is part of the task interface (`task.py`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
-
-@dataclass
-class TaskStep:
-    """What a task's forward returns to the loop for one batch (this rank's)."""
-
-    losses: list[torch.Tensor]  # each backpropagated once if finite on every rank; empty when `examples == 0`
-    logs: dict[str, torch.Tensor]  # scalars, logged as `train/{key}`
-    examples: int  # examples in this rank's batch
-    skipped_records: int | torch.Tensor = 0  # unreadable records the data pipeline dropped from this batch
+if TYPE_CHECKING:
+    from .task import Task
 
 
 @dataclass
 class StepOutput:
+    """What the loop keeps of one guarded micro-step: this rank's logs, and the verdict and counts of every rank."""
+
     logs: dict[str, torch.Tensor]  # detached scalars
     finite: bool
     examples: int  # summed over all processes
@@ -47,11 +44,11 @@ def forward_state(modules: list[nn.Module]) -> list[torch.Tensor]:
     return tensors
 
 
-def train_step(accelerator, task, models: list[nn.Module], batch: dict, step: int) -> StepOutput:
-    """The task's forward on one batch (`task`: a `loop.Task`), then backward. Nothing is backpropagated unless
-    every rank's losses are finite and every rank has examples, so a bad batch leaves the gradients untouched and the
-    state its forward wrote (see [`forward_state`]) is restored. That agreement, the ranks with examples and the
-    example and skipped-record counts travel in one all-reduce: one host sync per micro-step."""
+def train_step(accelerator, task: Task, models: list[nn.Module], batch: dict, step: int) -> StepOutput:
+    """The task's forward on one batch (`task.train_step`, a `TaskStep`), then backward. Nothing is backpropagated
+    unless every rank's losses are finite and every rank has examples, so a bad batch leaves the gradients untouched
+    and the state its forward wrote (see [`forward_state`]) is restored. That agreement, the ranks with examples and
+    the example and skipped-record counts travel in one all-reduce: one host sync per micro-step."""
     state = forward_state([accelerator.unwrap_model(m) for m in models] + task.checkpointed())
     saved = [t.clone() for t in state]
     out = task.train_step(accelerator, models, batch, step)
@@ -97,4 +94,4 @@ def optimizer_step(
     return window_ok, {k: float(v) for k, v in norms.items()}
 
 
-__all__ = ["StepOutput", "TaskStep", "forward_state", "optimizer_step", "train_step"]
+__all__ = ["StepOutput", "forward_state", "optimizer_step", "train_step"]
