@@ -123,11 +123,12 @@ def train_tokenizer(args, dataset: Path, output: Path) -> list[str]:
 
 
 def tokenize(dataset: Path, tokenizer: Path, output: Path, test_images: int | None) -> list[str]:
-    from hf_vq.generation_commands import tokenize_main
+    from hf_vq.commands.tokenize import main as tokenize_main
 
     commands = []
     for split in ("train", "test"):
-        argv = [str(tokenizer), "--dataset", str(dataset), "--split", split, "--output", str(output), "--overwrite"]
+        argv = [str(tokenizer), "--dataset-name", str(dataset), "--split", split, "--output", str(output)]
+        argv.append("--overwrite")
         argv += ["--num-images", str(test_images)] if split == "test" and test_images else []
         if tokenize_main(argv) != 0:
             raise RuntimeError(f"hf-vq tokenize failed on the {split} split")
@@ -136,7 +137,7 @@ def tokenize(dataset: Path, tokenizer: Path, output: Path, test_images: int | No
 
 
 def train_prior(args, tokens: Path, output: Path) -> list[str]:
-    from hf_vq.generation_commands import train_prior_main
+    from hf_vq.commands.train_prior import main as train_prior_main
 
     argv = [
         "--tokens", str(tokens), "--output-dir", str(output), "--overwrite-output-dir",

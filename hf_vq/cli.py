@@ -1,7 +1,9 @@
 """`hf-vq`: thin subcommands over library functions.
 
-Each subcommand lives in its own module as `main(argv) -> int`, imported only when it runs, so `hf-vq --help`
-stays fast and a subcommand's optional dependencies (accelerate, datasets, diffusers) are needed only by it.
+Each subcommand lives in its own module of `hf_vq.commands` as `main(argv) -> int`, imported only when it runs, so
+`hf-vq --help` imports neither torch nor transformers and a subcommand's optional dependencies (accelerate, datasets,
+diffusers) are needed only by it. `python -m hf_vq.cli COMMAND ...` is the same as `hf-vq COMMAND ...` (for
+`accelerate launch -m hf_vq.cli train ...`).
 
 This is the one place errors meet the user: a missing file, a bad value or config, a corrupt weights file (an
 `OSError` or `ValueError` raised with a message that names what was wrong, what was expected and the fix) is printed
@@ -11,39 +13,33 @@ command line shows the traceback instead. Any other exception is a bug and keeps
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import os
 import sys
 
-# command -> (module, function, one-line help)
-COMMANDS: dict[str, tuple[str, str, str]] = {
-    "train": (
-        "hf_vq.training.tokenizer",
-        "main",
-        "train or fine-tune a VQ-GAN / VQ-VAE / VQ-VAE-2 (default: built-in photos, offline)",
-    ),
-    "evaluate": ("hf_vq.commands", "evaluate_main", "PSNR, SSIM, LPIPS, rFID and code usage of a model on a dataset"),
-    "reconstruct": ("hf_vq.commands", "reconstruct_main", "write side-by-side input/reconstruction PNGs"),
-    "encode": ("hf_vq.commands", "encode_main", "images -> token grids (safetensors or npy)"),
-    "decode": ("hf_vq.commands", "decode_main", "token grids -> images"),
-    "push": ("hf_vq.commands", "push_main", "upload a saved model folder to the Hub in one commit"),
-    "convert": ("hf_vq.integrations.convert", "main", "convert taming / LDM checkpoints to hf-vq"),
-    "assets": ("hf_vq.commands", "assets_main", "prepare the offline assets (LPIPS, FID Inception, built-in photos)"),
-    "tokenize": ("hf_vq.generation_commands", "tokenize_main", "images -> parquet token shards + labels, for a prior"),
-    "train-prior": ("hf_vq.generation_commands", "train_prior_main", "train a transformer prior over a token set"),
-    "evaluate-prior": (
-        "hf_vq.generation_commands",
-        "evaluate_prior_main",
-        "held-out NLL, FID and class accuracy of a prior, beside its baselines",
-    ),
-    "generate": ("hf_vq.generation_commands", "generate_main", "generate images with a prior pipeline (a grid PNG)"),
+# command -> (module under hf_vq.commands, one-line help). A module is imported only when its command runs and has
+# `main(argv) -> int`.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("train", "train or fine-tune a VQ-GAN / VQ-VAE / VQ-VAE-2 (default: built-in photos, offline)"),
+    "evaluate": ("evaluate", "PSNR, SSIM, LPIPS, rFID and code usage of a model on a dataset"),
+    "reconstruct": ("reconstruct", "write side-by-side input/reconstruction PNGs"),
+    "encode": ("encode", "images -> token grids (safetensors or npy)"),
+    "decode": ("decode", "token grids -> images"),
+    "push": ("push", "upload a saved model folder to the Hub in one commit"),
+    "convert": ("convert", "convert taming / LDM checkpoints to hf-vq"),
+    "assets": ("assets", "prepare the offline assets (LPIPS, FID Inception, built-in photos)"),
+    "tokenize": ("tokenize", "images -> parquet token shards + labels, for a prior"),
+    "train-prior": ("train_prior", "train a transformer prior over a token set"),
+    "evaluate-prior": ("evaluate_prior", "held-out NLL, FID and class accuracy of a prior, beside its baselines"),
+    "generate": ("generate", "generate images with a prior pipeline (a grid PNG)"),
 }
 
 
 def _usage() -> str:
     width = max(map(len, COMMANDS))
     lines = ["usage: hf-vq <command> [options]", "", "commands:"]
-    lines += [f"  {name.ljust(width)}  {help_text}" for name, (_, _, help_text) in COMMANDS.items()]
+    lines += [f"  {name.ljust(width)}  {help_text}" for name, (_, help_text) in COMMANDS.items()]
     lines += ["", "Run `hf-vq <command> --help` for a command's options; add --debug to see tracebacks of errors."]
     return "\n".join(lines)
 
@@ -60,12 +56,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:
+        close = difflib.get_close_matches(command, COMMANDS, n=1)
+        hint = f" Did you mean {close[0]}?" if close else ""
         expected = ", ".join(COMMANDS)
-        print(f"hf-vq: unknown command {command!r}; expected one of {expected}.\n\n{_usage()}", file=sys.stderr)
+        print(f"hf-vq: unknown command {command!r}; expected one of {expected}.{hint}\n\n{_usage()}", file=sys.stderr)
         return 2
     debug = "--debug" in rest
     rest = [arg for arg in rest if arg != "--debug"]
-    module_name, function_name, _ = COMMANDS[command]
+    module_name = f"hf_vq.commands.{COMMANDS[command][0]}"
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as error:
@@ -78,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 1
     try:
-        return int(getattr(module, function_name)(rest) or 0)
+        return int(module.main(rest) or 0)
     except Exception as error:
         if debug or not is_user_error(error):
             raise

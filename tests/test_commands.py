@@ -10,8 +10,8 @@ from safetensors import safe_open
 
 from hf_vq import VQGANConfig, VQGANModel
 from hf_vq.cli import main
-from hf_vq.commands import read_tokens
 from hf_vq.data import from_uint8, load_image, to_uint8
+from hf_vq.data.tokens import read_tokens
 
 from helpers import TINY_VQGAN as TINY
 from helpers import tiny_vqgan_config
@@ -76,11 +76,11 @@ def test_reconstruct_full_resolution_needs_a_tiled_model(photos, tmp_path, capsy
     VQVAE2Model(config).save_pretrained(folder)
     with pytest.raises(SystemExit):
         main(["reconstruct", str(folder), str(photos[0]), "--output-dir", str(tmp_path), "--full-resolution"])
-    assert "VQVAE2Model cannot do; give --image-size" in capsys.readouterr().err
+    assert "VQVAE2Model cannot do; give --resolution" in capsys.readouterr().err
 
 
 def test_reconstruct_defaults_to_the_model_size_and_estimates_memory(saved_model, photos, tmp_path):
-    from hf_vq.commands import estimate_forward_bytes
+    from hf_vq.evaluation.memory import estimate_forward_bytes
 
     model, folder = saved_model
     assert main(["reconstruct", str(folder), str(photos[0]), "--output-dir", str(tmp_path)]) == 0
@@ -91,9 +91,12 @@ def test_reconstruct_defaults_to_the_model_size_and_estimates_memory(saved_model
 
 
 def test_reconstruct_with_image_size(saved_model, photos, tmp_path):
+    """`--resolution`, train's name for the square size; `--image-size`, the name this command had, still works."""
     _, folder = saved_model
     assert main(["reconstruct", str(folder), str(photos[1]), "--output-dir", str(tmp_path), "--image-size", "16"]) == 0
     assert Image.open(tmp_path / "coffee_reconstruction.png").size == (16 + 4 + 16, 16)
+    assert main(["reconstruct", str(folder), str(photos[1]), "--output-dir", str(tmp_path), "--resolution", "8"]) == 0
+    assert Image.open(tmp_path / "coffee_reconstruction.png").size == (8 + 4 + 8, 8)
 
 
 @pytest.mark.parametrize("suffix", [".safetensors", ".npy"])
@@ -185,5 +188,5 @@ def test_reconstruct_refuses_a_size_that_cannot_fit(saved_model, tmp_path, capsy
     ]
     assert main(argv) != 0  # attention over a 1024x1024 latent grid: terabytes
     err = capsys.readouterr().err
-    assert "needs about" in err and "give --full-resolution (tiled) or a smaller --image-size" in err
+    assert "needs about" in err and "give --full-resolution (tiled) or a smaller --resolution" in err
     assert not (tmp_path / "big_reconstruction.png").exists()

@@ -13,7 +13,8 @@ from taming.modules.discriminator.model import NLayerDiscriminator, weights_init
 from taming.modules.vqvae.quantize import VectorQuantizer
 
 from hf_vq import VQGANModel
-from hf_vq.integrations.convert import main as convert_main
+from hf_vq.cli import main as cli_main
+from hf_vq.commands.convert import main as convert_main
 from hf_vq.integrations.taming import convert_taming_checkpoint, load_checkpoint_state_dict
 
 TINY_DD = dict(double_z=False, z_channels=32, resolution=32, in_channels=3, out_ch=3, ch=32, ch_mult=[1, 2],
@@ -164,7 +165,9 @@ def test_unknown_layout_and_target_are_clear_errors(tiny_taming, tmp_path):
     gumbel["model"]["target"] = "taming.models.vqgan.GumbelVQ"
     with pytest.raises(ValueError, match="Unsupported first-stage model 'taming.models.vqgan.GumbelVQ'"):
         convert_taming_checkpoint(ckpt, gumbel)
-    assert convert_main(["taming", str(tmp_path / "missing.ckpt"), "--config", str(config), str(tmp_path / "o")]) == 1
+    # A missing checkpoint is a user's error: `hf-vq`'s one error boundary says so (status 2, one paragraph).
+    missing = ["convert", "taming", str(tmp_path / "missing.ckpt"), "--config", str(config), str(tmp_path / "o")]
+    assert cli_main(missing) == 2
 
 
 def test_pickled_objects_are_refused_with_a_strip_recipe(tmp_path):
@@ -202,8 +205,6 @@ def test_readme_convert_finetune_pipeline(tiny_taming, tmp_path):
 
     The two commands run through `hf-vq`'s entry point in this process: as subprocesses, starting two interpreters
     (torch, transformers) was most of this test's time, and `test_training_cli.py` runs `hf-vq train` as one."""
-    from hf_vq.cli import main as cli_main
-
     diffusers = pytest.importorskip("diffusers")
     ckpt, config = tiny_taming.write(tmp_path, name="last")
     assert cli_main(["convert", "taming", str(ckpt), "--config", str(config), str(tmp_path / "converted")]) == 0

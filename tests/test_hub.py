@@ -128,7 +128,7 @@ def test_push_command_uploads_the_folder_in_one_commit(model, tmp_path, hub):
 
 
 def test_push_command_with_remote_code_adds_the_modeling_files(model, tmp_path, hub):
-    from hf_vq.commands import push_main
+    from hf_vq.commands.push import main as push_main
 
     folder = trained_folder(model, tmp_path / "run")
     assert push_main([str(folder), "org/name", "--remote-code"]) == 0
@@ -143,7 +143,7 @@ def test_push_command_with_remote_code_adds_the_modeling_files(model, tmp_path, 
 
 
 def test_push_dry_run_lists_files_and_uploads_nothing(model, tmp_path, hub, capsys):
-    from hf_vq.commands import push_main
+    from hf_vq.commands.push import main as push_main
 
     folder = trained_folder(model, tmp_path / "run")
     assert push_main([str(folder), "org/name", "--dry-run"]) == 0

@@ -19,12 +19,20 @@ position together, per-(level, stage) offsets into the joint vocabulary), so a p
 Writing is resumable and atomic per shard: a shard is written to `*.parquet.tmp` and renamed when complete, so an
 existing shard file is a finished one; a rerun skips the source images of finished shards and rewrites the one that
 was being written. This module only reads and writes: the encoding (model code) is the command's.
+
+It also holds the smaller format of `hf-vq encode` / `hf-vq decode`, one file of token ids for a list of images
+([`write_tokens`], [`read_tokens`]): int64 ids shaped as the model's `token_layout` says (`(N, h, w)`, or
+`(N, h, w, Q)` for residual VQ), in a `.safetensors` file (tensor `"indices"`, or `"indices.<level>"` per level for a
+model with several levels, with metadata: the model, the image names, `image_size`, `codebook_size`,
+`downsampling_factor`, `token_layout`) or a `.npy` file (the array alone, rows in the order of the images given;
+single-level models only).
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +44,7 @@ FORMAT_NAME = "hf-vq-tokens"
 FORMAT_VERSION = 1
 # Settings of a split that must match for a rerun to continue it (counts and `complete` may change).
 RESUME_KEYS = ("flip", "shard_size", "label_column", "image_column", "dataset", "dataset_config")
+INDICES_KEY = "indices"  # `hf-vq encode`'s tensor of a single-level model; "indices.<level name>" for each of several
 INFO_KEYS = ("tokenizer_config_hash", "token_levels", "image_size", "sequence_length", "vocabulary_size", "dtype")
 
 
@@ -279,19 +288,116 @@ def token_arrays(dataset, unflipped_only: bool = False) -> tuple[np.ndarray, np.
     return ids, labels
 
 
+# ------------------------------------------------------------------------------------------------ token files
+
+
+def token_file_names(layout) -> list[str]:
+    """The tensor names of a token file written for `layout` (a `TokenLayout`), one per level."""
+    if layout.num_levels == 1:
+        return [INDICES_KEY]
+    return [f"{INDICES_KEY}.{level.name}" for level in layout.levels]
+
+
+def write_tokens(
+    path: str | Path,
+    levels: Sequence[Any],
+    layout,
+    *,
+    image_size: int,
+    model_name: str | None = None,
+    image_names: Sequence[str] | None = None,
+) -> None:
+    """Writes the token ids of a list of images as `hf-vq encode` does (see the module docstring).
+
+    Args:
+        path (`str` or `Path`):
+            A `.safetensors` or `.npy` file (its folder is created).
+        levels (sequence of `torch.LongTensor`):
+            One tensor per level of `layout`, coarse to fine, each `(N, h, w)` or `(N, h, w, Q)`.
+        layout (`TokenLayout`):
+            The model's `token_layout`.
+        image_size (`int`):
+            The square size the images were encoded at.
+        model_name (`str`, *optional*):
+            The model's folder or Hub id, recorded in the metadata.
+        image_names (sequence of `str`, *optional*):
+            The images' file names, in the order of the rows; `hf-vq decode` names its PNGs after them.
+    """
+    path = Path(path)
+    if path.suffix not in (".safetensors", ".npy"):
+        raise ValueError(f"A token file ends in .safetensors or .npy; got {path.name}. Rename it.")
+    if path.suffix == ".npy" and layout.num_levels > 1:
+        raise ValueError(
+            f"{path.name}: a .npy file holds one array and this model has {layout.num_levels} token levels; "
+            "use .safetensors"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".npy":
+        np.save(path, levels[0].numpy())
+        return
+    from safetensors.torch import save_file
+
+    metadata = {
+        "model": model_name or "",
+        "image_size": str(image_size),
+        "codebook_size": ",".join(str(level.codebook_size) for level in layout.levels),
+        "downsampling_factor": ",".join(str(level.downsampling_factor) for level in layout.levels),
+        "token_layout": json.dumps([level.to_dict() for level in layout.levels]),
+    }
+    if image_names is not None:
+        metadata["images"] = json.dumps([Path(name).name for name in image_names])
+    tensors = {name: ids.long().contiguous() for name, ids in zip(token_file_names(layout), levels)}
+    save_file(tensors, str(path), metadata=metadata)
+
+
+def read_tokens(path: str | Path) -> tuple[Any, list[str] | None]:
+    """Token ids from an `hf-vq encode` file, and the image names when the file records them.
+
+    Returns:
+        `tuple`: the ids, one `torch.LongTensor` (`(N, h, w)`, or `(N, h, w, Q)` for residual VQ) or a tuple with one
+        tensor per level (coarse to fine) for a file written from a model with several levels; and the image names
+        (`None` for a `.npy` file).
+    """
+    import torch
+
+    path = Path(path)
+    if path.suffix == ".npy":
+        return torch.from_numpy(np.load(path)).long(), None
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        metadata = f.metadata() or {}
+        keys = list(f.keys())
+        if INDICES_KEY in keys:
+            indices = f.get_tensor(INDICES_KEY).long()
+        else:
+            level_keys = [key for key in keys if key.startswith(f"{INDICES_KEY}.")]
+            if not level_keys:
+                raise ValueError(f"{path} has no `{INDICES_KEY}` tensor; was it written by `hf-vq encode`?")
+            if "token_layout" in metadata:  # the levels' order, coarse to fine
+                level_keys = [f"{INDICES_KEY}.{level['name']}" for level in json.loads(metadata["token_layout"])]
+            indices = tuple(f.get_tensor(key).long() for key in level_keys)
+    names = json.loads(metadata["images"]) if "images" in metadata else None
+    return indices, names
+
+
 __all__ = [
     "DATA_FOLDER",
+    "INDICES_KEY",
     "TOKENS_INFO_NAME",
     "finish_split",
     "finished_shards",
     "load_tokens",
     "load_tokens_info",
     "new_tokens_info",
+    "read_tokens",
     "shard_path",
     "shard_rows",
     "start_split",
     "token_arrays",
     "token_dtype",
+    "token_file_names",
     "tokens_features",
     "write_shard",
+    "write_tokens",
 ]

@@ -1,4 +1,4 @@
-"""`hf-vq convert`: bring checkpoints from other code bases into hf-vq.
+"""`hf-vq convert`: checkpoints from other code bases into hf-vq (the converters live in `hf_vq.integrations`).
 
     hf-vq convert taming CKPT --config YAML OUT [--ema] [--no-discriminator]
 
@@ -8,16 +8,16 @@ ready for `hf-vq train --init-from OUT` and for diffusers pipelines.
 
 from __future__ import annotations
 
-import argparse
 import logging
-import sys
+
+from ..parsing import CommandParser
 
 logger = logging.getLogger(__name__)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hf-vq convert", description="Convert checkpoints from other formats.")
-    formats = parser.add_subparsers(dest="format", required=True, metavar="FORMAT")
+def build_parser() -> CommandParser:
+    parser = CommandParser(prog="hf-vq convert", description="Convert checkpoints from other formats.")
+    formats = parser.add_subparsers(dest="format", required=True, metavar="FORMAT", prog="hf-vq convert")
     taming = formats.add_parser(
         "taming",
         help="taming-transformers VQ-GAN or latent-diffusion VQ first-stage .ckpt (+ its config yaml)",
@@ -25,8 +25,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     taming.add_argument("checkpoint", help="the .ckpt file (Lightning checkpoint or plain state dict)")
     taming.add_argument("output_dir", metavar="OUT", help="folder to write the hf-vq model to")
-    taming.add_argument("--config", required=True, metavar="YAML", help="the config yaml the checkpoint was trained with")
-    taming.add_argument("--ema", action="store_true", help="use LDM's EMA weights (model_ema.*) instead of the raw ones")
+    taming.add_argument(
+        "--config", required=True, metavar="YAML", help="the config yaml the checkpoint was trained with"
+    )
+    taming.add_argument(
+        "--ema", action="store_true", help="use LDM's EMA weights (model_ema.*) instead of the raw ones"
+    )
     taming.add_argument(
         "--no-discriminator", action="store_true", help="do not convert the GAN discriminator (loss.discriminator.*)"
     )
@@ -36,19 +40,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from .taming import convert_taming_checkpoint
+    from ..integrations.taming import convert_taming_checkpoint
 
-    try:
-        converted = convert_taming_checkpoint(
-            args.checkpoint,
-            args.config,
-            output_dir=args.output_dir,
-            use_ema=args.ema,
-            include_discriminator=not args.no_discriminator,
-        )
-    except (ValueError, FileNotFoundError) as error:
-        print(f"hf-vq convert: {error}", file=sys.stderr)
-        return 1
+    converted = convert_taming_checkpoint(
+        args.checkpoint,
+        args.config,
+        output_dir=args.output_dir,
+        use_ema=args.ema,
+        include_discriminator=not args.no_discriminator,
+    )
     model = converted.model
     logger.info(
         "Wrote %s: VQGANModel (%.1fM parameters, K=%d, f=%d)%s; dropped %d keys (LPIPS copy, EMA, ...).",
@@ -60,7 +60,3 @@ def main(argv: list[str] | None = None) -> int:
         len(converted.dropped_keys),
     )
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
