@@ -53,17 +53,19 @@ def ssim(reconstruction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 def codebook_statistics(
     counts: torch.Tensor | Sequence[torch.Tensor], level_names: Sequence[str] | None = None
 ) -> dict[str, float]:
-    """Usage and perplexity of a tokenizer's codebooks from token histograms over a whole dataset.
+    """Usage and perplexity of a tokenizer's codebooks from token histograms over a whole dataset, one histogram per
+    codebook (levels that share a codebook are counted together: `layout.codebook_counts(layout.count_codes(ids))`).
 
     The maths is [`hf_vq.modeling.quantizer_base.code_statistics`], the one the quantizers report per batch.
 
     Args:
         counts (`torch.Tensor` of shape `(K,)` or `(S, K)`, or a sequence of them):
-            How often each code was used. A tensor is one level (a row per residual stage); a sequence has one
-            entry per level, as `model.token_layout.count_codes(ids)` returns them.
+            How often each code was used. A tensor is one codebook (a row per residual stage); a sequence has one
+            entry per codebook, as `layout.codebook_counts(layout.count_codes(ids))` returns them (one per level
+            when no levels share a codebook).
         level_names (`Sequence[str]`, *optional*):
-            The levels' names (`[level.name for level in model.token_layout.levels]`), used for the per-level keys
-            when there are several levels; defaults to `level_0`, `level_1`, ...
+            The codebooks' names (`model.token_layout.codebook_names`: the levels' names when no levels share a
+            codebook), used for the per-codebook keys when there are several; defaults to `level_0`, `level_1`, ...
 
     Returns:
         `codebook_usage`: fraction of the K codes used at least once. `perplexity`: `exp(H)` of the empirical

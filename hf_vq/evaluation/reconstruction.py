@@ -16,8 +16,9 @@ The protocol (also written into every result and model card):
    reconstructions and of the same N inputs (the reference set). FID is biased upwards for small N (below
    2,048 images the covariances are singular), so N is always reported, with **KID** (unbiased) alongside.
 5. **Codebook usage** (fraction of codes used) and **perplexity** from the token histograms over all N images,
-   counted by the model's `token_layout`: each level and residual stage against its own codebook, averaged over
-   the stages of a level, then over the levels (each level also reported alone when there are several).
+   counted by the model's `token_layout`: each codebook and residual stage on its own (levels that share a
+   codebook, as the scales of a multi-scale tokenizer do, counted together), averaged over the stages, then over
+   the codebooks (each codebook also reported alone, by its level's name, when there are several).
 
 ```python
 from hf_vq import VQGANModel
@@ -280,7 +281,8 @@ def measure_reconstructions(
         return ReconstructionMeasurements(metrics={}, num_images=0)
     metrics = {"psnr": mean_finite(torch.cat(psnrs)), "ssim": float(torch.cat(ssims).mean())}
     metrics.update({name: float(torch.cat(values).mean()) for name, values in distances.items()})
-    metrics.update(codebook_statistics(counts, [level.name for level in layout.levels]))
+    # Per codebook, not per level: the scales of a multi-scale tokenizer share one codebook, measured over all of them.
+    metrics.update(codebook_statistics(layout.codebook_counts(counts), layout.codebook_names))
     return ReconstructionMeasurements(
         metrics=metrics,
         num_images=sum(len(values) for values in psnrs),
@@ -335,11 +337,11 @@ def evaluate(
     start = time.perf_counter()
     config = model.config
     image_size = image_size or config.sample_size
-    if image_size % model.downsampling_factor:
-        factor = model.downsampling_factor
+    layout = model.token_layout
+    if image_size % layout.image_multiple:
         raise ValueError(
-            f"--image-size (`image_size`) must be divisible by the model's downsampling factor {factor}; got "
-            f"{image_size}. Try {max(1, round(image_size / factor)) * factor}."
+            f"--image-size (`image_size`) must be divisible by {layout.image_multiple_text()} of the model; got "
+            f"{image_size}. Try {layout.nearest_image_size(image_size)}."
         )
     device = torch.device(device) if device is not None else model.device
     model = model.to(device).eval()

@@ -251,8 +251,7 @@ def render_model_card(model, info: Mapping[str, Any], *, remote_code: bool = Fal
         out_channels=config.out_channels,
         sample_size=config.sample_size,
         token_ids=_token_ids_text(layout, config.sample_size),
-        # Image sides must be divisible by every level's factor, the largest included.
-        downsampling_factor=layout.downsampling_factor,
+        image_multiple=layout.image_multiple,
         pixel_range_text=f"[{low:g}, {high:g}]",
         example_input=_example_input(config, low, high),
         architecture=model.architecture_rows(),
@@ -281,24 +280,40 @@ def _evaluation_title(results: Mapping[str, Any]) -> str:
     return name + (f" ({', '.join(str(d) for d in details if d)})" if any(details) else "")
 
 
-def _level_grids(level, size: int) -> str:
-    """`16×16 grids of tokens from a codebook of 1,024 codes (10 bits per token)` for one token level."""
-    grid = size // level.downsampling_factor
-    tokens = f"stacks of {level.depth} tokens" if level.depth > 1 else "tokens"
+def _level_shapes(levels, size: int) -> str:
+    """`16×16 grids of tokens` for one level; `1×1, 2×2 and 3×3 grids of tokens` for levels sharing a codebook;
+    `sequences of 32 tokens` for a 1-D level."""
+    shapes = [level.grid_shape(size, size) for level in levels]
+    first = levels[0]
+    tokens = f"stacks of {first.depth} tokens" if first.depth > 1 else "tokens"
+    kind = "grids" if first.is_grid else "sequences"
+    sizes = ["×".join(map(str, shape)) for shape in shapes]
+    sizes = sizes[0] if len(sizes) == 1 else f"{', '.join(sizes[:-1])} and {sizes[-1]}"
+    return f"{sizes} {kind} of {tokens}" if first.is_grid else f"{kind} of {sizes} {tokens}"
+
+
+def _codebook_text(level) -> str:
     bits = math.log2(level.codebook_size)
-    return (
-        f"{grid}×{grid} grids of {tokens} from a codebook of {level.codebook_size:,} codes "
-        f"({bits:.3g} bits per token)"
-    )
+    return f"a codebook of {level.codebook_size:,} codes ({bits:.3g} bits per token)"
 
 
 def _summary(kind: str, layout, size: int) -> str:
+    # Levels that share a codebook are said once, together: a multi-scale tokenizer's ten scales are one phrase.
+    groups: dict[str, list] = {}
+    for level in layout.levels:
+        groups.setdefault(level.codebook_name, []).append(level)
     if layout.num_levels == 1:
-        grids = _level_grids(layout.levels[0], size)
+        grids = f"{_level_shapes(layout.levels, size)} from {_codebook_text(layout.levels[0])}"
     else:
-        grids = "coarse to fine, " + " and ".join(
-            f"{_level_grids(level, size)} at level `{level.name}`" for level in layout.levels
-        )
+        phrases = []
+        for levels in groups.values():
+            if len(levels) == 1:
+                where = f"at level `{levels[0].name}`"
+                phrases.append(f"{_level_shapes(levels, size)} from {_codebook_text(levels[0])} {where}")
+            else:
+                names = f"`{levels[0].name}` to `{levels[-1].name}`"
+                phrases.append(f"{_level_shapes(levels, size)} (levels {names}) sharing {_codebook_text(levels[0])}")
+        grids = "coarse to fine, " + " and ".join(phrases)
     return (
         f"A {kind} image tokenizer: {size}×{size} images become {grids}, and back. "
         "It is a `transformers` model made with hf-vq."

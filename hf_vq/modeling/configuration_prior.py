@@ -59,8 +59,9 @@ class VQPriorConfig(LlamaConfig):
 
     Args:
         token_levels (`list[dict]`, *optional*):
-            The tokenizer's [`TokenLayout`] levels, coarse to fine, as dicts with keys `name`, `downsampling_factor`,
-            `codebook_size` and `depth`. Defaults to one grid of 1024 codes at f16.
+            The tokenizer's [`TokenLayout`] levels, coarse to fine, in their dict form ([`TokenLevel.to_dict`]:
+            `name`, one of `downsampling_factor` / `side` / `length`, `codebook_size`, `depth`, and `codebook` for
+            levels sharing a codebook). Defaults to one grid of 1024 codes at f16.
         image_size (`int` or `list[int]`, *optional*, defaults to 256):
             Side (or `[height, width]`) in pixels of the images the prior generates; with `token_levels` it gives the
             token grids (`latent_shapes`) and the sequence length.
@@ -159,13 +160,8 @@ class VQPriorConfig(LlamaConfig):
             kwargs:
                 Other fields of [`VQPriorConfig`] (transformer sizes, `id2label`, ...).
         """
-        levels = [
-            {"name": lv.name, "downsampling_factor": lv.downsampling_factor, "codebook_size": lv.codebook_size,
-             "depth": lv.depth}
-            for lv in tokenizer.token_layout.levels
-        ]
         return cls(
-            token_levels=levels,
+            token_levels=tokenizer.token_layout.to_dict()["levels"],
             image_size=image_size if image_size is not None else tokenizer.config.sample_size,
             num_classes=num_classes,
             tokenizer_name_or_path=kwargs.pop("tokenizer_name_or_path", tokenizer.name_or_path or None),
@@ -177,7 +173,7 @@ class VQPriorConfig(LlamaConfig):
 
     @property
     def token_layout(self) -> TokenLayout:
-        return TokenLayout(tuple(TokenLevel(**level) for level in self.token_levels))
+        return TokenLayout.from_dict(self.token_levels)
 
     @property
     def latent_shapes(self) -> list[tuple[int, ...]]:
@@ -208,20 +204,27 @@ class VQPriorConfig(LlamaConfig):
         return len(names) == self.num_classes > 0 and any(str(v) != f"LABEL_{k}" for k, v in names.items())
 
     def validate_prior_fields(self) -> None:
-        for i, level in enumerate(self.token_levels):
-            for key in ("downsampling_factor", "codebook_size", "depth"):
-                if not isinstance(level[key], int) or level[key] < 1:
-                    raise _error(f"token_levels[{i}].{key}", "an integer >= 1", level[key], "Use `from_tokenizer`.")
+        try:
+            layout = self.token_layout  # each level was checked by `_level_dict`; here, how they fit together
+        except ValueError as error:
+            raise _error("token_levels", "levels that form a TokenLayout", self.token_levels, str(error)) from None
         if len(self.image_size) != 2 or any(not isinstance(s, int) or s < 1 for s in self.image_size):
             raise _error("image_size", "a positive int or [height, width]", self.image_size, "Use e.g. 256.")
-        for i, level in enumerate(self.token_levels):
-            if any(side % level["downsampling_factor"] for side in self.image_size):
-                raise _error(
-                    "image_size",
-                    f"divisible by every level's downsampling factor (level {i}: {level['downsampling_factor']})",
-                    self.image_size,
-                    "Use a multiple of the tokenizer's largest downsampling factor.",
-                )
+        if any(side % layout.image_multiple for side in self.image_size):
+            raise _error(
+                "image_size",
+                f"divisible by every level's downsampling factor ({layout.image_multiple_text()})",
+                self.image_size,
+                f"Use a multiple of {layout.image_multiple}, e.g. {layout.nearest_image_size(self.image_size[0])}.",
+            )
+        flat = [level.name for level in layout.levels if not level.is_grid]
+        if self.position_embedding == "rope+2d" and flat:
+            raise _error(
+                "position_embedding",
+                "'rope' for a tokenizer with 1-D token levels (rows and columns exist only in grids)",
+                self.position_embedding,
+                f"Levels {flat} are sequences; use position_embedding='rope'.",
+            )
         if not isinstance(self.num_classes, int) or self.num_classes < 0:
             raise _error("num_classes", "an integer >= 0 (0: unconditional)", self.num_classes, "Use e.g. 1000.")
         if not 0.0 <= self.class_dropout_prob < 1.0:
@@ -231,17 +234,16 @@ class VQPriorConfig(LlamaConfig):
 
 
 def _level_dict(level: Any) -> dict:
-    if isinstance(level, TokenLevel):
-        level = {k: getattr(level, k) for k in ("name", "downsampling_factor", "codebook_size", "depth")}
-    if not isinstance(level, dict) or not {"downsampling_factor", "codebook_size"} <= set(level):
+    """A level in its one dict form ([`TokenLevel.to_dict`]), from a dict or a `TokenLevel`."""
+    try:
+        return TokenLevel.from_dict(level).to_dict()
+    except (TypeError, ValueError) as error:
         raise _error(
             "token_levels",
-            "a list of dicts with keys name, downsampling_factor, codebook_size and depth",
+            "a list of token level dicts (see `TokenLevel.to_dict`)",
             level,
-            "Build the config with `VQPriorConfig.from_tokenizer(tokenizer)`.",
-        )
-    return {"name": level.get("name", "tokens"), "downsampling_factor": level["downsampling_factor"],
-            "codebook_size": level["codebook_size"], "depth": level.get("depth", 1)}
+            f"{error} Build the config with `VQPriorConfig.from_tokenizer(tokenizer)`.",
+        ) from None
 
 
 __all__ = ["VQPriorConfig", "tokenizer_config_hash"]

@@ -239,6 +239,17 @@ class BaseVQConfig(PreTrainedConfig):
         """Number of distinct token ids (K)."""
         return self.num_vq_embeddings
 
+    @property
+    def downsampling_factor(self) -> int:
+        """Ratio between the image side and the finest token grid's side (each architecture's config says its own)."""
+        raise NotImplementedError
+
+    @property
+    def image_multiple(self) -> int:
+        """What image sides (`sample_size` included) must be divisible by, as the model's `token_layout` says: the
+        downsampling factor of a single grid (a hierarchical config says its own)."""
+        return self.downsampling_factor
+
     def architecture_description(self) -> str:
         """One line on the encoder / decoder for the model card (each architecture's config says its own)."""
         return ""

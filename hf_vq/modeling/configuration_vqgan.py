@@ -150,10 +150,11 @@ class VQGANConfig(BaseVQConfig):
             raise config_error("dropout", "a probability in [0, 1)", self.dropout, "Use 0.0 to disable dropout.")
         if self.sample_size < 1:
             raise config_error("sample_size", "a positive integer", self.sample_size, "Use e.g. 256.")
-        if self.sample_size % self.downsampling_factor:
+        multiple = self.image_multiple
+        if self.sample_size % multiple:
             raise config_error(
                 "sample_size",
-                f"divisible by the downsampling factor {self.downsampling_factor}",
+                f"divisible by the downsampling factor {multiple}",
                 self.sample_size,
-                f"Use {round(self.sample_size / self.downsampling_factor) * self.downsampling_factor or self.downsampling_factor}.",
+                f"Use {max(1, round(self.sample_size / multiple)) * multiple}.",
             )

@@ -102,11 +102,11 @@ class VQVAE2Config(BaseVQConfig):
                 self.quantizer_type, "Use quantizer_type='vq'.",
             )
         self._validate_top_level()
-        if self.sample_size % self.downsampling_factor:
-            valid = max(1, round(self.sample_size / self.downsampling_factor)) * self.downsampling_factor
+        multiple = self.image_multiple
+        if self.sample_size % multiple:
+            valid = max(1, round(self.sample_size / multiple)) * multiple
             raise config_error(
-                "sample_size", f"divisible by the top grid's factor {self.downsampling_factor}", self.sample_size,
-                f"Use {valid}.",
+                "sample_size", f"divisible by the top grid's factor {multiple}", self.sample_size, f"Use {valid}."
             )
 
     def _validate_top_level(self) -> None:
@@ -127,12 +127,23 @@ class VQVAE2Config(BaseVQConfig):
 
     @property
     def bottom_downsampling_factor(self) -> int:
+        """Image side / bottom grid side."""
         return 2**self.num_bottom_downsample_layers
 
     @property
-    def downsampling_factor(self) -> int:
-        """The top grid's factor: image sides must be divisible by it for both grids to be whole."""
+    def top_downsampling_factor(self) -> int:
+        """Image side / top grid side."""
         return 2 ** (self.num_bottom_downsample_layers + self.num_top_downsample_layers)
+
+    @property
+    def downsampling_factor(self) -> int:
+        """The finest (bottom) grid's factor, as for every tokenizer (`model.downsampling_factor`). Image sides must
+        be divisible by `image_multiple`, the top grid's factor, for both grids to be whole."""
+        return self.bottom_downsampling_factor
+
+    @property
+    def image_multiple(self) -> int:
+        return self.top_downsampling_factor
 
     def quantizer_kwargs(self, level: str = "bottom") -> dict[str, Any]:
         """`build_quantizer` arguments of the `"top"` or `"bottom"` quantizer."""

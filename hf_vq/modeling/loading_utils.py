@@ -20,11 +20,12 @@ CARD_INFO_FILENAME = "card_info.json"  # written next to the weights by hf-vq's 
 _HUB_OPTIONS = ("cache_dir", "revision", "token", "local_files_only")
 
 
-def read_card_info(name: str | os.PathLike, kwargs: dict[str, Any]) -> tuple[dict[str, Any], Path] | None:
+def read_card_info(name: str | os.PathLike | None, kwargs: dict[str, Any]) -> tuple[dict[str, Any], Path] | None:
     """The `card_info.json` saved with a model folder or Hub repository (training recipe, evaluation results), as
-    `(info, folder holding it)`; `None` when there is none or it cannot be read. `model_id` is dropped: it names
-    where the card was saved, and a new save names its own folder."""
-    path = _card_info_file(name, kwargs)
+    `(info, folder holding it)`; `None` when there is none or it cannot be read, or when `name` is None (a model
+    built by `from_pretrained(None, config=..., state_dict=...)`). `model_id` is dropped: it names where the card
+    was saved, and a new save names its own folder."""
+    path = None if name is None else _card_info_file(name, kwargs)
     if path is None:
         return None
     try:
@@ -61,9 +62,10 @@ def _card_info_file(name: str | os.PathLike, kwargs: dict[str, Any]) -> Path | N
     return Path(path) if path else None
 
 
-def corrupt_weights_error(name: str | os.PathLike, kwargs: dict[str, Any], error: Exception) -> OSError:
+def corrupt_weights_error(name: str | os.PathLike | None, kwargs: dict[str, Any], error: Exception) -> OSError:
     """The error to raise when safetensors could not read the weights of `name`: it names the unreadable files."""
-    broken = [path for path in _weight_files(name, kwargs) if not _readable(path)]
+    files = _weight_files(name, kwargs) if name is not None else []
+    broken = [path for path in files if not _readable(path)]
     where = ", ".join(str(path) for path in broken) or f"A weights file of {name}"
     return OSError(
         f"{where} is incomplete or corrupt: safetensors cannot read it ({error}). A download, copy or save was "

@@ -131,8 +131,9 @@ class VQPriorForCausalLM(LlamaForCausalLM, VQPriorMixin):
     # ----------------------------------------------------------------------------------------- layout tables
 
     def _finest_grid(self) -> tuple[int, int]:
-        factor = min(level["downsampling_factor"] for level in self.config.token_levels)
-        return self.config.image_size[0] // factor, self.config.image_size[1] // factor
+        """Rows and columns of the largest grid level, the unit of every grid's positions (sequences have none)."""
+        layout, size = self.config.token_layout, self.config.image_size
+        return max((level.grid_shape(*size) for level in layout.levels if level.is_grid), default=(0, 0))
 
     def _position_tables(self, device: torch.device) -> dict[str, torch.Tensor]:
         """`rows` / `cols`, per sequence position (length 1 + L): the grid row / column in finest-grid units, 0 for
@@ -143,16 +144,20 @@ class VQPriorForCausalLM(LlamaForCausalLM, VQPriorMixin):
 
     def _build_position_tables(self, device: torch.device) -> dict[str, torch.Tensor]:
         layout, (height, width) = self.config.token_layout, self.config.image_size
-        finest = min(level.downsampling_factor for level in layout.levels)
+        finest_rows, finest_cols = self._finest_grid()
         rows, cols, low, high = [torch.zeros(1, dtype=torch.long)], [torch.zeros(1, dtype=torch.long)], [], []
         for level, offsets in zip(layout.levels, layout.offsets):
-            h, w = level.grid_shape(height, width)
-            scale = level.downsampling_factor // finest
-            grid_rows = torch.arange(h).repeat_interleave(w * level.depth)  # raster order, stages together
-            grid_cols = torch.arange(w).repeat_interleave(level.depth).repeat(h)
-            rows.append(1 + grid_rows * scale)
-            cols.append(1 + grid_cols * scale)
-            start = torch.tensor(offsets).repeat(h * w)
+            positions = math.prod(level.grid_shape(height, width))
+            if level.is_grid:  # row i of an h-row grid starts at finest row i * finest_rows / h (any grid size)
+                h, w = level.grid_shape(height, width)
+                grid_rows = (torch.arange(h) * finest_rows // h).repeat_interleave(w * level.depth)  # raster order
+                grid_cols = (torch.arange(w) * finest_cols // w).repeat_interleave(level.depth).repeat(h)
+                rows.append(1 + grid_rows)
+                cols.append(1 + grid_cols)
+            else:  # a sequence has no rows or columns ("rope+2d" refuses it): the prefix's 0, never read
+                rows.append(torch.zeros(positions * level.depth, dtype=torch.long))
+                cols.append(torch.zeros(positions * level.depth, dtype=torch.long))
+            start = torch.tensor(offsets).repeat(positions)
             low.append(start)
             high.append(start + level.codebook_size)
         tables = {"rows": rows, "cols": cols, "low": low, "high": high}

@@ -132,8 +132,14 @@ class VQPreTrainedModel(PreTrainedModel):
 
     @property
     def downsampling_factor(self) -> int:
-        """Ratio between the image side and the (finest) token grid side."""
+        """Ratio between the image side and the finest token grid's side. What an image side must be divisible by
+        is `image_multiple`."""
         return self.config.downsampling_factor
+
+    @property
+    def image_multiple(self) -> int:
+        """What image height and width must be divisible by (`token_layout.image_multiple`)."""
+        return self.token_layout.image_multiple
 
     @property
     def token_layout(self) -> TokenLayout:
@@ -179,13 +185,7 @@ class VQPreTrainedModel(PreTrainedModel):
                 f"in shape {tuple(pixel_values.shape)}. Convert the images (e.g. to RGB) or use a model with "
                 f"in_channels={channels}."
             )
-        factor = self.downsampling_factor
-        if height % factor or width % factor:
-            nearest = tuple(max(factor, round(side / factor) * factor) for side in (height, width))
-            raise ValueError(
-                f"Image height and width must be divisible by the downsampling factor {factor}; got {height}x{width}. "
-                f"Resize or crop to the nearest valid size, {nearest[0]}x{nearest[1]}."
-            )
+        self.token_layout.check_image_size(height, width)
         if torch.compiler.is_compiling() or not pixel_values.numel():  # graphs stay whole without a host sync
             return
         low, high = (float(v) for v in torch.aminmax(pixel_values.detach()))  # one host sync; NaN and inf propagate
@@ -213,13 +213,16 @@ class VQPreTrainedModel(PreTrainedModel):
     # ----------------------------------------------------------------------------------------- loading
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *model_args, **kwargs):
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike | None, *model_args, **kwargs):
         """`PreTrainedModel.from_pretrained`, plus two things:
 
         - the model card's inputs (`card_info.json`: training recipe, evaluation results) saved next to the
           weights become `model.card_info`, so that `save_pretrained` of the loaded model keeps them;
         - a weights file that safetensors cannot read (cut short by an interrupted download, copy or save) raises
           an `OSError` naming the file, instead of safetensors' bare "incomplete metadata".
+
+        `pretrained_model_name_or_path=None` with `config=` and `state_dict=` (transformers' own way of building a
+        model from weights in memory) works as in transformers: there is no folder, so no card inputs.
         """
         try:
             loaded = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
@@ -237,11 +240,7 @@ class VQPreTrainedModel(PreTrainedModel):
         """(label, text) rows of the model card's architecture table."""
         config = self.config
         rows = [("Model", f"{self.model_card_name}: {self.model_card_description}")]
-        size = config.sample_size
-        for level in self.token_layout.levels:
-            grid = size // level.downsampling_factor
-            label = "Downsampling factor" + (f" ({level.name})" if self.token_layout.num_levels > 1 else "")
-            rows.append((label, f"f{level.downsampling_factor} ({size}² → {grid}² tokens)"))
+        rows += token_level_rows(self.token_layout, config.sample_size)
         rows += [
             ("Codebook", config.codebook_description()),
             ("Quantizer", config.quantizer_description()),
@@ -364,8 +363,15 @@ class SingleGridMixin(TilingMixin):
 
     @property
     def token_layout(self) -> TokenLayout:
-        """One grid of ids, `depth` of them per position for residual VQ."""
-        level = TokenLevel("tokens", self.downsampling_factor, self.quantize.codebook_size, self.quantize.num_quantizers)
+        """One grid of ids; residual VQ stacks `num_quantizers` of them per position on a last axis (one too)."""
+        quantize = self.quantize
+        level = TokenLevel(
+            "tokens",
+            self.downsampling_factor,
+            quantize.codebook_size,
+            quantize.num_quantizers,
+            stacked=quantize.stacks_stages,
+        )
         return TokenLayout((level,))
 
     def encode_to_indices(self, pixel_values: torch.Tensor) -> torch.LongTensor:
@@ -418,6 +424,23 @@ class SingleGridMixin(TilingMixin):
             hidden_states=None if stages is None else tuple(stages),
         )
         return output if (self.config.return_dict if return_dict is None else return_dict) else output.to_tuple()
+
+
+def token_level_rows(layout: TokenLayout, size: int) -> list[tuple[str, str]]:
+    """Model-card rows of the levels' token shapes for `size`² images: `("Downsampling factor", "f16 (256² → 16²
+    tokens)")` for a grid by factor, `("Token grid (scale_13)", "13² tokens at any image size")`, `("Token
+    sequence", "32 tokens at any image size")`."""
+    rows = []
+    for level in layout.levels:
+        shape = level.grid_shape(size, size)
+        square = len(shape) == 2 and shape[0] == shape[1]
+        tokens = f"{shape[0]}² tokens" if square else f"{'×'.join(map(str, shape))} tokens"
+        if level.downsampling_factor is not None:
+            label, text = "Downsampling factor", f"f{level.downsampling_factor} ({size}² → {tokens})"
+        else:
+            label, text = ("Token grid" if level.is_grid else "Token sequence"), f"{tokens} at any image size"
+        rows.append((label + (f" ({level.name})" if layout.num_levels > 1 else ""), text))
+    return rows
 
 
 def _count(n: int) -> str:

@@ -92,35 +92,19 @@ class VQVAE2Model(VQPreTrainedModel):
         self.post_init()
 
     @property
-    def downsampling_factor(self) -> int:
-        """The bottom (finest) grid's factor. Image sides must be divisible by `token_layout.downsampling_factor`."""
-        return self.config.bottom_downsampling_factor
-
-    @property
     def token_layout(self) -> TokenLayout:
+        """Two grids, coarse to fine; image sides must be divisible by the top grid's factor (`image_multiple`)."""
         return TokenLayout(
             (
-                TokenLevel("top", self.config.downsampling_factor, self.quantize_top.codebook_size),
+                TokenLevel("top", self.config.top_downsampling_factor, self.quantize_top.codebook_size),
                 TokenLevel("bottom", self.config.bottom_downsampling_factor, self.quantize_bottom.codebook_size),
             )
         )
 
-    def _check_image_size(self, pixel_values: torch.Tensor) -> None:
-        # `_check_pixel_values` checks the bottom factor; both grids must be whole, so the top factor decides.
-        factor = self.config.downsampling_factor
-        height, width = pixel_values.shape[-2:]
-        if height % factor or width % factor:
-            nearest = tuple(max(factor, round(side / factor) * factor) for side in (height, width))
-            raise ValueError(
-                f"Image height and width must be divisible by the top grid's downsampling factor {factor}; got "
-                f"{height}x{width}. Resize or crop to the nearest valid size, {nearest[0]}x{nearest[1]}."
-            )
-
     def _quantize(
         self, pixel_values: torch.Tensor, stages: list[torch.Tensor] | None = None
     ) -> tuple[QuantizerOutput, QuantizerOutput]:
-        self._check_pixel_values(pixel_values)
-        self._check_image_size(pixel_values)
+        self._check_pixel_values(pixel_values)  # sides divisible by the top grid's factor, for both grids to be whole
         features = self.encoder(pixel_values, stages=stages)  # (B, C, H / f, W / f)
         top = self.quantize_top(self.top_quant_conv(self.top_encoder(features, stages=stages)), return_dict=True)
         # The bottom search sees what the top codes already say about this position.

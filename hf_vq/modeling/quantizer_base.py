@@ -105,6 +105,9 @@ class BaseQuantizer(nn.Module):
     embed_dim: int
     usage_window: int
     num_quantizers: int = 1  # ids per grid position (residual VQ stacks several)
+    # Whether ids carry a last axis of `num_quantizers` stages, `(B, h, w, Q)`, even for Q = 1: a residual
+    # quantizer's ids keep one rank whatever its depth, so `ids[..., 0]` is the coarse stage for every Q.
+    stacks_stages: bool = False
 
     def register_health_buffers(self, codebook_size: int, usage_window: int) -> None:
         self.usage_window = usage_window

@@ -25,6 +25,7 @@ class ResidualVectorQuantizer(BaseQuantizer):
         self.codebook_size = self.layers[0].codebook_size
         self.embed_dim = self.layers[0].embed_dim
         self.num_quantizers = num_quantizers
+        self.stacks_stages = True  # (B, h, w, num_quantizers), one as well: one rank whatever the depth
 
     def reset_parameters(self) -> None:
         for layer in self.layers:

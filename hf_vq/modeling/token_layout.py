@@ -1,66 +1,211 @@
-"""How a tokenizer lays out its tokens: levels, grid shapes, vocabulary sizes, and one flat sequence for a prior.
+"""How a tokenizer lays out its tokens: levels, token shapes, codebooks, and one flat sequence for a prior.
 
 Every hf-vq tokenizer describes itself with a [`TokenLayout`] (`model.token_layout`), and everything that handles
 token ids reads it instead of branching on the model type: the models' input checks, model cards, evaluation and
-training's code-usage statistics, `hf-vq encode` / `decode`, and a prior over the tokens.
+training's code-usage statistics, `hf-vq encode` / `decode`, token sets, and a prior over the tokens.
 
-- A single-grid tokenizer (VQ-GAN, VQ-VAE) has one level: ids `(B, h, w)`, or `(B, h, w, Q)` for residual VQ with
-  Q ids per position (coarse to fine).
-- A hierarchical tokenizer (VQ-VAE-2) has several levels, coarse to fine, each with its own downsampling factor
-  and codebook; its ids are a tuple with one tensor per level.
+A level says which shape its ids take for an image size, by one of three rules:
 
-A prior sees one sequence: levels coarse to fine, each in raster order, the Q ids of a position together; the ids
-of level l and stage q are shifted by `offsets[l][q]` so that every (level, stage) has its own vocabulary range.
+- `downsampling_factor=f`: a grid of `(H / f, W / f)` (VQ-GAN, VQ-VAE; VQ-VAE-2's top and bottom grids);
+- `side=s`: a grid of `(s, s)` whatever the image size (the scales of a VAR-style multi-scale tokenizer, where a
+  13x13 scale of a 256-px image is no integer factor of it);
+- `length=n`: a 1-D sequence of `n` tokens whatever the image size (TiTok-style tokenizers).
+
+A residual quantizer gives each position `depth` ids (its stages, coarse to fine) on a last axis. Levels may share
+one codebook (`codebook="..."`, a vocabulary group: VAR's scales all draw from one codebook); a level without one
+has its own. The layout's `image_multiple` is the one number an image side must be divisible by.
+
+A prior sees one sequence: levels coarse to fine, each in raster order, the ids of a position's stages together; the
+ids of codebook c and stage q are shifted by one offset so that every (codebook, stage) has its own vocabulary range,
+shared by the levels that share the codebook.
+
+The dict form of a level (`TokenLevel.to_dict` / `from_dict`) is what config files, token sets and token files
+store: `{"name", "downsampling_factor" | "side" | "length", "codebook_size", "depth"}`, plus `codebook` and
+`stacked` when set, so that files written before `side`, `length` and `codebook` existed read unchanged.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import KW_ONLY, dataclass
+from typing import Any
 
 import torch
 
 Indices = torch.Tensor | tuple[torch.Tensor, ...]
 
+_SHAPE_RULES = ("downsampling_factor", "side", "length")
+_LEVEL_KEYS = ("name", *_SHAPE_RULES, "codebook_size", "depth", "codebook", "stacked")
+
 
 @dataclass(frozen=True)
 class TokenLevel:
     r"""
-    One grid of tokens.
+    One level of tokens: a grid, or a 1-D sequence. Give exactly one of `downsampling_factor`, `side` and `length`.
 
     Args:
         name (`str`):
-            What the level is called in logs and cards (`"tokens"` for a single grid; `"top"`, `"bottom"`).
-        downsampling_factor (`int`):
-            Image side / grid side.
+            What the level is called in logs, cards and token files (`"tokens"` for a single grid; `"top"`,
+            `"bottom"`).
+        downsampling_factor (`int`, *optional*):
+            A grid of `(height / f, width / f)` for images of `height` x `width`.
         codebook_size (`int`):
             K: ids of this level are in `[0, K)`.
         depth (`int`, *optional*, defaults to 1):
-            Ids per grid position (the stages of a residual quantizer, coarse to fine).
+            Ids per position (the stages of a residual quantizer, coarse to fine), on a last axis of size `depth`.
+        side (`int`, *optional*):
+            A grid of `(side, side)` whatever the image size (one scale of a multi-scale tokenizer).
+        length (`int`, *optional*):
+            A 1-D sequence of `length` tokens whatever the image size.
+        codebook (`str`, *optional*):
+            Name of the codebook the level draws from: levels with the same name share one codebook and one id range
+            of the joint vocabulary (they must agree on `codebook_size` and `depth`). Defaults to the level's own,
+            named by `name`.
+        stacked (`bool`, *optional*, defaults to `depth > 1`):
+            Whether the ids carry the last stage axis. Always true for `depth > 1`; a residual quantizer with one
+            stage sets it, so its ids keep the `(..., 1)` axis that its `encode_to_indices` returns.
+
+    Example:
+
+    ```python
+    >>> from hf_vq.modeling.token_layout import TokenLevel
+    >>> TokenLevel("tokens", downsampling_factor=16, codebook_size=1024).token_shape(256, 256)
+    (16, 16)
+    >>> TokenLevel("scale_13", side=13, codebook_size=4096, codebook="scales").token_shape(256, 256)
+    (13, 13)
+    >>> TokenLevel("tokens", length=32, codebook_size=4096).token_shape(512, 512)
+    (32,)
+
+    ```
     """
 
     name: str
-    downsampling_factor: int
-    codebook_size: int
+    downsampling_factor: int | None = None
+    codebook_size: int | None = None
     depth: int = 1
+    _: KW_ONLY
+    side: int | None = None
+    length: int | None = None
+    codebook: str | None = None
+    stacked: bool = False
 
-    def grid_shape(self, height: int, width: int) -> tuple[int, int]:
-        return height // self.downsampling_factor, width // self.downsampling_factor
+    def __post_init__(self):
+        where = f"TokenLevel {self.name!r}"
+        rules = [key for key in _SHAPE_RULES if getattr(self, key) is not None]
+        if len(rules) != 1:
+            raise ValueError(
+                f"{where} must give exactly one of `downsampling_factor` (a grid of image side / f), `side` (a fixed "
+                f"side x side grid) and `length` (a fixed 1-D sequence); got {rules or 'none'}. Give one of them."
+            )
+        for key in (rules[0], "codebook_size", "depth"):
+            value = getattr(self, key)
+            if not _is_positive_int(value):
+                raise ValueError(f"{where}: `{key}` must be an integer >= 1; got {value!r}. Set it from the model.")
+        if self.depth > 1 and not self.stacked:
+            object.__setattr__(self, "stacked", True)  # several stages always need their axis
+
+    # ------------------------------------------------------------------------------------------ shapes
+
+    @property
+    def is_grid(self) -> bool:
+        """Whether the level is 2-D (a grid), not a 1-D sequence."""
+        return self.length is None
+
+    @property
+    def codebook_name(self) -> str:
+        return self.codebook if self.codebook is not None else self.name
+
+    @property
+    def rank(self) -> int:
+        """Dimensions of one image's ids: 2 for a grid, 1 for a sequence, plus the stage axis when stacked."""
+        return (2 if self.is_grid else 1) + self.stacked
+
+    def grid_shape(self, height: int, width: int) -> tuple[int, ...]:
+        """Positions of one image at this level, without the stage axis: `(h, w)`, or `(length,)`."""
+        if self.downsampling_factor is not None:
+            return height // self.downsampling_factor, width // self.downsampling_factor
+        return (self.side, self.side) if self.side is not None else (self.length,)
 
     def token_shape(self, height: int, width: int) -> tuple[int, ...]:
-        """Shape of one image's ids at this level: `(h, w)`, or `(h, w, depth)` when `depth > 1`."""
+        """Shape of one image's ids at this level: `grid_shape`, plus `(depth,)` when stacked."""
         grid = self.grid_shape(height, width)
-        return grid if self.depth == 1 else (*grid, self.depth)
+        return (*grid, self.depth) if self.stacked else grid
+
+    def image_size_of(self, shape: Sequence[int]) -> tuple[int, int] | None:
+        """The image size that one image's ids of `shape` come from, or None when the level cannot tell."""
+        if self.downsampling_factor is None:
+            return None
+        return shape[0] * self.downsampling_factor, shape[1] * self.downsampling_factor
 
     @property
     def layout_text(self) -> str:
-        return "batch, height, width" if self.depth == 1 else f"batch, height, width, {self.depth}"
+        """The shape of a batch of ids in words: `"batch, height, width"`, `"batch, 13, 13, 4"`, `"batch, 32"`."""
+        if self.downsampling_factor is not None:
+            positions = "height, width"
+        elif self.side is not None:
+            positions = f"{self.side}, {self.side}"
+        else:
+            positions = str(self.length)
+        return f"batch, {positions}" + (f", {self.depth}" if self.stacked else "")
+
+    def shape_rule_text(self) -> str:
+        """The level's shape rule in words, for messages and model cards: `f16`, `13×13`, `32 tokens`."""
+        if self.downsampling_factor is not None:
+            return f"f{self.downsampling_factor}"
+        return f"{self.side}×{self.side}" if self.side is not None else f"{self.length} tokens"
+
+    # ------------------------------------------------------------------------------------------ dict form
+
+    def to_dict(self) -> dict[str, Any]:
+        """The level as stored in config files, token sets and token files (see the module docstring)."""
+        rule = next(key for key in _SHAPE_RULES if getattr(self, key) is not None)
+        level = {
+            "name": self.name,
+            rule: getattr(self, rule),
+            "codebook_size": self.codebook_size,
+            "depth": self.depth,
+        }
+        if self.codebook is not None:
+            level["codebook"] = self.codebook
+        if self.stacked and self.depth == 1:
+            level["stacked"] = True
+        return level
+
+    @classmethod
+    def from_dict(cls, level: Mapping[str, Any] | TokenLevel) -> TokenLevel:
+        """The inverse of [`to_dict`]; `name` defaults to `"tokens"` and `depth` to 1. A `TokenLevel` is returned
+        as it is."""
+        if isinstance(level, TokenLevel):
+            return level
+        if not isinstance(level, Mapping):
+            raise TypeError(
+                f"A token level must be a dict with keys {list(_LEVEL_KEYS)}; got {type(level).__name__}. Use "
+                "`TokenLevel.to_dict()` (or `model.token_layout.to_dict()`) to write one."
+            )
+        unknown = sorted(set(level) - set(_LEVEL_KEYS))
+        if unknown or "codebook_size" not in level:
+            problem = f"unknown keys {unknown}" if unknown else "no `codebook_size`"
+            raise ValueError(
+                f"A token level is a dict with keys {list(_LEVEL_KEYS)} (`codebook_size` and one of "
+                f"{list(_SHAPE_RULES)} required); got {dict(level)} ({problem}). Write it with `TokenLevel.to_dict()`."
+            )
+        return cls(**{"name": "tokens", **level})
 
 
 @dataclass(frozen=True)
 class TokenLayout:
     r"""
-    The levels of a tokenizer, coarse to fine.
+    The levels of a tokenizer, coarse to fine, and the size an image side must be divisible by.
+
+    Args:
+        levels (`tuple[TokenLevel, ...]`):
+            The levels, coarse to fine: the order of the ids of one image in [`flatten`].
+        image_multiple (`int`, *optional*):
+            What image height and width must be divisible by. Defaults to the least common multiple of the grid
+            levels' downsampling factors (1 without any), so that every grid is whole; a tokenizer whose encoder
+            needs more (e.g. the patch size of a 1-D tokenizer) gives it.
 
     Example:
 
@@ -68,19 +213,49 @@ class TokenLayout:
     >>> import torch
     >>> from hf_vq.modeling.token_layout import TokenLayout, TokenLevel
     >>> layout = TokenLayout((TokenLevel("tokens", downsampling_factor=4, codebook_size=16),))
-    >>> layout.token_shapes(32, 32)
-    [(8, 8)]
+    >>> layout.token_shapes(32, 32), layout.image_multiple
+    ([(8, 8)], 4)
     >>> ids = torch.randint(0, 16, (2, 8, 8))
     >>> torch.equal(layout.unflatten(layout.flatten(ids), 32, 32), ids)
     True
+    >>> scales = TokenLayout(
+    ...     tuple(TokenLevel(f"scale_{s}", side=s, codebook_size=64, codebook="scales") for s in (1, 2, 3)),
+    ...     image_multiple=16)
+    >>> scales.sequence_length(48, 48), scales.vocabulary_size
+    (14, 64)
+
     ```
     """
 
     levels: tuple[TokenLevel, ...]
+    image_multiple: int | None = None
 
     def __post_init__(self):
+        object.__setattr__(self, "levels", tuple(self.levels))
         if not self.levels:
             raise ValueError("A TokenLayout needs at least one level.")
+        names = [level.name for level in self.levels]
+        if len(set(names)) != len(names):
+            raise ValueError(
+                f"A TokenLayout's level names must differ (they name tensors and statistics); got {names}."
+            )
+        factors = [level.downsampling_factor for level in self.levels if level.downsampling_factor is not None]
+        whole = math.lcm(*factors) if factors else 1
+        if self.image_multiple is None:
+            object.__setattr__(self, "image_multiple", whole)
+        elif not _is_positive_int(self.image_multiple) or self.image_multiple % whole:
+            raise ValueError(
+                f"`image_multiple` must be a positive multiple of every grid level's downsampling factor {factors}; "
+                f"got {self.image_multiple!r}. Use {whole} or a multiple of it."
+            )
+        for level in self.levels:
+            first = next(other for other in self.levels if other.codebook_name == level.codebook_name)
+            if (level.codebook_size, level.depth) != (first.codebook_size, first.depth):
+                raise ValueError(
+                    f"Levels {first.name!r} and {level.name!r} share the codebook {level.codebook_name!r}, so they "
+                    f"must agree on (codebook_size, depth); got {(first.codebook_size, first.depth)} and "
+                    f"{(level.codebook_size, level.depth)}. Give them the same values or different codebooks."
+                )
 
     @property
     def num_levels(self) -> int:
@@ -88,15 +263,48 @@ class TokenLayout:
 
     @property
     def downsampling_factor(self) -> int:
-        """The largest factor: image sides must be divisible by it for every level's grid to be whole."""
-        return max(level.downsampling_factor for level in self.levels)
+        """Deprecated: the old name of [`image_multiple`] (the largest grid factor of the grid-only layouts)."""
+        warnings.warn(
+            "`TokenLayout.downsampling_factor` is deprecated; use `image_multiple` (what image sides must be "
+            "divisible by), or a level's own `downsampling_factor`.",
+            FutureWarning,
+            stacklevel=2,
+        )
+        return self.image_multiple
 
     def token_shapes(self, height: int, width: int) -> list[tuple[int, ...]]:
         return [level.token_shape(height, width) for level in self.levels]
 
     def sequence_length(self, height: int, width: int) -> int:
         """Ids of one image, all levels and stages together."""
-        return sum(_numel(shape) for shape in self.token_shapes(height, width))
+        return sum(math.prod(shape) for shape in self.token_shapes(height, width))
+
+    # ------------------------------------------------------------------------------------------ image sizes
+
+    def nearest_image_size(self, side: int) -> int:
+        """The multiple of `image_multiple` nearest to `side` (at least `image_multiple`)."""
+        return max(1, round(side / self.image_multiple)) * self.image_multiple
+
+    def image_multiple_text(self) -> str:
+        """What `image_multiple` is, in words: `"the downsampling factor 16"` for one grid, `"the top grid's
+        downsampling factor 8"` when the coarsest of several grids sets it, else `"the tokenizer's image multiple
+        16"`."""
+        grids = [level for level in self.levels if level.downsampling_factor is not None]
+        if len(grids) == 1 and grids[0].downsampling_factor == self.image_multiple:
+            return f"the downsampling factor {self.image_multiple}"
+        coarsest = max(grids, key=lambda level: level.downsampling_factor, default=None)
+        if coarsest is not None and coarsest.downsampling_factor == self.image_multiple:
+            return f"the {coarsest.name} grid's downsampling factor {self.image_multiple}"
+        return f"the tokenizer's image multiple {self.image_multiple}"
+
+    def check_image_size(self, height: int, width: int) -> None:
+        """Raises a `ValueError` naming the nearest valid size unless both sides are divisible by `image_multiple`."""
+        if height % self.image_multiple or width % self.image_multiple:
+            nearest = [self.nearest_image_size(side) for side in (height, width)]
+            raise ValueError(
+                f"Image height and width must be divisible by {self.image_multiple_text()}; got {height}x{width}. "
+                f"Resize or crop to the nearest valid size, {nearest[0]}x{nearest[1]}."
+            )
 
     # ------------------------------------------------------------------------------------------ ids as levels
 
@@ -116,11 +324,19 @@ class TokenLayout:
         levels = tuple(levels)
         return levels[0] if self.num_levels == 1 else levels
 
-    def check(self, indices: Indices) -> tuple[torch.Tensor, ...]:
+    def check(self, indices: Indices, image_size: Sequence[int] | None = None) -> tuple[torch.Tensor, ...]:
         """Validates ids against the layout and returns them split into levels.
 
+        Args:
+            indices (`torch.LongTensor` or `tuple`):
+                Ids of a batch of images, as `encode_to_indices` returns them.
+            image_size (`(height, width)`, *optional*):
+                The images' size: every level must then have the token shape it gives. Without it, the grid levels
+                with a downsampling factor must agree on one size (fixed grids and sequences always have one
+                shape).
+
         Raises `TypeError` for a non-integer tensor, `ValueError` for a wrong number of levels, a wrong shape,
-        grids that do not belong to one image size, or ids outside a level's codebook.
+        levels that do not belong to one batch of images of one size, or ids outside a level's codebook.
         """
         levels = self.split(indices)
         if len(levels) != self.num_levels:
@@ -132,31 +348,23 @@ class TokenLayout:
         image_sizes = set()
         for level, ids in zip(self.levels, levels):
             where = f" at level {level.name!r}" if self.num_levels > 1 else ""
-            if not isinstance(ids, torch.Tensor) or ids.is_floating_point() or ids.is_complex():
-                received = ids.dtype if isinstance(ids, torch.Tensor) else type(ids).__name__
-                raise TypeError(
-                    f"Token ids{where} must be an integer tensor of shape ({level.layout_text}); got {received}. "
-                    "Use `.long()`."
-                )
-            rank = 3 if level.depth == 1 else 4
-            if ids.dim() != rank or (level.depth > 1 and ids.shape[-1] != level.depth):
-                short = level.layout_text.replace("height", "h").replace("width", "w")
-                raise ValueError(
-                    f"Token ids{where} must have shape ({level.layout_text}); got {tuple(ids.shape)}. A flat sequence "
-                    f"of h*w positions reshapes with `indices.view({short})`."
-                )
-            size = level.codebook_size
-            if ids.numel() and (ids.min() < 0 or ids.max() >= size):
-                raise ValueError(
-                    f"Token ids{where} must be in [0, {size}) for this codebook; got values in "
-                    f"[{int(ids.min())}, {int(ids.max())}]. Were they produced by a model with another codebook size?"
-                )
-            image_sizes.add((ids.shape[1] * level.downsampling_factor, ids.shape[2] * level.downsampling_factor))
+            _check_level(level, ids, where)
+            if image_size is not None:
+                expected = level.token_shape(*image_size)
+                if tuple(ids.shape[1:]) != expected:
+                    raise ValueError(
+                        f"Token ids{where} of {image_size[0]}x{image_size[1]} images must have shape (batch, "
+                        f"{', '.join(map(str, expected))}); got {tuple(ids.shape)}. Encode images of that size."
+                    )
+            found = level.image_size_of(ids.shape[1:])
+            if found is not None:
+                image_sizes.add(found)
         if len(image_sizes) > 1 or len({ids.shape[0] for ids in levels}) > 1:
             shapes = ", ".join(f"{level.name} {tuple(ids.shape)}" for level, ids in zip(self.levels, levels))
+            rules = [level.shape_rule_text() for level in self.levels]
             raise ValueError(
-                f"The levels' token grids do not belong to one batch of images of one size: {shapes} (factors "
-                f"{[level.downsampling_factor for level in self.levels]}). Pass the levels of the same images."
+                f"The levels' token ids do not belong to one batch of images of one size: {shapes} (levels "
+                f"{rules}). Pass the levels of the same images."
             )
         return levels
 
@@ -170,21 +378,41 @@ class TokenLayout:
             counts.append(torch.stack([torch.bincount(row, minlength=level.codebook_size) for row in stages]))
         return counts
 
+    @property
+    def codebook_names(self) -> list[str]:
+        """The codebooks, in the order their first level appears: a level's own name unless levels share one."""
+        return list(dict.fromkeys(level.codebook_name for level in self.levels))
+
+    def codebook_counts(self, level_counts: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """Per-level histograms (from [`count_codes`]) summed per codebook, in the order of `codebook_names`: the
+        usage of a codebook that several levels share is measured over all of them."""
+        totals: dict[str, torch.Tensor] = {}
+        for level, counts in zip(self.levels, level_counts):
+            name = level.codebook_name
+            totals[name] = counts if name not in totals else totals[name] + counts
+        return [totals[name] for name in self.codebook_names]
+
     # ------------------------------------------------------------------------------------------ one sequence
 
     @property
     def offsets(self) -> list[list[int]]:
-        """`offsets[l][q]`: where the ids of level l, stage q start in the joint vocabulary."""
-        offsets, start = [], 0
+        """`offsets[l][q]`: where the ids of level l, stage q start in the joint vocabulary (levels that share a
+        codebook share its offsets)."""
+        starts, start = {}, 0
         for level in self.levels:
-            offsets.append([start + q * level.codebook_size for q in range(level.depth)])
-            start += level.depth * level.codebook_size
-        return offsets
+            if level.codebook_name not in starts:
+                starts[level.codebook_name] = start
+                start += level.depth * level.codebook_size
+        return [
+            [starts[level.codebook_name] + q * level.codebook_size for q in range(level.depth)]
+            for level in self.levels
+        ]
 
     @property
     def vocabulary_size(self) -> int:
-        """Size of the joint vocabulary of [`flatten`]: the sum over levels of `depth × K`."""
-        return sum(level.depth * level.codebook_size for level in self.levels)
+        """Size of the joint vocabulary of [`flatten`]: the sum over codebooks of `depth × K`."""
+        first = {level.codebook_name: level for level in reversed(self.levels)}  # one level per codebook
+        return sum(level.depth * level.codebook_size for level in first.values())
 
     def flatten(self, indices: Indices) -> torch.LongTensor:
         """Ids -> `(B, sequence_length)` in the joint vocabulary: levels coarse to fine, raster order, stages of a
@@ -192,7 +420,7 @@ class TokenLayout:
         pieces = []
         for level, ids, offsets in zip(self.levels, self.split(indices), self.offsets):
             shift = torch.tensor(offsets, device=ids.device, dtype=torch.long)
-            ids = ids.long().reshape(ids.shape[0], -1, level.depth) + shift  # (B, h*w, depth)
+            ids = ids.long().reshape(ids.shape[0], -1, level.depth) + shift  # (B, positions, depth)
             pieces.append(ids.reshape(ids.shape[0], -1))
         return torch.cat(pieces, dim=1)
 
@@ -207,19 +435,59 @@ class TokenLayout:
         levels, start = [], 0
         for level, offsets in zip(self.levels, self.offsets):
             shape = level.token_shape(height, width)
-            n = _numel(shape)
+            n = math.prod(shape)
             shift = torch.tensor(offsets, device=sequence.device, dtype=torch.long)
             ids = sequence[:, start : start + n].reshape(sequence.shape[0], -1, level.depth) - shift
             levels.append(ids.reshape(sequence.shape[0], *shape))
             start += n
         return self.join(levels)
 
+    # ------------------------------------------------------------------------------------------ dict form
 
-def _numel(shape: Sequence[int]) -> int:
-    n = 1
-    for side in shape:
-        n *= side
-    return n
+    def to_dict(self) -> dict[str, Any]:
+        """`{"levels": [level dicts, coarse to fine], "image_multiple": m}` (see [`TokenLevel.to_dict`])."""
+        return {"levels": [level.to_dict() for level in self.levels], "image_multiple": self.image_multiple}
+
+    @classmethod
+    def from_dict(cls, layout: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> TokenLayout:
+        """The inverse of [`to_dict`]. Also reads a bare list of level dicts, the form that prior configs
+        (`token_levels`), token sets and token files store (`image_multiple` then takes its default)."""
+        if isinstance(layout, Mapping):
+            unknown = sorted(set(layout) - {"levels", "image_multiple"})
+            if unknown or "levels" not in layout:
+                raise ValueError(
+                    f"A token layout dict has keys `levels` and `image_multiple`; got keys {sorted(layout)}. Write it "
+                    "with `TokenLayout.to_dict()`, or pass the list of level dicts."
+                )
+            return cls(tuple(TokenLevel.from_dict(level) for level in layout["levels"]), layout.get("image_multiple"))
+        return cls(tuple(TokenLevel.from_dict(level) for level in layout))
+
+
+def _is_positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _check_level(level: TokenLevel, ids: Any, where: str) -> None:
+    """Type, shape (without the batch size) and id range of one level's ids."""
+    if not isinstance(ids, torch.Tensor) or ids.is_floating_point() or ids.is_complex():
+        received = ids.dtype if isinstance(ids, torch.Tensor) else type(ids).__name__
+        raise TypeError(
+            f"Token ids{where} must be an integer tensor of shape ({level.layout_text}); got {received}. Use `.long()`."
+        )
+    fixed = None if level.downsampling_factor is not None else level.token_shape(0, 0)
+    wrong_stages = level.stacked and ids.dim() == 1 + level.rank and ids.shape[-1] != level.depth
+    if ids.dim() != 1 + level.rank or wrong_stages or (fixed is not None and tuple(ids.shape[1:]) != fixed):
+        hint = ""
+        if level.downsampling_factor is not None:
+            short = level.layout_text.replace("height", "h").replace("width", "w")
+            hint = f" A flat sequence of h*w positions reshapes with `indices.view({short})`."
+        raise ValueError(f"Token ids{where} must have shape ({level.layout_text}); got {tuple(ids.shape)}.{hint}")
+    size = level.codebook_size
+    if ids.numel() and (ids.min() < 0 or ids.max() >= size):
+        raise ValueError(
+            f"Token ids{where} must be in [0, {size}) for this codebook; got values in "
+            f"[{int(ids.min())}, {int(ids.max())}]. Were they produced by a model with another codebook size?"
+        )
 
 
 __all__ = ["Indices", "TokenLayout", "TokenLevel"]
