@@ -100,8 +100,10 @@ def load_tokenizer(name_or_path: str, device: str | torch.device | None = None, 
 
 def load_pipeline(name: str, tokenizer: str | None = None, device: torch.device | str = "cpu"):
     """A `VQImagePipeline` from a pipeline folder (`hf-vq train-prior`'s output) or Hub id, or from a prior alone
-    (folder / Hub id with `config.json`) plus its tokenizer (`tokenizer`, else the one its config records)."""
-    from .modeling import VQPriorForCausalLM
+    (folder / Hub id with `config.json`) plus its tokenizer (`tokenizer`, else the one its config records). The
+    prior may be of any family: it is found by its config's `model_type` through `AutoModel`, where every family
+    registers, and must implement the prior interface (`VQPriorMixin`)."""
+    from .modeling import VQPriorMixin
     from .pipelines import VQImagePipeline
 
     folder = Path(name).expanduser()
@@ -117,7 +119,7 @@ def load_pipeline(name: str, tokenizer: str | None = None, device: torch.device 
             if tokenizer is not None:
                 pipe = VQImagePipeline(vqvae=load_tokenizer(tokenizer), transformer=pipe.transformer)
             return pipe.to(device)
-    prior = load_model(name, VQPriorForCausalLM, flag="prior", auto_class="AutoModelForCausalLM")
+    prior = load_model(name, VQPriorMixin, flag="prior")
     source = tokenizer or prior.config.tokenizer_name_or_path
     if source is None:
         raise ValueError(f"{name} does not record its tokenizer: pass --tokenizer (folder or Hub id).")

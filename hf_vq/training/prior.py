@@ -1,16 +1,20 @@
-"""`hf-vq train-prior`: train a transformer prior (`VQPriorForCausalLM`) over a token set made by `hf-vq tokenize`.
+"""`hf-vq train-prior`: train a prior of any registered family (`--prior-type`, `prior_types.PRIOR_TYPES`) over a
+token set made by `hf-vq tokenize`.
 
 The prior task, plugged into the shared loop (`loop.py`: mixed precision, accumulation, EMA, atomic checkpoints,
-exact resume, TensorBoard, push):
+exact resume, TensorBoard, push). It calls the prior only through the prior interface (`hf_vq.modeling.VQPriorMixin`)
+and never names a family:
 
-    build_models      a fresh `VQPriorConfig.from_tokenizer(...)` sized by the flags, or `--init-from` a saved prior;
-                      the tokenizer is loaded (frozen) to check its config hash and to decode sample grids
-    build_data        the token set in memory, made into `[class or null token, ids...]` rows by the prior's own
-                      `build_input_ids`, a seeded shuffling loader; held-out original views for the NLL
-    train_step        cross-entropy on the image ids (the model's loss; class dropout inside its forward)
-    watch / save      every N steps a grid of generated images per class and the held-out NLL (`prior_nll`: the
-                      number `hf-vq evaluate-prior` reports); at the end a `VQImagePipeline` folder
-                      (`model_index.json`, `vqvae/`, `transformer/`), `samples.png` and a README.md card
+    build_models      a fresh `config_class.from_tokenizer(...)` of the family, sized by the flags, or `--init-from` a
+                      saved prior; the tokenizer is loaded (frozen) to check its config hash and to decode sample grids
+    build_data        the token set in memory, made into model input rows by the prior's own `build_input_ids`, a
+                      seeded shuffling loader; held-out original views for the held-out score
+    train_step        the loss of `forward(**prior.training_inputs(batch))` (the causal family: cross-entropy on the
+                      image ids, class dropout inside its forward)
+    watch / save      every N steps a grid of generated images per class and the family's held-out score
+                      (`held_out_score`: for the causal family the NLL `hf-vq evaluate-prior` reports); at the end a
+                      `VQImagePipeline` folder (`model_index.json`, `vqvae/`, `transformer/`), `samples.png` and a
+                      README.md card rendered from `model_cards/vq_prior.md`
     push / report     with --push-to-hub the pipeline folder goes up in one commit; the summary is logged
 
 The output folder is a pipeline: `VQImagePipeline.from_pretrained(output_dir)` or `hf-vq generate output_dir`.
@@ -21,22 +25,25 @@ from __future__ import annotations
 import json
 import logging
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..data.images import image_grid
 from ..data import tokens as token_files
-from ..evaluation.generation import prior_nll
-from ..modeling import VQPriorConfig, VQPriorForCausalLM, tokenizer_config_hash
-from .arguments import parse_args, parse_json_or_file
-from .loop import Run, Task, TaskStep, Trainable, TrainData, run_training
+from ..data.images import image_grid
+from ..evaluation.generation import held_out_score
+from ..hub.prior_cards import write_pipeline_card
+from ..loading import load_model, load_tokenizer
+from ..modeling import VQPriorMixin, tokenizer_config_hash
 from ..pipelines.sampling import sample_images
+from .arguments import parse_json_or_file
+from .loop import Run, run_training
 from .monitoring import log_grid
-from .prior_arguments import PRIOR_DESCRIPTION, PriorArguments
+from .prior_arguments import PriorArguments
+from .prior_types import PRIOR_TYPES, prior_type_of
+from .task import Task, TaskStep, Trainable, TrainData
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +74,7 @@ class PriorTask(Task):
         self.args = args
         self.info = token_files.load_tokens_info(args.tokens)
         self.tokenizer = None
-        self.model: VQPriorForCausalLM | None = None
+        self.model: VQPriorMixin | None = None
         self.eval_tokens: torch.Tensor | None = None  # (N, L) held-out ids, flattened as the token set stores them
         self.eval_labels: torch.Tensor | None = None
         self.eval_split: str | None = None
@@ -77,10 +84,8 @@ class PriorTask(Task):
 
     def build_models(self) -> list[Trainable]:
         args, info = self.args, self.info
-        from transformers import AutoModel
-
         source = args.tokenizer or info["tokenizer"]
-        self.tokenizer = AutoModel.from_pretrained(source).eval().requires_grad_(False)
+        self.tokenizer = load_tokenizer(source, flag="--tokenizer" if args.tokenizer else "tokenizer")
         if tokenizer_config_hash(self.tokenizer) != info["tokenizer_config_hash"]:
             raise ValueError(
                 f"The tokenizer {source} (config hash {tokenizer_config_hash(self.tokenizer)}) is not the one the "
@@ -90,7 +95,8 @@ class PriorTask(Task):
         if args.init_from is not None:
             folder = Path(args.init_from)
             sub = "transformer" if (folder / "model_index.json").is_file() else ""
-            self.model = VQPriorForCausalLM.from_pretrained(args.init_from, subfolder=sub)
+            self.model = load_model(args.init_from, VQPriorMixin, flag="--init-from", subfolder=sub)
+            self.check_family(self.model)
             self.model.check_tokenizer(self.tokenizer)
             if list(self.model.config.image_size) != list(info["image_size"]):
                 height, width = self.model.config.image_size
@@ -101,11 +107,28 @@ class PriorTask(Task):
                     "--init-from."
                 )
         else:
-            self.model = VQPriorForCausalLM(self.prior_config(source))
+            self.model = PRIOR_TYPES[args.prior_type].model_class(self.prior_config(source))
         self.model.train()
         return [Trainable("prior", self.model, args.learning_rate, folder="transformer")]
 
-    def prior_config(self, tokenizer_source: str) -> VQPriorConfig:
+    def check_family(self, prior: VQPriorMixin) -> None:
+        """Raises a `ValueError` when the prior loaded with --init-from is not of the --prior-type family."""
+        args, family = self.args, prior_type_of(prior)
+        if family is None:
+            raise ValueError(
+                f"--init-from {args.init_from} holds a {type(prior).__name__}, which is no registered prior family "
+                f"(--prior-type is one of {list(PRIOR_TYPES)}). Register its family in "
+                "hf_vq.training.prior_types.PRIOR_TYPES before training it."
+            )
+        if family != args.prior_type:
+            raise ValueError(
+                f"--init-from {args.init_from} holds a {family!r} prior ({type(prior).__name__}); --prior-type is "
+                f"{args.prior_type!r}. Pass --prior-type {family} to fine-tune it, or leave --init-from out to train "
+                f"a new {args.prior_type!r} prior."
+            )
+
+    def prior_config(self, tokenizer_source: str):
+        """A new config of the --prior-type family for the token set's tokenizer, sized by the flags."""
         args, info = self.args, self.info
         num_classes = 0 if args.unconditional else int(info.get("num_classes") or 0)
         names = info.get("label_names") if num_classes else None
@@ -121,10 +144,13 @@ class PriorTask(Task):
         )
         if args.model_config:
             fields.update(parse_json_or_file(args.model_config, "--model-config"))
-        return VQPriorConfig.from_tokenizer(
-            self.tokenizer, image_size=info["image_size"], num_classes=num_classes,
-            tokenizer_name_or_path=tokenizer_source, **fields,
-        )  # fmt: skip
+        return PRIOR_TYPES[args.prior_type].config_class.from_tokenizer(
+            self.tokenizer,
+            image_size=info["image_size"],
+            num_classes=num_classes,
+            tokenizer_name_or_path=tokenizer_source,
+            **fields,
+        )
 
     # -------------------------------------------------------------------------------------------- data
 
@@ -132,7 +158,7 @@ class PriorTask(Task):
         args, info, config = self.args, self.info, self.model.config
         train = token_files.load_tokens(args.tokens, args.train_split)
         ids, labels = token_files.token_arrays(train, unflipped_only=not args.use_flipped)
-        # `[class or null token, ids...]` rows by the prior's own `build_input_ids`, which checks ids and labels.
+        # Model input rows by the prior's own `build_input_ids`, which checks ids and labels.
         tokens = config.token_layout.unflatten(torch.from_numpy(ids), *config.image_size)
         labels = torch.from_numpy(labels) if config.num_classes and labels is not None else None
         input_ids = self.model.build_input_ids(tokens, labels)
@@ -153,10 +179,10 @@ class PriorTask(Task):
             held_out = token_files.load_tokens(args.tokens, self.eval_split)
             eval_ids, eval_labels = token_files.token_arrays(held_out, unflipped_only=True)
             n = min(args.num_eval_examples, len(eval_ids))
-            self.eval_tokens = torch.from_numpy(eval_ids[:n])  # flattened, as `prior_nll` takes them
+            self.eval_tokens = torch.from_numpy(eval_ids[:n])  # flattened, as `held_out_score` takes them
             self.eval_labels = None if eval_labels is None else torch.from_numpy(eval_labels[:n])
         else:
-            logger.warning("%s has no validation/test split: no held-out NLL (give --eval-split).", args.tokens)
+            logger.warning("%s has no validation/test split: no held-out score (give --eval-split).", args.tokens)
         self.tokenizer.to(accelerator.device)
         description = f"{args.tokens} ({args.train_split}, {len(input_ids)} sequences of {config.sequence_length} ids)"
         return TrainData(dataloader, description, len(input_ids))
@@ -166,18 +192,20 @@ class PriorTask(Task):
     def train_step(self, accelerator, models: list[nn.Module], batch: dict, step: int) -> TaskStep:
         input_ids = batch["input_ids"]
         with accelerator.autocast():
-            loss = models[0](input_ids=input_ids, labels=input_ids).loss
+            # Through the prepared module (its forward syncs gradients across processes); the family says what the
+            # forward of a training batch takes.
+            loss = models[0](**self.model.training_inputs(input_ids)).loss
         logs = {"loss": loss, "bits_per_token": loss / math.log(2)}
         return TaskStep([loss], logs, int(input_ids.shape[0]))
 
-    def pipeline(self, prior: VQPriorForCausalLM):
+    def pipeline(self, prior: VQPriorMixin):
         from ..pipelines import VQImagePipeline
 
         pipe = VQImagePipeline(vqvae=self.tokenizer, transformer=prior)
         pipe.set_progress_bar_config(disable=True)
         return pipe
 
-    def sample_grid(self, prior: VQPriorForCausalLM):
+    def sample_grid(self, prior: VQPriorMixin):
         args, config = self.args, prior.config
         labels = list(range(min(config.num_classes, 10))) or None  # at most 10 rows
         was_training = prior.training
@@ -192,13 +220,18 @@ class PriorTask(Task):
     def evaluate(self, run: Run) -> dict | None:
         if self.eval_tokens is None:
             return None
-        # `hf-vq evaluate-prior`'s NLL: per image token, softmax over each position's id range, as in sampling.
-        nll = prior_nll(run.sample_model(), self.eval_tokens, self.eval_labels, batch_size=EVAL_BATCH_SIZE)
-        self.last_eval = nll
-        logs = {"eval/nats_per_token": nll["nats_per_token"], "eval/bits_per_token": nll["bits_per_token"]}
+        # The family's held-out score; for the causal family `hf-vq evaluate-prior`'s NLL: per image token, softmax
+        # over each position's id range, as in sampling.
+        score = held_out_score(run.sample_model(), self.eval_tokens, self.eval_labels, batch_size=EVAL_BATCH_SIZE)
+        self.last_eval = score
+        # The NLL keeps its chart names; another family's score gets its own, never drawn on the NLL's axes.
+        prefix = "eval/" if score["metric"] == "nll" else f"eval/{score['metric']}/"
+        logs = {f"{prefix}nats_per_token": score["nats_per_token"], f"{prefix}bits_per_token": score["bits_per_token"]}
         run.accelerator.log(logs, step=run.state.global_step)
-        logger.info("step %d held-out NLL %.4f nats (%.4f bits) per token", run.state.global_step,
-                    nll["nats_per_token"], nll["bits_per_token"])  # fmt: skip
+        name, step = _score_name(score), run.state.global_step
+        logger.info(
+            "step %d %s %.4f nats (%.4f bits) per token", step, name, score["nats_per_token"], score["bits_per_token"]
+        )
         return self.last_eval
 
     def watch(self, run: Run) -> None:
@@ -217,7 +250,7 @@ class PriorTask(Task):
     # -------------------------------------------------------------------------------------------- the end
 
     def save(self, run: Run) -> None:
-        """The pipeline folder (EMA weights when enabled), the final grid, the held-out NLL and the card, written
+        """The pipeline folder (EMA weights when enabled), the final grid, the held-out score and the card, written
         into the loop's staging folder (moved into the output folder once complete)."""
         output_dir, prior = run.save_dir, run.sample_model()
         self.pipeline(prior).save_pretrained(output_dir)
@@ -226,10 +259,24 @@ class PriorTask(Task):
         if results is not None:
             entry = {**results, "split": self.eval_split, "num_sequences": int(self.eval_tokens.shape[0])}
             (output_dir / EVAL_RESULTS_NAME).write_text(json.dumps(entry, indent=2) + "\n")
-        write_pipeline_card(output_dir, prior, self.info, run.training_recipe(), results, self.args)
+        split = self.info.get("splits", {}).get(self.args.train_split, {})
+        write_pipeline_card(
+            output_dir,
+            prior,
+            # The folder the user gets (the card is written in the staging folder, moved there once complete).
+            title=run.output_dir.resolve().name,
+            model_id=str(run.output_dir),
+            tokenizer_class=self.info.get("tokenizer_class"),
+            tokenizer=self.info.get("tokenizer"),
+            dataset=split.get("dataset") or self.args.tokens,
+            training=run.training_recipe(),
+            results=results,
+            grid=SAMPLES_NAME,
+            guidance_scale=self.args.sample_guidance_scale,
+        )
 
     def upload(self, folder: Path, repo_id: str, private: bool | None):
-        """The pipeline folder (`model_index.json`, `vqvae/`, `transformer/`, card, grid, NLL) in one commit."""
+        """The pipeline folder (`model_index.json`, `vqvae/`, `transformer/`, card, grid, score) in one commit."""
         from ..hub.push import push_pipeline_folder
 
         return push_pipeline_folder(folder, repo_id, private=private, extra=UPLOADED_FILES)
@@ -237,9 +284,10 @@ class PriorTask(Task):
     def report(self, run: Run, seconds: float) -> None:
         """Where the pipeline is and how to use it, logged (INFO on the main process, as the loop set it up)."""
         output_dir = run.output_dir
-        nll = f", held-out NLL {self.last_eval['nats_per_token']:.4f} nats/token" if self.last_eval else ""
+        score = self.last_eval
+        measured = f", {_score_name(score)} {score['nats_per_token']:.4f} nats/token" if score else ""
         lines = [
-            f"Done: {run.state.global_step} steps in {seconds / 60:.1f} min{nll}.",
+            f"Done: {run.state.global_step} steps in {seconds / 60:.1f} min{measured}.",
             f"Pipeline: {output_dir} (sample grid {output_dir / SAMPLES_NAME})",
             f"Generate: hf-vq generate {output_dir} --num-images 8 --guidance-scale 2 --output grid.png",
             f"TensorBoard: tensorboard --logdir {output_dir / 'logs'}",
@@ -247,69 +295,9 @@ class PriorTask(Task):
         logger.info("\n".join(lines))
 
 
-def write_pipeline_card(output_dir: Path, prior, info: dict, training: dict, results: dict | None, args) -> Path:
-    """README.md of the pipeline folder: what it generates, how to run it, how it was trained, how it scores."""
-    from huggingface_hub import ModelCard, ModelCardData
-
-    config = prior.config
-    classes = f"{config.num_classes} classes" if config.num_classes else "unconditional"
-    names = ", ".join(str(config.id2label[i]) for i in range(config.num_classes)) if config.has_class_names else ""
-    source = token_files.load_tokens_info(args.tokens).get("splits", {}).get(args.train_split, {}).get("dataset")
-    data = ModelCardData(
-        library_name="hf-vq",
-        pipeline_tag="unconditional-image-generation",
-        tags=["hf-vq", "vq-prior", "image-generation", "class-conditional" if config.num_classes else "unconditional"],
-        license="apache-2.0",
-    )
-    millions = sum(p.numel() for p in prior.parameters()) / 1e6
-    rows = "\n".join(f"| {k} | {v} |" for k, v in training.items())
-    measured = ""
-    if results is not None:
-        measured = (
-            f"\n## Evaluation\n\nHeld-out NLL on the token set's held-out split: **{results['nats_per_token']:.4f} "
-            f"nats/token** ({results['bits_per_token']:.4f} bits/token), per image token, the softmax at each "
-            "position taken over that position's id range (as in sampling; `hf-vq evaluate-prior` measures the "
-            "same).\n"
-        )
-    first = "class_labels=[0]" if config.num_classes else "class_labels=None"
-    content = f"""---
-{data.to_yaml()}
----
-
-# {output_dir.resolve().name}
-
-An image generator from [hf-vq](https://github.com/): a {millions:.1f}M-parameter Llama prior (`VQPriorForCausalLM`,
-{config.num_hidden_layers} layers, width {config.hidden_size}, positions `{config.position_embedding}`) over the
-{config.sequence_length} token ids of {config.image_size[0]}x{config.image_size[1]} images of the tokenizer in
-`vqvae/` ({info.get("tokenizer_class")}, from `{info.get("tokenizer")}`), {classes}{f" ({names})" if names else ""}.
-Trained on tokens of {source or args.tokens}.
-
-![samples]({SAMPLES_NAME})
-
-*One row per class (up to 10), guidance scale {args.sample_guidance_scale:g}, after {training.get("steps")} steps.*
-
-## Usage
-
-```python
-import hf_vq, torch
-from hf_vq.pipelines import VQImagePipeline
-
-pipe = VQImagePipeline.from_pretrained("{output_dir}")
-images = pipe({first}, num_images_per_prompt=8, guidance_scale=2.0,
-              generator=torch.Generator().manual_seed(0)).images
-```
-
-or `hf-vq generate {output_dir} --num-images 8 --guidance-scale 2 --output grid.png`.
-{measured}
-## Training
-
-| | |
-|---|---|
-{rows}
-"""
-    path = output_dir / "README.md"
-    ModelCard(content).save(path)
-    return path
+def _score_name(score: dict) -> str:
+    """`held-out NLL`, or `held-out <metric>` for a family whose score is not an NLL."""
+    return "held-out NLL" if score["metric"] == "nll" else f"held-out {score['metric']}"
 
 
 def train_prior(args: PriorArguments) -> int:
@@ -322,14 +310,3 @@ def train_prior(args: PriorArguments) -> int:
             "latest, start afresh with --overwrite-output-dir, or pick another --output-dir."
         )
     return run_training(args, PriorTask(args))
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`hf-vq train-prior ARGS`. Errors propagate: `hf_vq.cli` turns them into one-paragraph messages."""
-    return train_prior(parse_args(argv, PriorArguments, prog="hf-vq train-prior", description=PRIOR_DESCRIPTION))
-
-
-if __name__ == "__main__":
-    from ..cli import main as cli_main  # the command line's error handling (--debug), for `python -m` too
-
-    sys.exit(cli_main(["train-prior", *sys.argv[1:]]))

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from .arguments import Arguments, OptimizationArguments, OutputArguments, arg, check, flag_error, parse_args
+from .prior_types import PRIOR_TYPES
 
 PRIOR_DESCRIPTION = (
     "Train a class-conditional (or unconditional) transformer prior over a token set made by `hf-vq tokenize`. "
@@ -70,10 +71,17 @@ class TokenDataArguments(Arguments):
 
 @dataclass
 class PriorModelArguments(Arguments):
-    """The prior: a Llama decoder (`VQPriorConfig`) sized here, or a saved one to continue from."""
+    """The prior: a family (`--prior-type`) sized here, or a saved one to continue from."""
 
     _argument_group_name = "prior"
 
+    prior_type: str = arg(
+        "causal",
+        "Prior family to train from scratch: `causal`, an autoregressive Llama decoder that samples one token per "
+        "forward (any key of hf_vq.training.prior_types.PRIOR_TYPES). With --init-from, the family of the prior "
+        "it loads.",
+        choices=PRIOR_TYPES,  # the dict itself: argparse checks membership, so families registered later count
+    )
     init_from: str | None = arg(
         None, "Fine-tune a saved prior instead: a prior folder, a pipeline folder (its transformer/) or a Hub id."
     )
@@ -96,8 +104,10 @@ class PriorModelArguments(Arguments):
     num_samples_per_class: int = arg(8, "Images per class in each sample grid (in total when unconditional).")
 
     def _validate(self) -> None:
-        check(self, ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size"),
-               "an integer >= 1", lambda v: v >= 1)  # fmt: skip
+        sizes = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
+        check(self, sizes, "an integer >= 1", lambda v: v >= 1)
+        if self.prior_type not in PRIOR_TYPES:
+            raise flag_error("prior_type", f"one of {list(PRIOR_TYPES)}", self.prior_type)
         check(self, ("num_samples_per_class",), "an integer >= 1", lambda v: v >= 1)
         check(self, ("sample_guidance_scale",), "a number >= 0", lambda v: v >= 0)
         if self.hidden_size % self.num_attention_heads:
