@@ -252,15 +252,11 @@ class VQPriorMixin:
         """Raises a `ValueError` when `tokenizer` is not the one this prior models: another token layout, or
         (when the config records one) another config hash."""
         config = self.config
-        ours = [(lv.downsampling_factor, lv.codebook_size, lv.depth) for lv in config.token_layout.levels]
-        layout = getattr(tokenizer, "token_layout", None)
-        theirs = None
-        if layout is not None:
-            theirs = [(lv.downsampling_factor, lv.codebook_size, lv.depth) for lv in layout.levels]
-        if theirs != ours:
+        theirs = getattr(tokenizer, "token_layout", None)
+        if _shape_forms(theirs) != _shape_forms(config.token_layout):
             raise ValueError(
-                f"The tokenizer's token layout (downsampling factor, codebook size, depth per level) is {theirs}; "
-                f"this prior was trained on {ours}. Use the tokenizer it was trained with "
+                f"The tokenizer's token layout (shape, codebook size, depth per level) is {_describe(theirs)}; this "
+                f"prior was trained on {_describe(config.token_layout)}. Use the tokenizer it was trained with "
                 f"({config.tokenizer_name_or_path or 'see config.tokenizer_name_or_path'})."
             )
         if config.tokenizer_config_hash is not None:
@@ -271,6 +267,18 @@ class VQPriorMixin:
                     f"{config.tokenizer_config_hash} ({config.tokenizer_name_or_path or 'name not recorded'}). Its "
                     "ids mean other codes: load the tokenizer the prior was trained with."
                 )
+
+
+def _shape_forms(layout) -> list[dict] | None:
+    """Each level's dict form without its name: what decides the ids (a name only names them)."""
+    return None if layout is None else [{**level.to_dict(), "name": None} for level in layout.levels]
+
+
+def _describe(layout) -> list[str] | None:
+    """`["f4, 16 codes, depth 1"]`: the levels of a layout for messages."""
+    if layout is None:
+        return None
+    return [f"{lv.shape_rule_text()}, {lv.codebook_size} codes, depth {lv.depth}" for lv in layout.levels]
 
 
 __all__ = ["COMMON_SAMPLING_ARGUMENTS", "ClassLabels", "VQPriorMixin"]
