@@ -127,6 +127,19 @@ def test_codebook_statistics_per_level():
     assert codebook_statistics([bottom]) == codebook_statistics(bottom)  # one level: the keys of a tensor
 
 
+def test_levels_sharing_a_codebook_are_measured_as_one_codebook():
+    """A VAR-style tokenizer's scales share one codebook: its usage is measured over all scales together (the 1x1
+    scale alone would report 1 code of K), as `measure_reconstructions` counts them."""
+    from hf_vq import TokenLayout, TokenLevel
+
+    scales = (1, 2, 4)
+    layout = TokenLayout(tuple(TokenLevel(f"scale_{s}", side=s, codebook_size=8, codebook="scales") for s in scales))
+    ids = layout.join([torch.arange(s * s).reshape(1, s, s) % 8 for s in scales])  # scale_4 alone uses all 8 codes
+    counts = layout.codebook_counts(layout.count_codes(ids))
+    stats = codebook_statistics(counts, layout.codebook_names)
+    assert stats["codebook_usage"] == 1.0 and stats["tokens"] == 1 + 4 + 16 and "codebook_usage/scale_1" not in stats
+
+
 # ------------------------------------------------------------------------------------------------ FID / KID
 
 

@@ -6,13 +6,11 @@ from __future__ import annotations
 import json
 import re
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from skimage import data as skdata
 
-from hf_vq import VQGANConfig, VQGANModel, VQVAEConfig, VQVAEModel
+from hf_vq import VQGANConfig, VQGANModel, VQVAEModel
 from hf_vq.modeling.configuration_utils import LEGACY_QUANTIZER_FIELDS
 from hf_vq.modeling.quantizer_fsq import FiniteScalarQuantizer
 from hf_vq.modeling.quantizer_lfq import LookupFreeQuantizer
@@ -20,33 +18,18 @@ from hf_vq.modeling.quantizer_residual import ResidualVectorQuantizer
 from hf_vq.modeling.quantizer_vq import rotate_onto
 from hf_vq.modeling.quantizers import build_quantizer
 
-from helpers import tiny_vqgan_config
-
-
-def photo_batch(size: int = 32, batch: int = 2) -> torch.Tensor:
-    """Real photo crops (astronaut, coffee, chelsea, rocket) in [-1, 1]."""
-    images = []
-    for photo in (skdata.astronaut(), skdata.coffee(), skdata.chelsea(), skdata.rocket())[:batch]:
-        tensor = torch.from_numpy(np.ascontiguousarray(photo)).permute(2, 0, 1).float() / 127.5 - 1
-        images.append(F.interpolate(tensor[None], size=(size, size), mode="area")[0])
-    return torch.stack(images)
+from helpers import photo_batch, tiny_vqgan_config, tiny_vqvae_config
 
 
 def photo_latents(dim: int = 4, batch: int = 2, size: int = 8) -> torch.Tensor:
     """Latent-like tensors (B, dim, size, size) made from real photos: a fixed random 1x1 mix of RGB patches."""
-    pixels = photo_batch(size * 4, batch)
+    pixels = photo_batch(size * 4, batch=batch)
     patches = F.pixel_unshuffle(pixels, 4)  # (B, 48, size, size)
     mix = torch.randn(dim, patches.shape[1], generator=torch.Generator().manual_seed(1)) / patches.shape[1] ** 0.5
     return torch.einsum("dc,bchw->bdhw", mix, patches)
 
 
-tiny_vqgan = tiny_vqgan_config
-
-
-def tiny_vqvae(**fields) -> VQVAEConfig:
-    base = dict(hidden_channels=16, residual_hidden_channels=8, num_residual_layers=1, latent_channels=4, num_vq_embeddings=16)
-    base.update(fields)
-    return VQVAEConfig(**base)
+tiny_vqgan, tiny_vqvae = tiny_vqgan_config, tiny_vqvae_config
 
 
 # Quantizer option grid: each entry is a set of config fields (K = 16 unless the type fixes it).
@@ -444,6 +427,24 @@ def test_residual_token_api_checks_the_depth():
     with pytest.raises(ValueError, match="batch, height, width, 3"):
         model.decode_indices(torch.zeros(1, 4, 4, dtype=torch.long))
     assert model.decode_indices(torch.zeros(1, 4, 4, 3, dtype=torch.long)).shape == (1, 3, 8, 8)
+
+
+def test_residual_vq_with_one_quantizer_round_trips_its_ids():
+    """Residual VQ ids keep their stage axis whatever the depth, `(B, h, w, Q)` with Q = 1 too (one rank for every
+    Q, and `ids[..., 0]` is always the coarse stage), and the layout says so: decoding what `encode_to_indices`
+    returns used to raise, because the layout expected `(B, h, w)` at depth 1."""
+    model = VQGANModel(tiny_vqgan(quantizer_type="residual_vq")).eval()
+    assert model.quantize.num_quantizers == 1
+    with torch.no_grad():
+        output = model(photo_batch())
+        ids = model.encode_to_indices(photo_batch())
+        assert ids.shape == (2, 16, 16, 1) and model.token_layout.token_shapes(32, 32) == [(16, 16, 1)]
+        assert torch.equal(model.decode_indices(ids), output.reconstruction)
+    layout = model.token_layout
+    assert layout.vocabulary_size == 16 and layout.unflatten(layout.flatten(ids), 32, 32).shape == ids.shape
+    assert layout.to_dict()["levels"][0]["stacked"] is True
+    with pytest.raises(ValueError, match="batch, height, width, 1"):
+        model.decode_indices(ids[..., 0])
 
 
 def test_checkpoint_saved_without_health_buffers_loads_its_codebook_untouched(tmp_path):
