@@ -9,7 +9,8 @@ import logging
 
 from hf_vq.training import parse_args
 from hf_vq.training.checkpointing import COMPLETE_MARKER
-from hf_vq.training.tokenizer import new_model_config, repeat_main_job
+from hf_vq.commands.train import repeat_main_job
+from hf_vq.training.tokenizer import new_model_config
 from hf_vq.training.tokenizer_arguments import build_train_parser
 from hf_vq.training.tokenizer_types import DEFAULT_VQGAN_CONFIG, DEFAULT_VQVAE_CONFIG, TOKENIZER_TYPES
 
@@ -54,24 +55,26 @@ def fake_checkpoint(folder, step: int, config) -> None:
 
 def test_the_main_job_run_twice_continues_or_moves_on(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert repeat_main_job(parse_args([])) is None  # a first run: nothing to decide
+    first = parse_args([])
+    assert repeat_main_job(first) == (first, None)  # a first run: nothing to decide
     folder = tmp_path / "outputs" / "hf-vq-train"
     fake_checkpoint(folder, 200, new_model_config(TOKENIZER_TYPES["vqgan"], parse_args([])))
-    args = parse_args([])
-    assert "continuing it from checkpoint-200" in repeat_main_job(args)
+    given = parse_args([])
+    args, message = repeat_main_job(given)
+    assert "continuing it from checkpoint-200" in message
     assert args.resume_from_checkpoint == "latest" and args.output_dir == "outputs/hf-vq-train"
+    assert given == parse_args([])  # the decision comes back as a copy: the parsed arguments stay as given
 
-    args = parse_args(["--model-config", '{"num_vq_embeddings": 64}'])  # another model: not resumed into
-    assert "an unfinished run of another model" in repeat_main_job(args)
+    args, message = repeat_main_job(parse_args(["--model-config", '{"num_vq_embeddings": 64}']))  # another model
+    assert "an unfinished run of another model" in message
     assert args.output_dir == "outputs/hf-vq-train-2" and args.resume_from_checkpoint is None
 
     (folder / "config.json").write_text("{}")  # the earlier run finished
     (tmp_path / "outputs" / "hf-vq-train-2").mkdir()
-    args = parse_args([])
-    message = repeat_main_job(args)
+    args, message = repeat_main_job(parse_args([]))
     assert (
         args.output_dir == "outputs/hf-vq-train-3" and "--resume-from-checkpoint latest --max-train-steps N" in message
     )
     for flags in (["--overwrite-output-dir"], ["--output-dir", "elsewhere"], ["--resume-from-checkpoint", "latest"]):
-        args = parse_args(flags)
-        assert repeat_main_job(args) is None and args.output_dir == parse_args(flags).output_dir
+        args, message = repeat_main_job(parse_args(flags))
+        assert message is None and args.output_dir == parse_args(flags).output_dir

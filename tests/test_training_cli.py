@@ -157,7 +157,7 @@ DISTRIBUTED_SCRIPT = textwrap.dedent(
     from hf_vq.training import parse_args
     from hf_vq.data import build_train_dataloader, build_train_stream
     from hf_vq.training.loop import build_accelerator
-    from hf_vq.training.tokenizer import main
+    from hf_vq.commands.train import main
 
     import ema_sync
 
