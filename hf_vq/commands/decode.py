@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     indices, names = read_tokens(args.tokens)
     levels = list(layout.split(indices))
     for i, (level, ids) in enumerate(zip(layout.levels, levels)):
-        if ids.dim() == (2 if level.depth == 1 else 3):  # one image's (h, w[, depth]) ids, no batch dimension
+        if ids.dim() == level.rank:  # one image's ids ((h, w), (h, w, depth) or (length,)), no batch dimension
             levels[i] = ids[None]
     count = len(levels[0])
     names = [Path(n).stem for n in names] if names else [f"{i:05d}" for i in range(count)]
