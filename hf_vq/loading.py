@@ -64,7 +64,7 @@ def load_model(
     folder = path / subfolder
     if path.exists() and not (folder / "config.json").is_file():
         raise FileNotFoundError(
-            f"{flag} {name_or_path!r}: {folder} is not a model folder (it has no config.json). Give a folder written "
+            f"{flag} {name_or_path!r}: {folder} is not a model folder (no config.json in it). Give a folder written "
             "by save_pretrained or an hf-vq command, or a Hub model id."
         )
     if not path.exists() and looks_like_local_path(name_or_path):

@@ -207,12 +207,10 @@ def _results_key(result: Mapping[str, Any]) -> tuple:
 
 
 def _load_folder_model(folder: str | os.PathLike):
-    """The hf-vq model saved in `folder`, whatever its type (through `AutoModel`)."""
-    from transformers import AutoModel
+    """The hf-vq model saved in `folder`, whatever its type (`hf_vq.loading.load_model`)."""
+    from ..loading import load_model
 
-    from ..modeling import VQPreTrainedModel  # noqa: F401  (registers the hf-vq models with AutoModel)
-
-    return AutoModel.from_pretrained(folder)
+    return load_model(str(folder), flag="model folder")
 
 
 # ------------------------------------------------------------------------------------------------ rendering

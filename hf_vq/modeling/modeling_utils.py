@@ -10,14 +10,17 @@
 
 This folder ships as remote code and imports nothing else of hf-vq. Its one way out is a hook: the parts of hf-vq
 that serve the models register their functions with [`register_integrations`] when imported (`hf_vq.hub` the card
-writer and uploader, `hf_vq.integrations.diffusers` the diffusers converters; `import hf_vq` imports both). Without
-them (a model loaded as remote code where hf-vq is not installed) models save without a card, push with
-transformers' own `push_to_hub`, and the diffusers converters say that they need hf-vq.
+writer and uploader, `hf_vq.integrations.diffusers` the diffusers converters). A hook still empty when first used
+imports its module by name (a soft import, not an import statement: this folder stays self-contained), so
+`from hf_vq.modeling import VQGANModel` saves with a card although nothing imported `hf_vq.hub`. Without hf-vq (a
+model loaded as remote code where hf-vq is not installed) models save without a card, push with transformers' own
+`push_to_hub`, and the diffusers converters say that they need hf-vq.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
 import logging
 import math
 import os
@@ -50,6 +53,26 @@ INTEGRATIONS: dict[str, Callable[..., Any] | None] = dict.fromkeys(
 )
 
 
+# Where each hook's function comes from, imported on first use (see the module docstring).
+_PROVIDERS = {
+    "write_model_card": "hf_vq.hub",
+    "push_model_to_hub": "hf_vq.hub",
+    "to_diffusers": "hf_vq.integrations.diffusers",
+    "from_diffusers": "hf_vq.integrations.diffusers",
+}
+
+
+def registered(name: str) -> Callable[..., Any] | None:
+    """The function installed for the hook `name`, importing the hf-vq module that provides it if none is yet;
+    `None` where hf-vq cannot provide it (this folder loaded as remote code, or hf-vq not importable)."""
+    if INTEGRATIONS[name] is None and __name__ == "hf_vq.modeling.modeling_utils":
+        try:
+            importlib.import_module(_PROVIDERS[name])
+        except ImportError as error:  # e.g. an optional dependency of the provider is missing
+            logger.debug("No %s hook: %s could not be imported (%s)", name, _PROVIDERS[name], error)
+    return INTEGRATIONS[name]
+
+
 def register_integrations(**functions: Callable[..., Any] | None) -> None:
     """Installs functions the models call into the rest of hf-vq (see `INTEGRATIONS`); `None` uninstalls one."""
     unknown = sorted(set(functions) - set(INTEGRATIONS))
@@ -60,7 +83,7 @@ def register_integrations(**functions: Callable[..., Any] | None) -> None:
 
 def integration(name: str, purpose: str) -> Callable[..., Any]:
     """The registered function `name`, or an `ImportError` saying that `purpose` needs hf-vq installed."""
-    function = INTEGRATIONS[name]
+    function = registered(name)
     if function is None:
         raise ImportError(f"{purpose} needs hf-vq installed (`pip install -e .` in its repository) and imported.")
     return function
@@ -278,7 +301,7 @@ class VQPreTrainedModel(PreTrainedModel):
                 Render the card into the folder. An existing README.md is replaced.
         """
         super().save_pretrained(save_directory, *args, **kwargs)
-        writer = INTEGRATIONS["write_model_card"]
+        writer = registered("write_model_card")
         if write_model_card and writer is not None and kwargs.get("is_main_process", True):
             writer(self, save_directory)
 
@@ -288,7 +311,7 @@ class VQPreTrainedModel(PreTrainedModel):
         `remote_code=True` also ships the modeling files, so the model loads with transformers alone. See
         `hf_vq.hub.push_model_to_hub` for the other arguments.
         """
-        push = INTEGRATIONS["push_model_to_hub"]
+        push = registered("push_model_to_hub")
         if push is None:  # loaded as remote code without hf_vq: transformers' own upload
             return super().push_to_hub(repo_id, **kwargs)
         return push(self, repo_id, **kwargs)
@@ -451,6 +474,12 @@ def _count(n: int) -> str:
 
 
 __all__ = [
-    "INTEGRATIONS", "SingleGridMixin", "VQPreTrainedModel", "count_parameters", "integration", "register_integrations"
+    "INTEGRATIONS",
+    "SingleGridMixin",
+    "VQPreTrainedModel",
+    "count_parameters",
+    "integration",
+    "register_integrations",
+    "registered",
+    "token_level_rows",
 ]
-
