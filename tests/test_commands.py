@@ -71,8 +71,16 @@ def test_reconstruct_full_resolution_needs_a_tiled_model(photos, tmp_path, capsy
     from hf_vq import VQVAE2Config, VQVAE2Model
 
     folder = tmp_path / "vqvae2"
-    config = VQVAE2Config(hidden_channels=8, residual_hidden_channels=4, num_residual_layers=1, latent_channels=4,
-                          num_vq_embeddings=16, vq_embed_dim=4, top_num_vq_embeddings=16, top_vq_embed_dim=4)
+    config = VQVAE2Config(
+        hidden_channels=8,
+        residual_hidden_channels=4,
+        num_residual_layers=1,
+        latent_channels=4,
+        num_vq_embeddings=16,
+        vq_embed_dim=4,
+        top_num_vq_embeddings=16,
+        top_vq_embed_dim=4,
+    )
     VQVAE2Model(config).save_pretrained(folder)
     with pytest.raises(SystemExit):
         main(["reconstruct", str(folder), str(photos[0]), "--output-dir", str(tmp_path), "--full-resolution"])
