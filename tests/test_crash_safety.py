@@ -11,10 +11,8 @@ import pickle
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 from safetensors.torch import load_file
 
 from hf_vq import VQGANConfig, VQGANModel
@@ -22,9 +20,7 @@ from hf_vq.cli import main
 from hf_vq.training import parse_args, train
 from hf_vq.training.checkpointing import list_checkpoints, resolve_resume_checkpoint
 
-from helpers import TINY_VQGAN, write_image_parquet_shards
-
-TINY_VQVAE = {"hidden_channels": 8, "residual_hidden_channels": 4, "latent_channels": 4, "num_vq_embeddings": 16}
+from helpers import TINY_VQGAN, TINY_VQVAE, tiny_train_flags, write_image_parquet_shards, write_random_images
 
 
 class Killed(BaseException):
@@ -36,10 +32,7 @@ def snapshot(folder: Path) -> dict:
 
 
 def write_images(folder: Path, good: int = 4, bad: int = 0) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    for i in range(good):
-        Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(folder / f"good-{i}.png")
+    write_random_images(folder, good, prefix="good-")
     for i in range(bad):
         (folder / f"bad-{i}.png").write_text("not an image")
     return folder
@@ -51,13 +44,9 @@ def images(tmp_path):
 
 
 def flags(output_dir, images, *extra):
-    return [
-        "--model-type", "vqvae", "--model-config", json.dumps(TINY_VQVAE), "--output-dir", str(output_dir),
-        "--dataset-name", str(images), "--resolution", "32", "--train-batch-size", "2",
-        "--dataloader-num-workers", "0", "--report-to", "none", "--num-eval-images", "2", "--lr-warmup-steps", "0",
-        "--eval-steps", "0", "--image-logging-steps", "0", "--max-train-steps", "2", "--checkpointing-steps", "1",
-        *extra,
-    ]  # fmt: skip
+    run = ["--dataset-name", str(images), "--lr-warmup-steps", "0", "--eval-steps", "0", "--image-logging-steps", "0"]
+    run += ["--max-train-steps", "2", "--checkpointing-steps", "1"]
+    return tiny_train_flags(output_dir, *run, *extra, model_type="vqvae")
 
 
 # ------------------------------------------------------------------------------------------------ start-up

@@ -7,9 +7,9 @@ diffusers = pytest.importorskip("diffusers")
 
 from hf_vq import VQGANConfig, VQGANModel
 
-TINY = dict(block_out_channels=[8, 16], down_block_types=["DownEncoderBlock2D", "AttnDownEncoderBlock2D"],
-            up_block_types=["AttnUpDecoderBlock2D", "UpDecoderBlock2D"], layers_per_block=1, latent_channels=4,
-            num_vq_embeddings=16, norm_num_groups=4, sample_size=32)
+from helpers import TINY_VQGAN as TINY
+from helpers import photo_batch
+
 # Kandinsky 2.2's MoVQ layout (spatial norms in the decoder); diffusers' SpatialNorm always has 32 groups.
 MOVQ = dict(block_out_channels=[32, 64], down_block_types=["DownEncoderBlock2D", "AttnDownEncoderBlock2D"],
             up_block_types=["AttnUpDecoderBlock2D", "UpDecoderBlock2D"], layers_per_block=1, latent_channels=4,
@@ -109,12 +109,7 @@ def test_inexpressible_exports_name_the_option(fields, named):
 
 def _photos(size: int) -> torch.Tensor:
     """Real photo crops in [-1, 1]: a trained codebook's nearest codes are decided on real image statistics."""
-    from skimage import data as skdata
-
-    images = [torch.from_numpy(photo[:256, :256].copy()).permute(2, 0, 1).float() for photo in
-              (skdata.astronaut(), skdata.coffee(), skdata.chelsea())]
-    images = torch.nn.functional.interpolate(torch.stack(images), size=(size, size), mode="area")
-    return images / 127.5 - 1
+    return photo_batch(size, batch=3, crop=256)
 
 
 def _spread_codebook(model):

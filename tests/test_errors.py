@@ -18,7 +18,7 @@ from PIL import Image
 from hf_vq import VQGANConfig, VQGANModel
 from hf_vq.cli import main
 
-from helpers import TINY_DISCRIMINATOR, TINY_VQGAN, write_image_parquet_shards
+from helpers import TINY_DISCRIMINATOR, TINY_VQGAN, tiny_train_flags, write_image_parquet_shards, write_random_images
 
 
 def snapshot(folder: Path) -> dict:
@@ -45,15 +45,9 @@ def fails(capsys, argv, *expected) -> str:
 
 
 def train_argv(output_dir, *extra, model_config=TINY_VQGAN):
-    return [
-        "train", "--output-dir", str(output_dir), "--dataset-name", str(IMAGES),
-        "--model-config", model_config if isinstance(model_config, str) else json.dumps(model_config),
-        "--discriminator-config", json.dumps(TINY_DISCRIMINATOR),
-        "--resolution", "32", "--train-batch-size", "2", "--perceptual-weight", "0", "--dataloader-num-workers", "0",
-        "--report-to", "none", "--num-eval-images", "2", "--max-train-steps", "1", "--checkpointing-steps", "1",
-        "--eval-steps", "0", "--image-logging-steps", "1",
-        *extra,
-    ]  # fmt: skip
+    run = ["--dataset-name", str(IMAGES), "--max-train-steps", "1", "--checkpointing-steps", "1"]
+    run += ["--eval-steps", "0", "--image-logging-steps", "1"]
+    return ["train", *tiny_train_flags(output_dir, *run, *extra, model_config=model_config)]
 
 
 IMAGES = Path(tempfile.gettempdir()) / "hf-vq-test-errors-images"  # filled by the `images` fixture
@@ -64,9 +58,7 @@ def images(tmp_path_factory):
     """Four small photos-like images: a training set that loads in milliseconds (the built-in photos take seconds)."""
     global IMAGES
     IMAGES = tmp_path_factory.mktemp("images")
-    rng = np.random.default_rng(0)
-    for i in range(4):
-        Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(IMAGES / f"{i}.png")
+    write_random_images(IMAGES, 4)
     return IMAGES
 
 
@@ -245,9 +237,45 @@ def test_reconstruct_and_encode_name_bad_inputs_and_write_nothing(tmp_path, caps
 
 def test_evaluate_on_a_missing_dataset_folder_says_so(tmp_path, capsys, saved_model):
     before = snapshot(saved_model)
-    fails(capsys, ["evaluate", str(saved_model), "--dataset", str(tmp_path / "nothing"), "--no-lpips"],
-          f"--dataset '{tmp_path / 'nothing'}': there is no file or folder")  # fmt: skip
+    # `--dataset`, the name evaluate had, still works; the message says the one name every command now uses.
+    missing = str(tmp_path / "nothing")
+    fails(capsys, ["evaluate", str(saved_model), "--dataset", missing, "--no-lpips"],
+          f"--dataset-name '{missing}': there is no file or folder")  # fmt: skip
+    fails(capsys, ["evaluate", str(saved_model), "--dataset-name", missing, "--no-lpips"],
+          f"--dataset-name '{missing}': there is no file or folder")  # fmt: skip
     assert snapshot(saved_model) == before  # no eval_results.json, card untouched
+
+
+@pytest.mark.parametrize(
+    ("argv", "suggested"),
+    [
+        (["evaluate", "MODEL", "--datasett-name", "x"], "--dataset-name"),
+        (["evaluate", "MODEL", "--dataset-config", "x", "--image-sise", "32"], "--resolution"),
+        (["encode", "MODEL", "a.png", "--output", "t.npy", "--batch_sise", "2"], "--batch-size"),
+        (["train", "--dataset", "x"], "--dataset-name"),
+    ],
+)
+def test_every_command_suggests_the_flag_it_knows(capsys, argv, suggested):
+    """The same parser habits in every subcommand (`hf_vq.parsing`): an unknown flag, an old spelling's typo or an
+    underscore spelling's typo gets a did-you-mean naming the flag `--help` shows, after a one-line usage."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and f"did you mean {suggested}?" in err
+    assert err.startswith(f"usage: hf-vq {argv[0]} ") and "--help lists every flag" in err
+    assert len(err.strip().splitlines()) == 2
+
+
+def test_help_shows_one_name_per_concept_and_the_old_spellings_once(capsys):
+    for command in ("evaluate", "tokenize", "encode", "reconstruct"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines at the terminal's width
+        assert "--resolution" in text and "--image-size RESOLUTION" not in text and "--image_size" not in text
+        assert "Older spellings that still work: " in text and "--image-size (--resolution)" in text
+        if command in ("evaluate", "tokenize"):
+            assert "--dataset-name DATASET_NAME" in text and "--dataset-config-name" in text
+            assert "--dataset (--dataset-name), --dataset-config (--dataset-config-name)" in text
 
 
 def test_debug_shows_the_traceback_instead(tmp_path, photo):

@@ -1,6 +1,7 @@
-"""`hf-vq tokenize`, `hf-vq generate` and `hf-vq evaluate-prior` as a user runs them (their `*_main(argv)`, or the
-`hf-vq` entry point): the token set equals what the tokenizer encodes, a killed run resumes, grids have the promised
-shape and seeds, evaluate-prior reads the splits it was given, and bad input gets a clear error."""
+"""`hf-vq tokenize`, `hf-vq generate` and `hf-vq evaluate-prior` as a user runs them (through the `hf-vq` entry
+point, `hf_vq.cli.main`): the token set equals what the tokenizer encodes, a killed run resumes, grids have the
+promised shape and seeds, evaluate-prior reads the splits it was given, bad input gets a clear error, and a typo in a
+flag gets a did-you-mean."""
 
 import json
 import os
@@ -15,14 +16,20 @@ from hf_vq import VQGANModel
 from hf_vq.cli import main as cli
 from hf_vq.data import ImageTransform, decode_image
 from hf_vq.data import tokens as token_files
-from hf_vq.generation_commands import generate_main, tokenize_main
 from hf_vq.modeling import VQPriorConfig, VQPriorForCausalLM
 
-from helpers import tiny_feature_network, tiny_vqgan_config
+from helpers import TINY_TOKENIZER, tiny_feature_network, tiny_vqgan_config
 
 pytest.importorskip("diffusers")
 
-TINY_TOKENIZER = dict(block_out_channels=[8, 16, 16], down_block_types=["DownEncoderBlock2D"] * 3, sample_size=16)
+
+def tokenize_main(argv: list[str]) -> int:
+    return cli(["tokenize", *argv])
+
+
+def generate_main(argv: list[str]) -> int:
+    return cli(["generate", *argv])
+
 
 
 @pytest.fixture(scope="module")
@@ -111,8 +118,8 @@ def test_a_killed_tokenize_run_resumes_after_its_finished_shards(tmp_path, token
     capsys.readouterr()
     assert tokenize_main([*argv, "--flip"]) == 2
     assert "already holds tokens made with other settings ({'flip': False}" in capsys.readouterr().err
-    assert tokenize_main([*argv[:-2], "--image-size", "18"]) == 2
-    assert "--image-size 18 is not divisible by the tokenizer's downsampling factor 4" in capsys.readouterr().err
+    assert tokenize_main([*argv[:-2], "--image-size", "18"]) == 2  # the old spelling of --resolution
+    assert "--resolution 18 is not divisible by the tokenizer's downsampling factor 4" in capsys.readouterr().err
     assert tokenize_main([*argv, "--label-column", "kind"]) == 2
     assert "--label-column 'kind' is not a column" in capsys.readouterr().err
 
@@ -193,3 +200,25 @@ def test_evaluate_prior_measures_the_pipeline_on_the_token_sets_splits(tmp_path,
     assert "prior_guidance_2" in table and "class_position_marginal" in table and f"results in {output}" in table
     assert cli([*argv[:-1], str(tmp_path / "again.json"), "--split", "validation"]) == 2
     assert "has no 'validation' split" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------------ parser habits
+
+
+@pytest.mark.parametrize(
+    ("argv", "suggested"),
+    [
+        (["tokenize", "TOKENIZER", "--output", "tokens", "--datset-name", "images"], "--dataset-name"),
+        (["tokenize", "TOKENIZER", "--output", "tokens", "--dataset", "images", "--num-image", "3"], "--num-images"),
+        (["generate", "PIPELINE", "--guidance", "2"], "--guidance-scale"),
+        (["generate", "PIPELINE", "--num_image", "2"], "--num-images"),
+        (["evaluate-prior", "PIPELINE", "--tokens", "tokens", "--guidance-scale", "2"], "--guidance-scales"),
+    ],
+)
+def test_an_unknown_flag_gets_a_did_you_mean(argv, suggested, capsys):
+    """Before anything loads or a missing required flag is reported: the typo is what the user needs to hear."""
+    with pytest.raises(SystemExit) as exit_info:
+        cli(argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and f"did you mean {suggested}?" in err
+    assert err.startswith(f"usage: hf-vq {argv[0]} ") and "--help lists every flag" in err

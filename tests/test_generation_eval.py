@@ -34,9 +34,8 @@ from hf_vq.modeling.configuration_prior import VQPriorConfig
 from hf_vq.modeling.modeling_prior import VQPriorForCausalLM
 from hf_vq.modeling.token_layout import TokenLayout, TokenLevel
 
-from helpers import tiny_vqgan_config
+from helpers import TINY_TRANSFORMER, tiny_vqgan_config
 
-TINY_TRANSFORMER = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4}
 ONE_GRID = [{"name": "tokens", "downsampling_factor": 4, "codebook_size": 16}]
 TWO_LEVELS = [
     {"name": "top", "downsampling_factor": 4, "codebook_size": 8},
