@@ -7,9 +7,9 @@ from __future__ import annotations
 import json
 import logging
 
+from hf_vq.commands.train import repeat_main_job
 from hf_vq.training import parse_args
 from hf_vq.training.checkpointing import COMPLETE_MARKER
-from hf_vq.commands.train import repeat_main_job
 from hf_vq.training.tokenizer import new_model_config
 from hf_vq.training.tokenizer_arguments import build_train_parser
 from hf_vq.training.tokenizer_types import DEFAULT_VQGAN_CONFIG, DEFAULT_VQVAE_CONFIG, TOKENIZER_TYPES
@@ -28,8 +28,10 @@ def test_model_config_overrides_one_field_of_the_default_model(caplog):
 
 def test_model_config_file_is_an_override_and_a_saved_config_is_taken_whole(tmp_path):
     (tmp_path / "fields.json").write_text('{"latent_channels": 8}')
-    config = new_model_config(TOKENIZER_TYPES["vqvae"], parse_args(["--model-type", "vqvae", "--model-config",
-                                                                       str(tmp_path / "fields.json")]))  # fmt: skip
+    config = new_model_config(
+        TOKENIZER_TYPES["vqvae"],
+        parse_args(["--model-type", "vqvae", "--model-config", str(tmp_path / "fields.json")]),
+    )
     assert config.latent_channels == 8 and config.hidden_channels == DEFAULT_VQVAE_CONFIG["hidden_channels"]
     saved = TOKENIZER_TYPES["vqvae"].config_class(hidden_channels=48)
     saved.save_pretrained(tmp_path / "saved")  # writes only the fields that differ from the class defaults
