@@ -86,5 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         accuracy = row.get("class_accuracy")
         cells.append(f"{accuracy:.3f}" if accuracy is not None else "-")
         print(f"{name:<26} {cells[0]:>15} {cells[1]:>9} {cells[2]:>15}")
+    score = results["held_out_score"]
+    if score["metric"] != "nll":  # a family's own score is not an NLL of the images: shown apart from the table
+        print(f"prior's held-out {score['metric']}: {score['nats_per_token']:.4f} nats/token ({score['description']})")
     print(f"N = {results['num_images']} images; results in {output}")
     return 0

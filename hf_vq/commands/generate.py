@@ -27,9 +27,12 @@ def build_parser() -> CommandParser:
     )
     parser.add_argument("--num-images", type=int, default=8, help="images per class label (in total if unconditional)")
     parser.add_argument("--guidance-scale", type=float, default=1.0, help="classifier-free guidance (1: none)")
-    parser.add_argument("--temperature", type=float, default=1.0)
-    parser.add_argument("--top-k", type=int, default=None)
-    parser.add_argument("--top-p", type=float, default=None)
+    # The prior family's own sampling options: only those given go to the pipeline, which names the options a
+    # family takes when given another (an autoregressive prior: temperature, top-k, top-p; a masked one: steps).
+    parser.add_argument("--temperature", type=float, default=None, help="sampling temperature (default: 1; 0: greedy)")
+    parser.add_argument("--top-k", type=int, default=None, help="sample among the k most likely ids")
+    parser.add_argument("--top-p", type=float, default=None, help="nucleus sampling threshold")
+    parser.add_argument("--num-inference-steps", type=int, default=None, help="decoding steps of a masked prior")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--columns", type=int, default=None, help="grid columns (default: --num-images, at most 16)")
     parser.add_argument("--output", default="grid.png", help="grid PNG (default: grid.png)")
@@ -56,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     elif config.num_classes > 0:
         labels = list(range(config.num_classes))
     generator = torch.Generator(device).manual_seed(args.seed)
-    sampling = {"temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p}
+    options = ("temperature", "top_k", "top_p", "num_inference_steps")
+    sampling = {name: getattr(args, name) for name in options if getattr(args, name) is not None}
     images = sample_images(pipe, labels, args.num_images, args.guidance_scale, generator, **sampling)
     columns = args.columns or min(args.num_images, 16)
     output = Path(args.output)
