@@ -118,6 +118,12 @@ def test_train_prior_writes_a_pipeline_and_resumes_exactly(tmp_path, token_set, 
     assert results["split"] == "test" and results["num_sequences"] == 16 and results["num_tokens"] == 16 * 16
     card = (first / "README.md").read_text()
     assert "VQImagePipeline.from_pretrained" in card and "2 classes (left, right)" in card and "nats/token" in card
+    # Rendered from model_cards/vq_prior.md; its snippets name the output folder, not the staging folder it was
+    # written in; the held-out score is named as the causal family names it.
+    assert "from model_cards/vq_prior.md" in card and f'VQImagePipeline.from_pretrained("{first}")' in card
+    assert f"hf-vq generate {first} " in card and card.count(f"# {first.name}\n") == 1
+    assert "Held-out NLL" in card and "`VQPriorForCausalLM`" in card and "`temperature=1.0`" in card
+    assert results["metric"] == "nll" and "id range" in results["description"]
 
     pipe = VQImagePipeline.from_pretrained(first)
     prior = pipe.transformer
