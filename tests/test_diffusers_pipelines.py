@@ -34,17 +34,18 @@ from diffusers.pipelines.deprecated.vq_diffusion.pipeline_vq_diffusion import (
 from diffusers.pipelines.latent_diffusion.pipeline_latent_diffusion import LDMBertConfig, LDMBertModel
 from transformers import BertTokenizer, CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
-from hf_vq import VQGANConfig, VQGANModel
+from hf_vq import VQGANModel
+
+from helpers import tiny_vqgan_config
 
 IMAGE_TOLERANCE = 1e-5  # fp32; the two models differ only by rounding
 
 
 def _vq(**fields):
-    base = dict(block_out_channels=[8, 16], down_block_types=["DownEncoderBlock2D", "AttnDownEncoderBlock2D"],
-                up_block_types=["AttnUpDecoderBlock2D", "UpDecoderBlock2D"], layers_per_block=1, latent_channels=3,
-                num_vq_embeddings=12, norm_num_groups=4, sample_size=16)
+    """The tiny VQ-GAN at 16 px with 3-channel latents (what the UNets here take) and 12 codes."""
     torch.manual_seed(0)
-    return VQGANModel(VQGANConfig(**{**base, **fields})).eval()
+    config = tiny_vqgan_config(**{"latent_channels": 3, "num_vq_embeddings": 12, "sample_size": 16, **fields})
+    return VQGANModel(config).eval()
 
 
 def _run_both(make_pipeline, model, inputs):
