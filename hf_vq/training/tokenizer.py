@@ -18,30 +18,38 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
 from torch import nn
 
 from ..data import BUILTIN_DESCRIPTION, build_train_dataloader, build_train_stream, load_eval_images
-from ..data.locations import hub_is_offline, looks_like_local_path, missing_source_message
+from ..loading import load_model
 from ..losses import VQGANLoss
 from ..modeling import BaseQuantizer, VQGANDiscriminator, VQGANDiscriminatorConfig
 from ..modeling.configuration_utils import RECOMMENDED_QUANTIZER_FIELDS
-from .arguments import TrainArguments, parse_args, parse_json_or_file
-from .loop import Run, Task, TaskStep, Trainable, TrainData, run_training
+from .arguments import parse_json_or_file
+from .loop import Run, run_training
 from .monitoring import SAMPLES_NAME, eval_results, evaluate, log_grid, log_summary, save_grid
 from .objective import build_objective, default_adam_beta1, describe_losses, gan_is_off
+from .task import Task, TaskStep, Trainable, TrainData
+from .tokenizer_arguments import TrainArguments
 from .tokenizer_types import DEFAULT_DISCRIMINATOR_CONFIG, TOKENIZER_TYPES, TokenizerType
 
 logger = logging.getLogger(__name__)
 
 # Keys a saved config.json holds besides the config's fields (where and how it was saved): a `--model-config` that
 # points at a saved model's config.json may carry them.
-SAVED_CONFIG_KEYS = {"model_type", "transformers_version", "architectures", "auto_map", "dtype", "torch_dtype",
-                     "_name_or_path", "output_attentions"}  # fmt: skip
+SAVED_CONFIG_KEYS = {
+    "model_type",
+    "transformers_version",
+    "architectures",
+    "auto_map",
+    "dtype",
+    "torch_dtype",
+    "_name_or_path",
+    "output_attentions",
+}
 
 
 def tokenizer_type_of(model: nn.Module) -> TokenizerType:
@@ -54,34 +62,6 @@ def tokenizer_type_of(model: nn.Module) -> TokenizerType:
         f"{[e.model_class.__name__ for e in TOKENIZER_TYPES.values()]} "
         "(hf_vq.training.tokenizer_types.TOKENIZER_TYPES)."
     )
-
-
-def load_init_model(source: str) -> nn.Module:
-    """`--init-from`: a local `save_pretrained` folder, or a Hub id; a missing local path is never sent to the Hub,
-    and every failure names the folder or id, what was tried and the fix."""
-    from transformers import AutoModel
-
-    path = Path(source).expanduser()
-    if path.exists() and not (path / "config.json").is_file():
-        raise FileNotFoundError(
-            f"--init-from {source!r}: {path} is not a model folder (no config.json in it). Give a folder written by "
-            "save_pretrained or `hf-vq train`, or a Hub model id."
-        )
-    if not path.exists() and looks_like_local_path(source):
-        raise FileNotFoundError(missing_source_message(source, "--init-from", "model"))
-    try:
-        return AutoModel.from_pretrained(source)
-    except SafetensorError as error:
-        raise OSError(
-            f"--init-from {source!r}: a weights file in it is incomplete or corrupt (safetensors: {error}). Save or "
-            "download the model again."
-        ) from None
-    except OSError as error:
-        detail = " ".join(str(error).split())
-        if path.exists():  # e.g. an incomplete or corrupt weights file: transformers' message names it
-            raise OSError(f"--init-from {source!r}: {detail}") from None
-        message = missing_source_message(source, "--init-from", "model")
-        raise FileNotFoundError(message if hub_is_offline() else f"{message} (transformers: {detail[:200]})") from None
 
 
 def new_model_config(entry: TokenizerType, args: TrainArguments):
@@ -128,8 +108,10 @@ def new_model_config(entry: TokenizerType, args: TrainArguments):
     source = f"the main job's {args.model_type}" + (" with --model-config on top" if args.model_config else "")
     logger.info(
         "Model config (%s; the fields that differ from %s's defaults): %s",
-        source, entry.config_class.__name__, json.dumps(config_differences(config)),
-    )  # fmt: skip
+        source,
+        entry.config_class.__name__,
+        json.dumps(config_differences(config)),
+    )
     return config
 
 
@@ -144,7 +126,7 @@ def build_models(args: TrainArguments) -> tuple[nn.Module, nn.Module | None]:
     """The tokenizer and, for an adversarial type, its discriminator: fresh, or loaded with `--init-from`."""
     discriminator = None
     if args.init_from is not None:
-        model = load_init_model(args.init_from)
+        model = load_model(args.init_from, flag="--init-from")
         # The base model's card (recipe, results) describes the base model: this run writes its own at the end.
         model.card_info = None
         entry = tokenizer_type_of(model)
@@ -192,8 +174,14 @@ class TokenizerTask(Task):
     example_name = "images"
     progress_keys = ("loss", "reconstruction_loss", "perceptual_loss", "gan_loss", "codebook_usage")
     output_names = (
-        "config.json", "model.safetensors", "README.md", "card_info.json", SAMPLES_NAME, "samples", "discriminator",
-    )  # fmt: skip
+        "config.json",
+        "model.safetensors",
+        "README.md",
+        "card_info.json",
+        SAMPLES_NAME,
+        "samples",
+        "discriminator",
+    )
 
     def __init__(self, args: TrainArguments):
         self.args = args
@@ -249,14 +237,16 @@ class TokenizerTask(Task):
             self.discriminator_trains = self.objective.config.trains_discriminator(max_train_steps - 1)
             if self.gan_off:  # a column of zeros on the progress bar tells the user nothing
                 self.progress_keys = tuple(key for key in type(self).progress_keys if key != "gan_loss")
-        self.resolve_adam_beta1()  # follows the GAN's schedule; set before the loop builds the optimizers
 
-    def resolve_adam_beta1(self) -> None:
-        """`--adam-beta1` unset: taming's 0.5 when the discriminator trains in this run, else Adam's own 0.9. The
-        value used goes into training_args.json and the card like any flag."""
-        if self.args.adam_beta1 is None:
-            self.args.adam_beta1 = default_adam_beta1(self.discriminator_trains)
-            logger.info("Adam beta1 %s (%s).", self.args.adam_beta1, "GAN on" if self.discriminator_trains else "no GAN")
+    def adam_betas(self, args: TrainArguments) -> tuple[float, float]:
+        """`--adam-beta1` unset: taming's 0.5 when the discriminator trains in this run (known once `build_objective`
+        has fixed the GAN's schedule), else Adam's own 0.9. The loop builds the optimizers with the value returned
+        and records it in training_args.json like any flag; `args` is left as given."""
+        if args.adam_beta1 is not None:
+            return args.adam_beta1, args.adam_beta2
+        beta1 = default_adam_beta1(self.discriminator_trains)
+        logger.info("Adam beta1 %s (%s).", beta1, "GAN on" if self.discriminator_trains else "no GAN")
+        return beta1, args.adam_beta2
 
     def checkpointed(self) -> list[nn.Module]:
         # The LeCam anchors are moving averages across steps: a resumed run needs them.
@@ -372,63 +362,6 @@ class TokenizerTask(Task):
         log_summary(self.args, run.output_dir, run.state, seconds, has_grid, type(run.sample_model()).__name__)
 
 
-def repeat_main_job(args: TrainArguments) -> str | None:
-    """`hf-vq train` run again into the default `--output-dir` (no --resume-from-checkpoint, no
-    --overwrite-output-dir) continues the earlier run when it is unfinished and its model config is this run's;
-    otherwise (finished, or another model) this run writes to the next free folder, `outputs/hf-vq-train-2`, ...
-    Nothing is ever deleted. Changes `args` in place; returns what happened, for the user, or None."""
-    import dataclasses
-    import types
-
-    from .checkpointing import check_same_configs, list_checkpoints
-
-    default = next(f.default for f in dataclasses.fields(args) if f.name == "output_dir")
-    if args.output_dir != default or args.resume_from_checkpoint is not None or args.overwrite_output_dir:
-        return None
-    folder = Path(default)
-    checkpoints = list_checkpoints(folder)
-    finished = any((folder / name).is_file() for name in ("config.json", "model_index.json"))
-    if not checkpoints and not finished:
-        return None
-    if not finished and args.init_from is None:
-        config = new_model_config(TOKENIZER_TYPES[args.model_type], args)
-        try:
-            check_same_configs(checkpoints[-1], {"model": types.SimpleNamespace(config=config)})
-            args.resume_from_checkpoint = "latest"
-            return (
-                f"{folder} holds an unfinished run of the same model: continuing it from {checkpoints[-1].name}. "
-                "(Start afresh instead: --overwrite-output-dir.)"
-            )
-        except ValueError:
-            pass
-    number = 2
-    while Path(f"{default}-{number}").exists():
-        number += 1
-    args.output_dir = f"{default}-{number}"
-    why = "a finished run" if finished else "an unfinished run of another model"
-    how = "--resume-from-checkpoint latest --max-train-steps N" if finished else "--resume-from-checkpoint latest"
-    return (
-        f"{folder} holds {why}: this run writes to {args.output_dir} and leaves it as it is. (Replace it: "
-        f"--overwrite-output-dir; train it further: {how}.)"
-    )
-
-
 def train(args: TrainArguments) -> int:
     """Runs `hf-vq train` with parsed arguments. Returns 0, or 1 if the run was stopped by non-finite losses."""
     return run_training(args, TokenizerTask(args))
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`hf-vq train ARGS`. Errors propagate: `hf_vq.cli` turns them into one-paragraph messages. Run again into the
-    default output folder, the command continues or moves aside (`repeat_main_job`), and says which."""
-    args = parse_args(argv)
-    message = repeat_main_job(args)
-    if message is not None:
-        print(f"hf-vq train: {message}", file=sys.stderr)
-    return train(args)
-
-
-if __name__ == "__main__":
-    from ..cli import main as cli_main  # the command line's error handling (--debug), for `python -m` too
-
-    sys.exit(cli_main(["train", *sys.argv[1:]]))
