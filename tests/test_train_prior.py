@@ -20,12 +20,11 @@ from hf_vq.evaluation.generation import UNIGRAM, TokenBaselines, position_id_ran
 from hf_vq.generation_commands import train_prior_main
 from hf_vq.modeling import VQPriorConfig, VQPriorForCausalLM, tokenizer_config_hash
 
-from helpers import tiny_vqgan_config
+from helpers import TINY_TOKENIZER, tiny_vqgan_config
 
 pytest.importorskip("diffusers")
 
 # 16 px images, f = 4: 4x4 = 16 ids of 16 codes per image.
-TINY_TOKENIZER = dict(block_out_channels=[8, 16, 16], down_block_types=["DownEncoderBlock2D"] * 3, sample_size=16)
 TINY_PRIOR = ["--hidden-size", "32", "--num-hidden-layers", "1", "--num-attention-heads", "4"]
 NAMES = ["left", "right"]
 
