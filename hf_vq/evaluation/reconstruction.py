@@ -131,8 +131,9 @@ def resolve_eval_split(dataset: str, dataset_config: str | None = None, split: s
         import datasets
 
         try:
-            splits = list(datasets.load_dataset(str(path) if path.is_dir() else dataset, dataset_config,
-                                                streaming=True).keys())
+            splits = list(
+                datasets.load_dataset(str(path) if path.is_dir() else dataset, dataset_config, streaming=True).keys()
+            )
         except Exception as error:  # offline, gated, unknown id: the user can still name a split
             raise ValueError(
                 f"Could not list the splits of --dataset {dataset!r} ({type(error).__name__}: {error}). Name the "
@@ -145,7 +146,9 @@ def resolve_eval_split(dataset: str, dataset_config: str | None = None, split: s
         logger.warning(
             "%s has one split, %r, and no validation/test split: evaluating %r (name another with --split). If the "
             "model was trained on these images, the numbers measure fit, not generalisation.",
-            dataset, splits[0], splits[0],
+            dataset,
+            splits[0],
+            splits[0],
         )
         return splits[0]
     raise ValueError(

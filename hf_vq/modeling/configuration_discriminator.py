@@ -64,6 +64,7 @@ class VQGANDiscriminatorConfig(PreTrainedConfig):
     >>> discriminator = VQGANDiscriminator(config)
     >>> discriminator(torch.randn(2, 3, 64, 64)).logits.shape
     torch.Size([2, 1, 14, 14])
+
     ```
     """
 

@@ -348,17 +348,24 @@ class BaseVQConfig(PreTrainedConfig):
             raise config_error("codebook_dim", "a positive integer or None", self.codebook_dim, "LlamaGen uses 8.")
         if self.codebook_usage_window < 1:
             raise config_error(
-                "codebook_usage_window", "an integer >= 1 (training steps)", self.codebook_usage_window, "Use e.g. 100."
+                "codebook_usage_window",
+                "an integer >= 1 (training steps)",
+                self.codebook_usage_window,
+                "Use e.g. 100.",
             )
         if self.entropy_loss_weight < 0:
-            raise config_error("entropy_loss_weight", "a number >= 0", self.entropy_loss_weight, "Use 0 to disable it.")
+            raise config_error(
+                "entropy_loss_weight", "a number >= 0", self.entropy_loss_weight, "Use 0 to disable it."
+            )
         if self.entropy_temperature <= 0:
             raise config_error("entropy_temperature", "a number > 0", self.entropy_temperature, "Use 0.01.")
         if self.num_quantizers < 1:
             raise config_error("num_quantizers", "an integer >= 1", self.num_quantizers, "Use e.g. 4 for residual_vq.")
         if self.num_quantizers > 1 and self.quantizer_type != "residual_vq":
             raise config_error(
-                "num_quantizers", "1 unless quantizer_type='residual_vq'", self.num_quantizers,
+                "num_quantizers",
+                "1 unless quantizer_type='residual_vq'",
+                self.num_quantizers,
                 "Set `quantizer_type='residual_vq'` to stack quantizers.",
             )
         codebook_options = {
@@ -372,14 +379,18 @@ class BaseVQConfig(PreTrainedConfig):
             used = [name for name, on in codebook_options.items() if on]
             if used:
                 raise config_error(
-                    used[0], f"its plain value: {self.quantizer_type!r} has no learned codebook",
-                    getattr(self, used[0]), f"Reset {used} or use quantizer_type='vq'.",
+                    used[0],
+                    f"its plain value: {self.quantizer_type!r} has no learned codebook",
+                    getattr(self, used[0]),
+                    f"Reset {used} or use quantizer_type='vq'.",
                 )
         if self.quantizer_type == "fsq":
             if self.entropy_loss_weight:
                 raise config_error(
-                    "entropy_loss_weight", "0 for 'fsq' (its grid is used uniformly by construction)",
-                    self.entropy_loss_weight, "Set it to 0.",
+                    "entropy_loss_weight",
+                    "0 for 'fsq' (its grid is used uniformly by construction)",
+                    self.entropy_loss_weight,
+                    "Set it to 0.",
                 )
             self._validate_fsq()
         elif self.quantizer_type == "lfq":
@@ -387,29 +398,36 @@ class BaseVQConfig(PreTrainedConfig):
             if size < 2 or size & (size - 1):
                 lower = 1 << max(size.bit_length() - 1, 1)
                 raise config_error(
-                    "num_vq_embeddings", "a power of 2 for LFQ (one sign bit per channel)", size,
+                    "num_vq_embeddings",
+                    "a power of 2 for LFQ (one sign bit per channel)",
+                    size,
                     f"Try {lower} or {lower * 2}.",
                 )
         elif self.fsq_levels is not None:
             raise config_error("fsq_levels", "None unless quantizer_type='fsq'", self.fsq_levels, "Remove it.")
         if self.codebook_dim is not None and self.quantizer_type in ("fsq", "lfq"):
             raise config_error(
-                "codebook_dim", f"None for {self.quantizer_type!r} (its code size follows from the codebook size)",
-                self.codebook_dim, "Remove it; the projection in and out is added automatically.",
+                "codebook_dim",
+                f"None for {self.quantizer_type!r} (its code size follows from the codebook size)",
+                self.codebook_dim,
+                "Remove it; the projection in and out is added automatically.",
             )
 
     def _validate_fsq(self) -> None:
         suggestion = FSQ_LEVEL_SUGGESTIONS.get(self.num_vq_embeddings, [8, 5, 5, 5])
         if self.fsq_levels is None or len(self.fsq_levels) == 0:
             raise config_error(
-                "fsq_levels", "a list of per-channel level counts for quantizer_type='fsq'", self.fsq_levels,
+                "fsq_levels",
+                "a list of per-channel level counts for quantizer_type='fsq'",
+                self.fsq_levels,
                 f"Use e.g. fsq_levels={suggestion} with num_vq_embeddings={math.prod(suggestion)}.",
             )
         if min(self.fsq_levels) < 2:
             raise config_error("fsq_levels", "levels >= 2", self.fsq_levels, f"Use e.g. {suggestion}.")
         if math.prod(self.fsq_levels) != self.num_vq_embeddings:
             raise config_error(
-                "num_vq_embeddings", f"the product of `fsq_levels` {self.fsq_levels} for FSQ",
+                "num_vq_embeddings",
+                f"the product of `fsq_levels` {self.fsq_levels} for FSQ",
                 self.num_vq_embeddings,
                 f"Set num_vq_embeddings={math.prod(self.fsq_levels)}, or fsq_levels={suggestion} for "
                 f"{math.prod(suggestion)} codes.",

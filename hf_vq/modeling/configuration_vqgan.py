@@ -64,11 +64,13 @@ class VQGANConfig(BaseVQConfig):
 
     ```python
     >>> from hf_vq import VQGANConfig, VQGANModel
-    >>> config = VQGANConfig(block_out_channels=[32, 64], down_block_types=["DownEncoderBlock2D", "AttnDownEncoderBlock2D"],
-    ...                      layers_per_block=1, latent_channels=8, num_vq_embeddings=256, norm_num_groups=8)
+    >>> config = VQGANConfig(
+    ...     block_out_channels=[32, 64], down_block_types=["DownEncoderBlock2D", "AttnDownEncoderBlock2D"],
+    ...     layers_per_block=1, latent_channels=8, num_vq_embeddings=256, norm_num_groups=8)
     >>> model = VQGANModel(config)
     >>> model.downsampling_factor
     2
+
     ```
     """
 
@@ -119,7 +121,9 @@ class VQGANConfig(BaseVQConfig):
     def validate_vqgan_fields(self) -> None:
         levels = len(self.block_out_channels)
         if levels < 1:
-            raise config_error("block_out_channels", "a non-empty list", self.block_out_channels, "Use e.g. [128, 256].")
+            raise config_error(
+                "block_out_channels", "a non-empty list", self.block_out_channels, "Use e.g. [128, 256]."
+            )
         if min(self.block_out_channels) < 1:
             raise config_error(
                 "block_out_channels", "positive channel counts", self.block_out_channels, "Use e.g. [128, 256]."

@@ -37,9 +37,11 @@ class VQVAEConfig(BaseVQConfig):
 
     ```python
     >>> from hf_vq import VQVAEConfig, VQVAEModel
-    >>> model = VQVAEModel(VQVAEConfig(hidden_channels=32, residual_hidden_channels=16, latent_channels=8, num_vq_embeddings=64))
+    >>> config = VQVAEConfig(hidden_channels=32, residual_hidden_channels=16, latent_channels=8, num_vq_embeddings=64)
+    >>> model = VQVAEModel(config)
     >>> model.downsampling_factor
     4
+
     ```
     """
 

@@ -60,6 +60,7 @@ class VQVAE2Config(BaseVQConfig):
     >>> top, bottom = model.encode_to_indices(torch.rand(1, 3, 32, 32) * 2 - 1)
     >>> top.shape, bottom.shape
     (torch.Size([1, 4, 4]), torch.Size([1, 8, 8]))
+
     ```
     """
 
@@ -98,8 +99,10 @@ class VQVAE2Config(BaseVQConfig):
             raise config_error("num_residual_layers", "an integer >= 0", self.num_residual_layers, "Use e.g. 2.")
         if self.quantizer_type == "residual_vq":
             raise config_error(
-                "quantizer_type", "'vq', 'fsq' or 'lfq' for VQ-VAE-2 (its levels already refine each other)",
-                self.quantizer_type, "Use quantizer_type='vq'.",
+                "quantizer_type",
+                "'vq', 'fsq' or 'lfq' for VQ-VAE-2 (its levels already refine each other)",
+                self.quantizer_type,
+                "Use quantizer_type='vq'.",
             )
         self._validate_top_level()
         multiple = self.image_multiple
@@ -114,16 +117,16 @@ class VQVAE2Config(BaseVQConfig):
         if self.quantizer_type == "fsq":
             if not self.top_fsq_levels or math.prod(self.top_fsq_levels) != size or min(self.top_fsq_levels) < 2:
                 raise config_error(
-                    "top_fsq_levels", f"levels >= 2 whose product is `top_num_vq_embeddings` ({size})",
-                    self.top_fsq_levels, "Use e.g. top_fsq_levels=[8, 6, 5] with top_num_vq_embeddings=240.",
+                    "top_fsq_levels",
+                    f"levels >= 2 whose product is `top_num_vq_embeddings` ({size})",
+                    self.top_fsq_levels,
+                    "Use e.g. top_fsq_levels=[8, 6, 5] with top_num_vq_embeddings=240.",
                 )
         elif self.top_fsq_levels is not None:
             raise config_error("top_fsq_levels", "None unless quantizer_type='fsq'", self.top_fsq_levels, "Remove it.")
         if self.quantizer_type == "lfq" and (size < 2 or size & (size - 1)):
             lower = 1 << max(size.bit_length() - 1, 1)
-            raise config_error(
-                "top_num_vq_embeddings", "a power of 2 for LFQ", size, f"Try {lower} or {lower * 2}."
-            )
+            raise config_error("top_num_vq_embeddings", "a power of 2 for LFQ", size, f"Try {lower} or {lower * 2}.")
 
     @property
     def bottom_downsampling_factor(self) -> int:
@@ -150,7 +153,9 @@ class VQVAE2Config(BaseVQConfig):
         kwargs = super().quantizer_kwargs()
         if level == "top":
             kwargs.update(
-                codebook_size=self.top_num_vq_embeddings, embed_dim=self.top_vq_embed_dim, fsq_levels=self.top_fsq_levels
+                codebook_size=self.top_num_vq_embeddings,
+                embed_dim=self.top_vq_embed_dim,
+                fsq_levels=self.top_fsq_levels,
             )
         elif level != "bottom":
             raise ValueError(f"`level` must be 'top' or 'bottom'; got {level!r}.")

@@ -221,9 +221,13 @@ class MidBlock(nn.Module):
     ):
         super().__init__()
         block = dict(norm_num_groups=norm_num_groups, act_fn=act_fn, dropout=dropout, zq_channels=zq_channels)
-        self.resnets = nn.ModuleList([ResnetBlock(channels, channels, **block), ResnetBlock(channels, channels, **block)])
+        self.resnets = nn.ModuleList(
+            [ResnetBlock(channels, channels, **block), ResnetBlock(channels, channels, **block)]
+        )
         self.attentions = nn.ModuleList(
-            [AttentionBlock(channels, norm_num_groups=norm_num_groups, zq_channels=zq_channels)] if add_attention else []
+            [AttentionBlock(channels, norm_num_groups=norm_num_groups, zq_channels=zq_channels)]
+            if add_attention
+            else []
         )
 
     def forward(self, hidden_states: torch.Tensor, zq: torch.Tensor | None = None) -> torch.Tensor:
@@ -269,7 +273,11 @@ class Encoder(nn.Module):
             )
             channels = block_out_channels[i]
         self.mid_block = MidBlock(
-            channels, add_attention=mid_block_add_attention, norm_num_groups=norm_num_groups, act_fn=act_fn, dropout=dropout
+            channels,
+            add_attention=mid_block_add_attention,
+            norm_num_groups=norm_num_groups,
+            act_fn=act_fn,
+            dropout=dropout,
         )
         self.conv_norm_out = nn.GroupNorm(norm_num_groups, channels, eps=NORM_EPS)
         self.conv_act = ACTIVATIONS[act_fn]()
@@ -356,8 +364,14 @@ class VQVAEEncoder(nn.Module):
     """Stride-2 4×4 convolutions, a 3×3 conv, a residual stack and a 3×3 projection to the latent channels."""
 
     def __init__(
-        self, *, in_channels: int, out_channels: int, hidden_channels: int, residual_hidden_channels: int,
-        num_residual_layers: int, num_downsample_layers: int,
+        self,
+        *,
+        in_channels: int,
+        out_channels: int,
+        hidden_channels: int,
+        residual_hidden_channels: int,
+        num_residual_layers: int,
+        num_downsample_layers: int,
     ):
         super().__init__()
         self.downsamplers = nn.ModuleList(
@@ -387,8 +401,14 @@ class VQVAEDecoder(nn.Module):
     conditions_on_codes = False
 
     def __init__(
-        self, *, in_channels: int, out_channels: int, hidden_channels: int, residual_hidden_channels: int,
-        num_residual_layers: int, num_upsample_layers: int,
+        self,
+        *,
+        in_channels: int,
+        out_channels: int,
+        hidden_channels: int,
+        residual_hidden_channels: int,
+        num_residual_layers: int,
+        num_upsample_layers: int,
     ):
         super().__init__()
         self.conv_in = nn.Conv2d(in_channels, hidden_channels, kernel_size=3, padding=1)

@@ -105,7 +105,8 @@ class VQModelOutput(ModelOutput):
         codebook_usage (`torch.FloatTensor` of shape `()`):
             Fraction of the codebook used in the batch.
         entropy_loss (`torch.FloatTensor` of shape `()`):
-            Weighted entropy term of the quantizer (0 unless `config.entropy_loss_weight > 0`); part of `quantizer_loss`.
+            Weighted entropy term of the quantizer (0 unless `config.entropy_loss_weight > 0`); part of
+            `quantizer_loss`.
         running_usage (`torch.FloatTensor` of shape `()`):
             Fraction of the codebook used over the last `config.codebook_usage_window` training steps.
         dead_codes (`torch.LongTensor` of shape `()`):

@@ -6,8 +6,9 @@ import os
 
 from torch import nn
 
-# diffusers records a pipeline component from a library it does not know by its module ("hf_vq.modeling.modeling_vqgan")
-# and, when loading, picks the load method by finding a known base class *in that module*: PreTrainedModel.
+# diffusers records a pipeline component from a library it does not know by its module
+# ("hf_vq.modeling.modeling_vqgan") and, when loading, picks the load method by finding a known base class *in that
+# module*: PreTrainedModel.
 from transformers import PreTrainedModel  # noqa: F401
 
 from .configuration_vqgan import VQGANConfig
@@ -33,13 +34,16 @@ class VQGANModel(SingleGridMixin, VQPreTrainedModel):
     torch.Size([1, 16, 16])
     >>> model.decode_indices(tokens).shape
     torch.Size([1, 3, 32, 32])
+
     ```
     """
 
     config_class = VQGANConfig
     model_card_name = "VQ-GAN"
     model_card_tag = "vq-gan"
-    model_card_description = "taming-transformers / latent-diffusion convolutional autoencoder (Esser et al. 2021, arXiv:2012.09841)"
+    model_card_description = (
+        "taming-transformers / latent-diffusion convolutional autoencoder (Esser et al. 2021, arXiv:2012.09841)"
+    )
 
     def __init__(self, config: VQGANConfig):
         super().__init__(config)
@@ -94,7 +98,9 @@ class VQGANModel(SingleGridMixin, VQPreTrainedModel):
             subfolder (`str`, *optional*): component folder inside a pipeline repository (`"vqvae"`, `"movq"`).
             config_overrides: [`VQGANConfig`] fields set on top of the translated config, e.g. `pixel_range=(0, 1)`.
         """
-        return integration("from_diffusers", "`from_diffusers`")(cls, model_or_path, subfolder=subfolder, **config_overrides)
+        return integration("from_diffusers", "`from_diffusers`")(
+            cls, model_or_path, subfolder=subfolder, **config_overrides
+        )
 
 
 __all__ = ["VQGANModel"]

@@ -28,13 +28,16 @@ class VQVAEModel(SingleGridMixin, VQPreTrainedModel):
     ...                                num_vq_embeddings=32)).eval()
     >>> model(torch.rand(2, 3, 32, 32) * 2 - 1).indices.shape
     torch.Size([2, 8, 8])
+
     ```
     """
 
     config_class = VQVAEConfig
     model_card_name = "VQ-VAE"
     model_card_tag = "vq-vae"
-    model_card_description = "strided-convolution autoencoder with residual stacks (van den Oord et al. 2017, arXiv:1711.00937)"
+    model_card_description = (
+        "strided-convolution autoencoder with residual stacks (van den Oord et al. 2017, arXiv:1711.00937)"
+    )
 
     def __init__(self, config: VQVAEConfig):
         super().__init__(config)

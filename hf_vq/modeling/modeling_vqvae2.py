@@ -41,6 +41,7 @@ class VQVAE2Model(VQPreTrainedModel):
     >>> ids = model.encode_to_indices(torch.rand(2, 3, 32, 32) * 2 - 1)
     >>> model.decode_indices(ids).shape
     torch.Size([2, 3, 32, 32])
+
     ```
     """
 
@@ -129,7 +130,9 @@ class VQVAE2Model(VQPreTrainedModel):
     def decode_indices(self, indices: tuple[torch.LongTensor, torch.LongTensor]) -> torch.FloatTensor:
         """`(top, bottom)` token ids -> images `(B, C, H, W)`."""
         top, bottom = self._check_indices(indices)
-        return self._decode_codes(self.quantize_top.indices_to_codes(top), self.quantize_bottom.indices_to_codes(bottom))
+        return self._decode_codes(
+            self.quantize_top.indices_to_codes(top), self.quantize_bottom.indices_to_codes(bottom)
+        )
 
     # ----------------------------------------------------------------------------------------- forward
 

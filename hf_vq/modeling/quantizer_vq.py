@@ -161,7 +161,9 @@ class VectorQuantizer(BaseQuantizer):
             codebook_term = F.mse_loss(codes, flat.detach())
             commitment_term = F.mse_loss(flat, codes.detach())
             beta = self.commitment_cost
-            codebook_loss = self.codebook_loss_weight * (beta if self.beta_placement == "codebook" else 1.0) * codebook_term
+            codebook_loss = (
+                self.codebook_loss_weight * (beta if self.beta_placement == "codebook" else 1.0) * codebook_term
+            )
             if self.use_ema:
                 codebook_loss = codebook_term.detach() * 0.0  # the codes move by EMA, not by this term
             commitment_loss = (beta if self.beta_placement == "commitment" else 1.0) * commitment_term
@@ -193,7 +195,7 @@ class VectorQuantizer(BaseQuantizer):
                 entropy_loss=entropy,
             )
 
-    # ------------------------------------------------------------------------------------------------- training-time updates
+    # ------------------------------------------------------------------------------------- training-time updates
 
     @torch.no_grad()
     def training_updates(self, flat: torch.Tensor, indices: torch.Tensor) -> None:
@@ -250,7 +252,9 @@ class VectorQuantizer(BaseQuantizer):
             # With fewer latents than codes some rows repeat; a little noise separates the copies.
             centroids = centroids + 0.01 * flat.std() * torch.randn_like(centroids)
             for _ in range(self.kmeans_iters):
-                assign = nearest_code(flat, F.normalize(centroids, dim=-1) if self.l2_norm else centroids, self.chunk_size)
+                assign = nearest_code(
+                    flat, F.normalize(centroids, dim=-1) if self.l2_norm else centroids, self.chunk_size
+                )
                 counts = torch.bincount(assign, minlength=self.codebook_size).float()
                 sums = torch.zeros_like(centroids).index_add_(0, assign, flat)
                 filled = counts > 0

@@ -47,7 +47,9 @@ def build_quantizer(
             `"lfq"` takes `commitment_cost`, `entropy_loss_weight` and `entropy_temperature` of them, `"fsq"` none.
     """
     if quantizer_type == "vq":
-        return VectorQuantizer(codebook_size=codebook_size, embed_dim=embed_dim, usage_window=usage_window, **vq_options)
+        return VectorQuantizer(
+            codebook_size=codebook_size, embed_dim=embed_dim, usage_window=usage_window, **vq_options
+        )
     if quantizer_type == "residual_vq":
         return ResidualVectorQuantizer(
             num_quantizers=num_quantizers,

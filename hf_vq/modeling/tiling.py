@@ -130,7 +130,6 @@ def tile_geometry(factor: int, sample_size: int, tile_sample_size: int | None, o
     return tile, overlap_pixels
 
 
-
 class TilingMixin:
     """Tiled encode and decode for a single-grid tokenizer (see [`modeling_utils.SingleGridMixin`], which
     inherits it). The model provides `config.sample_size`, `downsampling_factor`, `encoder`, `quant_conv`,

@@ -472,7 +472,8 @@ def _check_level(level: TokenLevel, ids: Any, where: str) -> None:
     if not isinstance(ids, torch.Tensor) or ids.is_floating_point() or ids.is_complex():
         received = ids.dtype if isinstance(ids, torch.Tensor) else type(ids).__name__
         raise TypeError(
-            f"Token ids{where} must be an integer tensor of shape ({level.layout_text}); got {received}. Use `.long()`."
+            f"Token ids{where} must be an integer tensor of shape ({level.layout_text}); got {received}. "
+            "Use `.long()`."
         )
     fixed = None if level.downsampling_factor is not None else level.token_shape(0, 0)
     wrong_stages = level.stacked and ids.dim() == 1 + level.rank and ids.shape[-1] != level.depth
