@@ -336,7 +336,7 @@ class SingleGridMixin(TilingMixin):
 
         Args:
             pixel_values (`torch.FloatTensor` of shape `(batch_size, in_channels, height, width)`):
-                Images in `config.pixel_range`; height and width divisible by `downsampling_factor`.
+                Images in `config.pixel_range`; height and width divisible by `image_multiple`.
         """
         if self._tiling_applies(pixel_values.shape[-2:] if isinstance(pixel_values, torch.Tensor) else ()):
             output = self.tiled_encode(pixel_values, *self._tiling)
