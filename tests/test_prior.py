@@ -18,10 +18,10 @@ from hf_vq import VQGANModel
 from hf_vq.modeling import configuration_prior, modeling_prior, prior_interface
 from hf_vq.modeling.configuration_prior import VQPriorConfig, tokenizer_config_hash
 from hf_vq.modeling.modeling_prior import VQPriorForCausalLM
+from hf_vq.modeling.prior_interface import VQPriorMixin
 
-from helpers import tiny_vqgan_config
+from helpers import TINY_TRANSFORMER, tiny_vqgan_config
 
-TINY_TRANSFORMER = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4)
 ONE_GRID = [{"name": "tokens", "downsampling_factor": 4, "codebook_size": 16}]
 # A VQ-VAE-2-like layout: a coarse grid, and a fine grid with two residual stages per position.
 TWO_LEVELS = [
@@ -133,6 +133,20 @@ def test_loss_is_image_tokens_only_and_ignores_the_class_position():
     unconditional = tiny_prior(num_classes=0)
     ids = unconditional.build_input_ids(torch.randint(0, 16, (2, 4, 4)))
     assert (ids[:, 0] == unconditional.config.null_class_token_id).all()
+
+
+def test_the_causal_prior_implements_the_prior_interface():
+    prior = tiny_prior()
+    assert isinstance(prior, VQPriorMixin) and prior.held_out_metric == "nll"
+    assert prior.sampling_options() == {"temperature": 1.0, "top_k": None, "top_p": None}
+    ids = prior.build_input_ids(torch.randint(0, 16, (2, 4, 4)), class_labels=[0, 2])
+    assert set(prior.training_inputs(ids)) == {"input_ids", "labels"}
+    torch.testing.assert_close(prior.training_loss(ids), prior(input_ids=ids, labels=ids).loss)  # eval: no dropout
+    nats, count = prior.score_input_ids(ids)
+    assert count == 2 * 16 and prior.held_out_score(ids[:, 1:], [0, 2])["nats_per_token"] == pytest.approx(nats / 32)
+    prior.check_sampling_options({"temperature": 0.5, "top_k": 3})
+    with pytest.raises(ValueError, match="'num_inference_steps' is not a sampling option.*temperature, top_k, top_p"):
+        prior.check_sampling_options({"num_inference_steps": 8})
 
 
 def test_class_dropout_replaces_the_class_token_with_null_in_training_only():

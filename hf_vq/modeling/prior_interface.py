@@ -177,7 +177,9 @@ class VQPriorMixin:
         return {
             p.name: p.default
             for p in parameters
-            if p.name != "self" and p.name not in COMMON_SAMPLING_ARGUMENTS and p.kind is p.POSITIONAL_OR_KEYWORD
+            if p.name != "self"
+            and p.name not in COMMON_SAMPLING_ARGUMENTS
+            and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
         }
 
     def check_sampling_options(self, options: Mapping[str, Any]) -> None:
