@@ -9,7 +9,9 @@ a class token (or the null-class token) at position 0, then the image's ids in t
     V + num_classes             the null class: class dropout in training, the unconditional branch of guidance,
                                 and the only prefix of an unconditional prior
 
-and `vocab_size` is derived from it, never set by hand.
+and `vocab_size` is derived from it, never set by hand. It is the config of the `"causal"` prior family; what the
+rest of hf-vq reads from a prior's config (see `prior_interface.py`) lives here, so another family's config can
+subclass it under its own `model_type`.
 """
 
 from __future__ import annotations

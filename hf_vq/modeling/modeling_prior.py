@@ -4,6 +4,10 @@ targets, class dropout, optional 2-D position embeddings, and a sampler with bat
 Sequence of one image: `[class or null token, image id 0, ..., image id L-1]` (see [`VQPriorConfig`] for the
 vocabulary). Causal-LM shifting makes the prefix a condition, never a target: the loss is cross-entropy over the L
 image ids only.
+
+It is the `"causal"` prior family: it implements the prior interface ([`VQPriorMixin`], `prior_interface.py`), which
+is all that training, evaluation and `VQImagePipeline` call. LlamaGen's 2-D rotary positions belong here, as another
+`position_embedding`; a family that decodes otherwise (MaskGIT's masked prior) is a new model file of its own.
 """
 
 from __future__ import annotations
