@@ -58,7 +58,7 @@ def load_model(
     import transformers
     from safetensors import SafetensorError
 
-    from . import modeling  # noqa: F401  (registers the hf-vq models with transformers' Auto classes)
+    from .modeling import VQPreTrainedModel  # noqa: F401  (registers the hf-vq models with the Auto classes)
 
     path = Path(name_or_path).expanduser()
     folder = path / subfolder
