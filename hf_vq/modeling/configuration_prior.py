@@ -29,7 +29,12 @@ POSITION_EMBEDDINGS = ("rope", "rope+2d")
 
 # Keys of a tokenizer's config that change when it is saved, loaded, cast or moved but do not change its ids.
 _VOLATILE_TOKENIZER_KEYS = {
-    "transformers_version", "architectures", "auto_map", "dtype", "torch_dtype", "name_or_path"
+    "transformers_version",
+    "architectures",
+    "auto_map",
+    "dtype",
+    "torch_dtype",
+    "name_or_path",
 }
 
 
@@ -100,6 +105,9 @@ class VQPriorConfig(LlamaConfig):
     """
 
     model_type = "hf_vq_prior"
+    # Tokens after the classes: the null class. A family with more (a masked prior's [MASK] id) raises it in its
+    # config subclass, and `vocab_size` follows.
+    num_special_tokens = 1
 
     token_levels: list | None = None
     image_size: int | list | tuple = 256
@@ -121,13 +129,15 @@ class VQPriorConfig(LlamaConfig):
         self.token_levels = [_level_dict(level) for level in self.token_levels]
         self.image_size = [self.image_size] * 2 if isinstance(self.image_size, int) else list(self.image_size)
         self.validate_prior_fields()
-        derived = self.image_vocab_size + self.num_classes + 1
+        special = self.num_special_tokens
+        derived = self.image_vocab_size + self.num_classes + special
         if self.vocab_size is None:
             self.vocab_size = derived
         elif self.vocab_size != derived:
             raise _error(
                 "vocab_size",
-                f"image ids + classes + null token = {self.image_vocab_size} + {self.num_classes} + 1 = {derived}",
+                f"image ids + classes + special tokens = {self.image_vocab_size} + {self.num_classes} + {special} = "
+                f"{derived}",
                 self.vocab_size,
                 "Leave `vocab_size` unset: it is derived from `token_levels` and `num_classes`.",
             )
