@@ -98,7 +98,8 @@ def test_sampling_options_pass_through_to_the_prior(pipe):
     )
     assert torch.equal(ids, expected)
     greedy = run(pipe, output_type="latent", temperature=0)
-    assert torch.equal(greedy, pipe.transformer.generate_indices(class_labels=[0, 2], guidance_scale=2.0, temperature=0))
+    expected = pipe.transformer.generate_indices(class_labels=[0, 2], guidance_scale=2.0, temperature=0)
+    assert torch.equal(greedy, expected)
 
 
 def test_unconditional_prior():
