@@ -17,7 +17,7 @@ from hf_vq.cli import main as cli
 from hf_vq.data import fashion_mnist
 from hf_vq.data import tokens as token_files
 from hf_vq.evaluation.generation import UNIGRAM, TokenBaselines, position_id_ranges, prior_nll
-from hf_vq.generation_commands import train_prior_main
+from hf_vq.commands.train_prior import main as train_prior_main
 from hf_vq.modeling import VQPriorConfig, VQPriorForCausalLM, tokenizer_config_hash
 
 from helpers import TINY_TOKENIZER, tiny_vqgan_config
