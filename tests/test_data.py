@@ -92,6 +92,7 @@ def test_builtin_photos_exist_and_the_split_is_by_photo():
     assert images.shape == (4, 3, 32, 32) and skipped == 0
 
 
+@pytest.mark.slow  # decodes and augments the built-in photos twice: ~3-7 s
 def test_builtin_stream_is_endless_and_reproducible():
     first = build_train_stream(None, resolution=32, seed=7, shuffle_buffer_size=8)
     second = build_train_stream(None, resolution=32, seed=7, shuffle_buffer_size=8)

@@ -13,7 +13,6 @@ import subprocess
 import sys
 import textwrap
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -24,6 +23,7 @@ from hf_vq.modeling.layers import AttentionBlock, ResnetBlock
 from hf_vq.modeling.tiling import tile_starts
 
 from helpers import TINY_VQGAN as TINY
+from helpers import photo_batch
 
 ATOL = 1e-5
 
@@ -35,10 +35,7 @@ def tiny_model(**overrides) -> VQGANModel:
 
 def photo(size: int = 64) -> torch.Tensor:
     """skimage's astronaut, area-downsampled to `size` x `size`, in [-1, 1], shape (1, 3, size, size)."""
-    from skimage import data
-
-    image = torch.from_numpy(np.ascontiguousarray(data.astronaut())).permute(2, 0, 1).float().unsqueeze(0)
-    return F.interpolate(image, size=(size, size), mode="area") / 127.5 - 1.0
+    return photo_batch(size, batch=1)
 
 
 def diffusers_peer(model: VQGANModel):

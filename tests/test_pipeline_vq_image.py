@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from helpers import tiny_vqgan_config
+from helpers import TINY_TRANSFORMER, tiny_vqgan_config
 
 pytest.importorskip("diffusers")
 
@@ -18,14 +18,13 @@ from hf_vq.modeling.configuration_prior import VQPriorConfig
 from hf_vq.modeling.modeling_prior import VQPriorForCausalLM
 from hf_vq.pipelines import VQImagePipeline, pipeline_vq_image
 
-TINY_TRANSFORMER = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4)
 CLASSES = {0: "astronaut", 1: "coffee", 2: "camera"}
 
 
 def tiny_pipeline(**prior_fields) -> VQImagePipeline:
     torch.manual_seed(0)
     vqvae = VQGANModel(tiny_vqgan_config(sample_size=8)).eval()
-    fields = {**dict(num_classes=3, id2label=CLASSES), **TINY_TRANSFORMER, **prior_fields}
+    fields = {**dict(num_classes=3, id2label=CLASSES), **TINY_TRANSFORMER, "num_hidden_layers": 1, **prior_fields}
     prior = VQPriorForCausalLM(VQPriorConfig.from_tokenizer(vqvae, **fields)).eval()
     pipe = VQImagePipeline(vqvae=vqvae, transformer=prior)
     pipe.set_progress_bar_config(disable=True)
