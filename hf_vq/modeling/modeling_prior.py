@@ -232,6 +232,7 @@ class VQPriorForCausalLM(LlamaForCausalLM, VQPriorMixin):
         """`labels=input_ids`: cross-entropy over the image ids (see [`forward`]), class dropout included."""
         return {"input_ids": input_ids, "labels": input_ids}
 
+    @torch.no_grad()
     def score_input_ids(self, input_ids: torch.LongTensor) -> tuple[float, int]:
         """The NLL of the image ids of `input_ids`, summed: at each position the softmax is taken over that
         position's id range, as in sampling (class, null and other-range ids are dropped)."""
