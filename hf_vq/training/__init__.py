@@ -8,7 +8,8 @@ final save (`output.py`).
 """
 
 from .arguments import LoopArguments
-from .loop import Run, run_training
+from .loop import run_training
+from .task import Run
 from .task import Task, TaskStep, Trainable, TrainData
 from .tokenizer import TokenizerTask, train
 from .tokenizer_arguments import TrainArguments, parse_train_args

@@ -24,16 +24,13 @@ import dataclasses
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any
+from dataclasses import asdict
 
 import torch
 from torch import nn
 
 from .arguments import LoopArguments, resolve_max_train_steps
 from .checkpointing import (
-    TrainingState,
     check_checkpoint,
     check_output_dir,
     check_same_configs,
@@ -47,7 +44,7 @@ from .checkpointing import (
 )
 from .output import abort_staged_save, begin_staged_save, finish_staged_save
 from .step import StepOutput, optimizer_step, train_step
-from .task import Task, Trainable, TrainData
+from .task import Run, Task, Trainable
 
 logger = logging.getLogger(__name__)
 
@@ -130,64 +127,6 @@ def build_ema(args: LoopArguments, model: nn.Module):
     ema = AveragedModel(model, multi_avg_fn=ema_update, use_buffers=True)
     ema.module.requires_grad_(False)
     return ema
-
-
-# ----------------------------------------------------------------------------------------------------------
-# The run
-
-
-@dataclass
-class Run:
-    """Everything one training run holds, prepared for the accelerator."""
-
-    args: LoopArguments  # as given, with the task's resolved values ([`run_arguments`]): training_args.json
-    task: Task
-    accelerator: Any
-    names: list[str]  # trainables' names, in `models` order
-    models: list  # prepared (DDP-wrapped when distributed)
-    optimizers: list
-    schedulers: list
-    learning_rates: list[float]  # the rates actually used (scaled with `--scale-lr`), per model
-    dataloader: Any
-    data: TrainData
-    ema: Any | None
-    max_train_steps: int
-    state: TrainingState = field(default_factory=TrainingState)
-    epoch: int = 0  # this rank's data epoch and batches to replay in it, after a resume
-    replay: int = 0
-    save_dir: Path | None = None  # where `Task.save` writes: the final save's staging folder (see `finish`)
-
-    def __post_init__(self):
-        self.save_dir = self.save_dir or self.output_dir
-
-    @property
-    def model(self):
-        return self.models[0]
-
-    @property
-    def output_dir(self) -> Path:
-        return Path(self.args.output_dir)
-
-    def sample_model(self):
-        """What gets saved and shown: the EMA weights when enabled."""
-        return self.ema.module if self.ema is not None else self.accelerator.unwrap_model(self.model)
-
-    def training_recipe(self, **task_rows: Any) -> dict:
-        """The model card's `training` table: the loop's rows, with the task's (`task_rows`) after the schedule."""
-        args, accelerator = self.args, self.accelerator
-        device = accelerator.device
-        name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type.upper()  # CPU, MPS, ...
-        return {
-            "dataset": self.data.description,
-            "steps": self.state.global_step,
-            "batch_size": args.train_batch_size * args.gradient_accumulation_steps * accelerator.num_processes,
-            "learning_rate": self.learning_rates[0],
-            "lr_schedule": f"{args.lr_scheduler}, {args.lr_warmup_steps} warm-up steps",
-            **task_rows,
-            "precision": args.mixed_precision if args.mixed_precision != "no" else "fp32",
-            "ema": f"decay {args.ema_decay} (saved weights)" if args.use_ema else "off",
-            "hardware": f"{accelerator.num_processes}x {name}",
-        }
 
 
 def set_up(args: LoopArguments, task: Task) -> Run:

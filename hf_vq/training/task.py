@@ -16,16 +16,17 @@ returns from a hook, and the loop records the values used in training_args.json.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
+from .checkpointing import TrainingState
+
 if TYPE_CHECKING:
     from .arguments import LoopArguments
-    from .loop import Run
 
 logger = logging.getLogger(__name__)
 
@@ -125,4 +126,63 @@ class Task:
         """On the main process, after saving (and pushing): tell the user where everything is."""
 
 
-__all__ = ["Task", "TaskStep", "TrainData", "Trainable"]
+
+# ----------------------------------------------------------------------------------------------------------
+# The run: what the loop hands to the hooks
+
+
+@dataclass
+class Run:
+    """Everything one training run holds, prepared for the accelerator."""
+
+    args: LoopArguments  # as given, with the task's resolved values ([`run_arguments`]): training_args.json
+    task: Task
+    accelerator: Any
+    names: list[str]  # trainables' names, in `models` order
+    models: list  # prepared (DDP-wrapped when distributed)
+    optimizers: list
+    schedulers: list
+    learning_rates: list[float]  # the rates actually used (scaled with `--scale-lr`), per model
+    dataloader: Any
+    data: TrainData
+    ema: Any | None
+    max_train_steps: int
+    state: TrainingState = field(default_factory=TrainingState)
+    epoch: int = 0  # this rank's data epoch and batches to replay in it, after a resume
+    replay: int = 0
+    save_dir: Path | None = None  # where `Task.save` writes: the final save's staging folder (see `finish`)
+
+    def __post_init__(self):
+        self.save_dir = self.save_dir or self.output_dir
+
+    @property
+    def model(self):
+        return self.models[0]
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.args.output_dir)
+
+    def sample_model(self):
+        """What gets saved and shown: the EMA weights when enabled."""
+        return self.ema.module if self.ema is not None else self.accelerator.unwrap_model(self.model)
+
+    def training_recipe(self, **task_rows: Any) -> dict:
+        """The model card's `training` table: the loop's rows, with the task's (`task_rows`) after the schedule."""
+        args, accelerator = self.args, self.accelerator
+        device = accelerator.device
+        name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type.upper()  # CPU, MPS, ...
+        return {
+            "dataset": self.data.description,
+            "steps": self.state.global_step,
+            "batch_size": args.train_batch_size * args.gradient_accumulation_steps * accelerator.num_processes,
+            "learning_rate": self.learning_rates[0],
+            "lr_schedule": f"{args.lr_scheduler}, {args.lr_warmup_steps} warm-up steps",
+            **task_rows,
+            "precision": args.mixed_precision if args.mixed_precision != "no" else "fp32",
+            "ema": f"decay {args.ema_decay} (saved weights)" if args.use_ema else "off",
+            "hardware": f"{accelerator.num_processes}x {name}",
+        }
+
+
+__all__ = ["Run", "Task", "TaskStep", "TrainData", "Trainable"]

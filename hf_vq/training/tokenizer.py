@@ -29,7 +29,8 @@ from ..losses import VQGANLoss
 from ..modeling import BaseQuantizer, VQGANDiscriminator, VQGANDiscriminatorConfig
 from ..modeling.configuration_utils import RECOMMENDED_QUANTIZER_FIELDS
 from .arguments import parse_json_or_file
-from .loop import Run, run_training
+from .loop import run_training
+from .task import Run
 from .monitoring import SAMPLES_NAME, eval_results, evaluate, log_grid, log_summary, save_grid
 from .objective import build_objective, default_adam_beta1, describe_losses, gan_is_off
 from .task import Task, TaskStep, Trainable, TrainData
