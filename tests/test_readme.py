@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from hf_vq import VQGANConfig, VQGANModel
+from hf_vq import VQGANModel
+
+from helpers import tiny_vqgan_config, tiny_vqvae2_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,11 +25,7 @@ def test_quick_start_runs(tmp_path, monkeypatch):
     # The quick start loads the folder `hf-vq train` leaves behind; a tiny model saved there stands in for it.
     folder = re.search(r'from_pretrained\("([^"]+)"\)', code).group(1)
     monkeypatch.chdir(tmp_path)
-    config = VQGANConfig(
-        block_out_channels=[8, 16], layers_per_block=1, latent_channels=4, num_vq_embeddings=16, norm_num_groups=4,
-        sample_size=32,
-    )
-    VQGANModel(config).save_pretrained(tmp_path / folder)
+    VQGANModel(tiny_vqgan_config()).save_pretrained(tmp_path / folder)
     namespace: dict = {}
     exec(compile(code, "README.md", "exec"), namespace)
     assert tuple(namespace["tokens"].shape) == (2, 32, 32)
@@ -53,16 +51,12 @@ def test_training_yaml_example_parses(tmp_path):
 
 
 def test_vqvae2_example_runs(tmp_path, monkeypatch):
-    from hf_vq import VQVAE2Config, VQVAE2Model
+    from hf_vq import VQVAE2Model
 
     code = readme_python_block("VQ-VAE-2: two grids")
     folder = re.search(r'from_pretrained\("([^"]+)"\)', code).group(1)
     monkeypatch.chdir(tmp_path)
-    config = VQVAE2Config(
-        hidden_channels=16, residual_hidden_channels=8, latent_channels=8, num_vq_embeddings=32, vq_embed_dim=4,
-        top_num_vq_embeddings=16, top_vq_embed_dim=4, sample_size=32,
-    )
-    VQVAE2Model(config).save_pretrained(tmp_path / folder)
+    VQVAE2Model(tiny_vqvae2_config()).save_pretrained(tmp_path / folder)
     namespace: dict = {}
     exec(compile(code, "README.md", "exec"), namespace)
     assert tuple(namespace["top"].shape) == (1, 8, 8) and tuple(namespace["bottom"].shape) == (1, 16, 16)
