@@ -17,7 +17,10 @@ TORCH_IS_RECENT := import sys; from importlib.metadata import version; installed
 	number = lambda text: tuple(int(part) for part in text.split("+")[0].split(".")[:2]); \
 	print(installed); sys.exit(number(installed) < number("$(TORCH_FLOOR)"))
 
-.PHONY: install train test
+# What `ruff format --check` and `ruff check` read (their rules: pyproject.toml's [tool.ruff]).
+LINTED := hf_vq tests benchmarks
+
+.PHONY: install train lint test
 install:
 	@if installed=$$($(PYTHON) -c '$(TORCH_IS_RECENT)' 2>/dev/null); then \
 		echo "Keeping the installed torch $$installed (needs >= $(TORCH_FLOOR))."; \
@@ -31,5 +34,10 @@ install:
 train: install
 	hf-vq train $(ARGS)
 
-test: install
+lint:
+	$(PYTHON) -m ruff format --check $(LINTED)
+	$(PYTHON) -m ruff check $(LINTED)
+
+# Lint first: a formatting slip fails in a second, not after the suite.
+test: install lint
 	OMP_NUM_THREADS=1 $(PYTHON) -m pytest -q -n 2 --timeout 900

@@ -136,9 +136,14 @@ def environment() -> str:
     import diffusers
     import transformers
 
-    device = "CUDA " + torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    device = (
+        "CUDA " + torch.cuda.get_device_name()
+        if torch.cuda.is_available()
+        else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    )
     return (
-        f"{device}; torch {torch.__version__}, diffusers {diffusers.__version__}, transformers {transformers.__version__}; "
+        f"{device}; torch {torch.__version__}, diffusers {diffusers.__version__}, "
+        f"transformers {transformers.__version__}; "
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
     )
 
@@ -150,7 +155,9 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--resolution", type=int, default=None)
     parser.add_argument("--warmup", type=int, default=None)
     parser.add_argument("--iters", type=int, default=None)
-    parser.add_argument("--repeats", type=int, default=1, help="run each worker this many times (interleaved), keep the fastest")
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="run each worker this many times (interleaved), keep the fastest"
+    )
     parser.add_argument("--markdown", default=None, help="also write the table to this file")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     return parser

@@ -38,12 +38,16 @@ def worker(case: str, args) -> None:
     channels_last = device.type == "cuda"
     model = build_one(which, TAMING_F16_16384, device, channels_last).eval().requires_grad_(False)
     generator = torch.Generator().manual_seed(0)
-    pixel_values = (torch.rand(args.batch_size, 3, args.resolution, args.resolution, generator=generator) * 2 - 1).to(device)
+    pixel_values = (torch.rand(args.batch_size, 3, args.resolution, args.resolution, generator=generator) * 2 - 1).to(
+        device
+    )
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     pixel_values = pixel_values.contiguous(memory_format=memory_format)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
     side = args.resolution // 16
-    codes = model.quantize.embedding.weight[torch.randint(0, 16384, (args.batch_size * side * side,), generator=generator).to(device)]
+    codes = model.quantize.embedding.weight[
+        torch.randint(0, 16384, (args.batch_size * side * side,), generator=generator).to(device)
+    ]
     codes = codes.view(args.batch_size, side, side, -1).permute(0, 3, 1, 2).contiguous(memory_format=memory_format)
 
     @torch.inference_mode()
@@ -77,7 +81,8 @@ def main(argv: list[str]) -> int:
     results = run_cases(__file__, CASES, argv, args.repeats)
     precision = "bf16 autocast, channels_last" if on_gpu else "fp32"
     title = (
-        f"Encode+quantize and decode, taming f16/16384, batch {args.batch_size} at {args.resolution}x{args.resolution}, "
+        f"Encode+quantize and decode, taming f16/16384, batch {args.batch_size} "
+        f"at {args.resolution}x{args.resolution}, "
         f"{precision} ({environment()})"
     )
     reference = {"ours encode": "diffusers encode", "ours decode": "diffusers decode"}

@@ -300,7 +300,8 @@ def train_steps(
                 )
             print(
                 f"[{label}] step {step + 1:4d}  eval LPIPS {scores['lpips']:.4f} (VGG {scores['lpips_vgg']:.4f}) "
-                f"PSNR {scores['psnr']:.2f} detail {scores['detail']:.3f}  | train rec {logs['reconstruction_loss']:.4f} "
+                f"PSNR {scores['psnr']:.2f} detail {scores['detail']:.3f}  "
+                f"| train rec {logs['reconstruction_loss']:.4f} "
                 f"p {logs['perceptual_loss']:.4f} g {logs['gan_loss']:+.3f} w {logs['gan_weight']:.3f}" + d_part,
                 flush=True,
             )
@@ -505,7 +506,8 @@ def markdown(args, argv: list[str], results_by_seed: dict[int, dict]) -> str:
         "measured as `hf-vq evaluate` measures (`hf_vq.evaluation.measure_reconstructions`). Detail: the "
         "Laplacian energy of the reconstructions over the photos' (below 1: blurrier than the photos). "
         + (
-            f"Evaluated on an EMA of the generator (decay {args.ema_decay}), the weights `hf-vq train --use-ema` saves."
+            f"Evaluated on an EMA of the generator (decay {args.ema_decay}), "
+            "the weights `hf-vq train --use-ema` saves."
             if args.ema_decay > 0
             else "Evaluated on the raw generator weights."
         ),

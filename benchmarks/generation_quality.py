@@ -56,9 +56,12 @@ IMAGE_SIZE = 32
 GUIDANCE = (1.0, 3.0)
 # A small f4 VQ-VAE: 8x8 = 64 tokens per 32 px image, 256 codes (Fashion-MNIST's gray shapes need few).
 TOKENIZER_CONFIG = {
-    "hidden_channels": 64, "residual_hidden_channels": 32, "latent_channels": 16, "num_vq_embeddings": 256,
+    "hidden_channels": 64,
+    "residual_hidden_channels": 32,
+    "latent_channels": 16,
+    "num_vq_embeddings": 256,
     "sample_size": IMAGE_SIZE,
-}  # fmt: skip
+}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -110,13 +113,42 @@ def train_tokenizer(args, dataset: Path, output: Path) -> list[str]:
     from hf_vq.training import train
 
     argv = [
-        "--model-type", "vqvae", "--model-config", json.dumps(TOKENIZER_CONFIG), "--dataset-name", str(dataset),
-        "--resolution", str(IMAGE_SIZE), "--max-train-steps", str(args.tokenizer_steps),
-        "--train-batch-size", str(args.tokenizer_batch_size), "--learning-rate", "1e-3", "--adam-beta1", "0.9",
-        "--adam-beta2", "0.99", "--lr-warmup-steps", "100", "--checkpointing-steps", "0", "--eval-steps",
-        str(max(args.tokenizer_steps, 1)), "--image-logging-steps", "0", "--dataloader-num-workers", "1",
-        "--report-to", "none", "--seed", str(args.seed), "--output-dir", str(output), "--overwrite-output-dir",
-    ]  # fmt: skip
+        "--model-type",
+        "vqvae",
+        "--model-config",
+        json.dumps(TOKENIZER_CONFIG),
+        "--dataset-name",
+        str(dataset),
+        "--resolution",
+        str(IMAGE_SIZE),
+        "--max-train-steps",
+        str(args.tokenizer_steps),
+        "--train-batch-size",
+        str(args.tokenizer_batch_size),
+        "--learning-rate",
+        "1e-3",
+        "--adam-beta1",
+        "0.9",
+        "--adam-beta2",
+        "0.99",
+        "--lr-warmup-steps",
+        "100",
+        "--checkpointing-steps",
+        "0",
+        "--eval-steps",
+        str(max(args.tokenizer_steps, 1)),
+        "--image-logging-steps",
+        "0",
+        "--dataloader-num-workers",
+        "1",
+        "--report-to",
+        "none",
+        "--seed",
+        str(args.seed),
+        "--output-dir",
+        str(output),
+        "--overwrite-output-dir",
+    ]
     if train(train_args(argv)) != 0:
         raise RuntimeError("tokenizer training stopped early (non-finite losses)")
     return ["hf-vq", "train", *argv]
@@ -140,13 +172,36 @@ def train_prior(args, tokens: Path, output: Path) -> list[str]:
     from hf_vq.commands.train_prior import main as train_prior_main
 
     argv = [
-        "--tokens", str(tokens), "--output-dir", str(output), "--overwrite-output-dir",
-        "--max-train-steps", str(args.prior_steps), "--train-batch-size", str(args.prior_batch_size),
-        "--learning-rate", str(args.prior_learning_rate), "--hidden-size", str(args.prior_hidden_size),
-        "--num-hidden-layers", str(args.prior_layers), "--position-embedding", args.position_embedding,
-        "--checkpointing-steps", "0", "--image-logging-steps", "0", "--eval-steps", str(max(args.prior_steps, 1)),
-        "--num-eval-examples", "1000", "--report-to", "none", "--seed", str(args.seed),
-    ]  # fmt: skip
+        "--tokens",
+        str(tokens),
+        "--output-dir",
+        str(output),
+        "--overwrite-output-dir",
+        "--max-train-steps",
+        str(args.prior_steps),
+        "--train-batch-size",
+        str(args.prior_batch_size),
+        "--learning-rate",
+        str(args.prior_learning_rate),
+        "--hidden-size",
+        str(args.prior_hidden_size),
+        "--num-hidden-layers",
+        str(args.prior_layers),
+        "--position-embedding",
+        args.position_embedding,
+        "--checkpointing-steps",
+        "0",
+        "--image-logging-steps",
+        "0",
+        "--eval-steps",
+        str(max(args.prior_steps, 1)),
+        "--num-eval-examples",
+        "1000",
+        "--report-to",
+        "none",
+        "--seed",
+        str(args.seed),
+    ]
     if train_prior_main(argv) != 0:
         raise RuntimeError("hf-vq train-prior failed")
     return ["hf-vq", "train-prior", *argv]
@@ -211,9 +266,11 @@ def markdown(results: dict, args, commands: list[list[str]], stage_seconds: dict
     probe = results["probe"] or {}
     names = {
         **{prior_row(s): f"prior, guidance {s:g}" for s in results["guidance_scales"]},
-        UNIGRAM: "unigram baseline", MARGINAL: "class-position marginal baseline",
-        RECONSTRUCTION: "reconstructions (ceiling)", REAL: "real held-out images",
-    }  # fmt: skip
+        UNIGRAM: "unigram baseline",
+        MARGINAL: "class-position marginal baseline",
+        RECONSTRUCTION: "reconstructions (ceiling)",
+        REAL: "real held-out images",
+    }
     table = [
         f"| images | NLL nats/token | NLL bits/token | FID (N={n}) | KID x1000 (± std) | class accuracy |",
         "|---|---:|---:|---:|---:|---:|",
@@ -316,11 +373,21 @@ def main(argv: list[str] | None = None) -> int:
     stage("probe")
     held_out_images, _ = real_images("test", len(test_ids))  # the probe's test set; the first N are FID's reference
     results = evaluate_prior(
-        prior, tokenizer, train_tokens=train_ids, train_labels=train_labels, held_out_tokens=test_ids,
-        held_out_labels=test_labels, held_out_images=held_out_images, class_probe=probe, guidance_scales=GUIDANCE,
-        num_images=args.num_images, temperature=args.temperature, top_k=args.top_k, seed=args.seed,
+        prior,
+        tokenizer,
+        train_tokens=train_ids,
+        train_labels=train_labels,
+        held_out_tokens=test_ids,
+        held_out_labels=test_labels,
+        held_out_images=held_out_images,
+        class_probe=probe,
+        guidance_scales=GUIDANCE,
+        num_images=args.num_images,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        seed=args.seed,
         fid_network=args.fid_network,
-    )  # fmt: skip
+    )
     stage("evaluate")
     grid = Path(args.grid)
     sample_grid(prior, tokenizer, 8, args.seed, grid)

@@ -74,7 +74,9 @@ def build_model(arm: str, args) -> torch.nn.Module:
     )
     k = args.codebook_size
     if arm == "vqvae2":
-        return VQVAE2Model(VQVAE2Config(num_vq_embeddings=k, top_num_vq_embeddings=k, top_vq_embed_dim=args.code_dim, **widths))
+        return VQVAE2Model(
+            VQVAE2Config(num_vq_embeddings=k, top_num_vq_embeddings=k, top_vq_embed_dim=args.code_dim, **widths)
+        )
     # (5/4) log2 K bits per f4 token carry VQ-VAE-2's top + bottom bits (the top has 1/4 as many tokens).
     size = round(2 ** (1.25 * math.log2(k))) if arm == "vqvae_equal_bits" else k
     return VQVAEModel(VQVAEConfig(num_vq_embeddings=size, num_downsample_layers=2, **widths))
@@ -83,7 +85,8 @@ def build_model(arm: str, args) -> torch.nn.Module:
 def token_bits(model, resolution: int) -> float:
     layout = model.token_layout
     return sum(
-        math.prod(level.token_shape(resolution, resolution)) * math.log2(level.codebook_size) for level in layout.levels
+        math.prod(level.token_shape(resolution, resolution)) * math.log2(level.codebook_size)
+        for level in layout.levels
     )
 
 

@@ -58,12 +58,15 @@ def run_seed(seed: int, workdir: Path) -> dict:
     shutil.rmtree(output, ignore_errors=True)
     wrapper = subprocess.run(
         [sys.executable, __file__, "--worker", str(seed), "--workdir", str(workdir)],
-        stdout=subprocess.PIPE, text=True, check=True,
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        text=True,
+        check=True,
+    )
     result = json.loads(wrapper.stdout.strip().splitlines()[-1])
     scores = output / "eval_builtin.json"
-    subprocess.run(cli("evaluate", str(output), "--dataset", "builtin", "--no-card", "--output", str(scores)),
-                   check=True)  # fmt: skip
+    subprocess.run(
+        cli("evaluate", str(output), "--dataset", "builtin", "--no-card", "--output", str(scores)), check=True
+    )
     result.update(json.loads(scores.read_text())["metrics"])
     return result
 
@@ -99,13 +102,16 @@ def main(argv: list[str] | None = None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     started = environment()
     results = {seed: run_seed(seed, workdir) for seed in args.seeds}
-    text = "\n".join([
-        "## The main job: `hf-vq train` with its defaults, then `hf-vq evaluate OUT --dataset builtin`",
-        "",
-        f"{started}; one seed at a time, each a fresh process. Held-out: the 15 views of the built-in eval photos.",
-        "",
-        table(results),
-    ])  # fmt: skip
+    text = "\n".join(
+        [
+            "## The main job: `hf-vq train` with its defaults, then `hf-vq evaluate OUT --dataset builtin`",
+            "",
+            f"{started}; one seed at a time, each a fresh process. "
+            "Held-out: the 15 views of the built-in eval photos.",
+            "",
+            table(results),
+        ]
+    )
     emit(text, args.markdown)
     return 0
 

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import generation_quality as gq  # noqa: E402  (a sibling script: its stages make the tokens)
+import generation_quality as gq
 
 ARMS = ("rope", "rope+2d")
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -48,9 +48,10 @@ def parse(argv: list[str]):
     parser.add_argument("--heads", type=int, default=8)
     parser.add_argument("--sample-batch-size", type=int, default=None)
     parser.add_argument(
-        "--guidance-only", action="store_true",
+        "--guidance-only",
+        action="store_true",
         help="only our unguided and guided sampling: the guidance cost, without the (slow, at 16x16) peer",
-    )  # fmt: skip
+    )
     return parse_with_device_defaults(
         parser,
         argv,
@@ -80,7 +81,9 @@ def build_taming(args, device):
     from taming.modules.transformer.mingpt import GPT
 
     vocab = args.codebook_size + NUM_CLASSES + 1  # the same vocabulary as ours
-    return GPT(vocab, block_size=1 + args.grid**2, n_layer=args.layers, n_head=args.heads, n_embd=args.width).to(device)
+    return GPT(vocab, block_size=1 + args.grid**2, n_layer=args.layers, n_head=args.heads, n_embd=args.width).to(
+        device
+    )
 
 
 def sequences(args, device, batch: int) -> torch.Tensor:
@@ -104,7 +107,9 @@ def worker(case: str, args) -> None:
         def step():
             if taming:  # taming's Net2NetTransformer: logits of positions 0..L-1 predict ids 1..L
                 logits, _ = model(batch[:, :-1])
-                loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1))
+                loss = torch.nn.functional.cross_entropy(
+                    logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1)
+                )
             else:
                 loss = model(input_ids=batch, labels=batch).loss
             optimizer.zero_grad(set_to_none=True)

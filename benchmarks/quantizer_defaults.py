@@ -11,7 +11,8 @@ Data: the RGB photos that ship with scikit-image (the same split as `hf_vq.data`
 train on astronaut, coffee, hubble_deep_field, ihc, motorcycle (left), retina; evaluate on chelsea and rocket),
 as random square crops at two zooms, resized to `--resolution`.
 
-    OMP_NUM_THREADS=1 python benchmarks/quantizer_defaults.py --jobs 3 --output benchmarks/results/quantizer_defaults.md
+    OMP_NUM_THREADS=1 python benchmarks/quantizer_defaults.py --jobs 3 \
+        --output benchmarks/results/quantizer_defaults.md
 """
 
 from __future__ import annotations
@@ -44,7 +45,9 @@ CANDIDATES: dict[str, dict] = {
     "vq + rotation trick": dict(gradient_estimator="rotation"),
     "fsq [8,8,8,8,4]": dict(quantizer_type="fsq", fsq_levels=[8, 8, 8, 8, 4]),
     "lfq (entropy 0.1)": dict(quantizer_type="lfq", entropy_loss_weight=0.1),
-    "residual_vq x2 + l2 + 8-d": dict(quantizer_type="residual_vq", num_quantizers=2, codebook_l2_norm=True, codebook_dim=8),
+    "residual_vq x2 + l2 + 8-d": dict(
+        quantizer_type="residual_vq", num_quantizers=2, codebook_l2_norm=True, codebook_dim=8
+    ),
 }
 
 
@@ -140,7 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     tasks = [(name, CANDIDATES[name], args, train, held_out) for name in names]
     if args.jobs > 1:
         # one candidate per worker process, one thread each: the candidates are independent
-        with multiprocessing.get_context("spawn").Pool(args.jobs, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+        with multiprocessing.get_context("spawn").Pool(
+            args.jobs, initializer=torch.set_num_threads, initargs=(1,)
+        ) as pool:
             rows = [_report(row) for row in pool.imap(_run_task, tasks)]
     else:
         rows = [_report(_run_task(task)) for task in tasks]

@@ -83,7 +83,9 @@ def main(argv: list[str]) -> int:
     results = run_cases(__file__, CASES, argv, args.repeats)
     rows = [(case, results[case]) for case in CASES if "seconds" in results[case]]
     title = f"Nearest-code search, N={args.n}, d={args.dim}, K={args.codes}, fp32 ({environment()})"
-    table = format_table(title, rows, {"ours": "cdist+argmin", "vector-quantize-pytorch": "cdist+argmin"}, unit="vectors/s")
+    table = format_table(
+        title, rows, {"ours": "cdist+argmin", "vector-quantize-pytorch": "cdist+argmin"}, unit="vectors/s"
+    )
     table += "\n\n'speed vs peer' and 'memory vs peer' are against cdist+argmin; ms per call: " + ", ".join(
         f"{case} {result['seconds'] * 1e3:.0f}" for case, result in rows
     )

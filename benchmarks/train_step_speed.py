@@ -59,12 +59,12 @@ def worker(case: str, args) -> None:
     # `ours+fused AdamW` is the step as `hf-vq train` takes it (`build_optimizers` picks the fused kernel).
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True if case == "ours+fused AdamW" else None)
     generator = torch.Generator().manual_seed(0)
-    pixel_values = (torch.rand(args.batch_size, 3, args.resolution, args.resolution, generator=generator) * 2 - 1).to(device)
+    pixel_values = (torch.rand(args.batch_size, 3, args.resolution, args.resolution, generator=generator) * 2 - 1).to(
+        device
+    )
     if channels_last:
         pixel_values = pixel_values.contiguous(memory_format=torch.channels_last)
-    autocast = (
-        torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
-    )
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
 
     gan = case.endswith("GAN")
     if gan:
@@ -73,7 +73,9 @@ def worker(case: str, args) -> None:
         from hf_vq.modeling.modeling_discriminator import VQGANDiscriminator
 
         torch.manual_seed(0)
-        perceptual = LPIPS("vgg16", pretrained=False).to(device).requires_grad_(False).eval()  # speed only: weights do not matter
+        perceptual = (
+            LPIPS("vgg16", pretrained=False).to(device).requires_grad_(False).eval()
+        )  # speed only: weights do not matter
         discriminator = VQGANDiscriminator(VQGANDiscriminatorConfig()).to(device).train()
         if channels_last:
             perceptual = perceptual.to(memory_format=torch.channels_last)
@@ -128,7 +130,8 @@ def main(argv: list[str]) -> int:
     results = run_cases(__file__, cases, argv, args.repeats)
     precision = "bf16 autocast, channels_last" if on_gpu else "fp32"
     title = (
-        f"Training step, taming f16/16384, batch {args.batch_size} at {args.resolution}x{args.resolution}, {precision} "
+        f"Training step, taming f16/16384, batch {args.batch_size} at {args.resolution}x{args.resolution}, "
+        f"{precision} "
         f"({environment()})"
     )
     reference = {

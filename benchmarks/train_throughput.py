@@ -138,7 +138,11 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     device = pick_device(args.device)
     on_gpu = device.type == "cuda"
-    defaults = dict(batch_size=64, resolution=128, warmup=5, iters=30) if on_gpu else dict(batch_size=8, resolution=64, warmup=3, iters=10)
+    defaults = (
+        dict(batch_size=64, resolution=128, warmup=5, iters=30)
+        if on_gpu
+        else dict(batch_size=8, resolution=64, warmup=3, iters=10)
+    )
     for name, value in defaults.items():
         if getattr(args, name) is None:
             setattr(args, name, value)
@@ -150,7 +154,11 @@ def main(argv: list[str]) -> int:
         else:
             seconds, peak = ours_worker(args.worker, args, device)
         # `seconds` is for the whole timed window: report it per step so `run_cases` keeps the fastest run.
-        print(json.dumps(dict(seconds=seconds / args.iters, peak_bytes=peak, items_per_s=args.batch_size * args.iters / seconds)))
+        print(
+            json.dumps(
+                dict(seconds=seconds / args.iters, peak_bytes=peak, items_per_s=args.batch_size * args.iters / seconds)
+            )
+        )
         return 0
     results = run_cases(__file__, CASES, argv, args.repeats)
     title = (

@@ -13,7 +13,10 @@ def test_prepare_assets_converts_once_then_reports_the_cache(tmp_path):
     report = prepare_assets(cache_dir=tmp_path)
     assert all(isinstance(line, AssetStatus) for line in report)
     assert [line.asset for line in report] == [
-        "LPIPS vgg16 weights", "LPIPS alexnet weights", "FID Inception network", "built-in photos"
+        "LPIPS vgg16 weights",
+        "LPIPS alexnet weights",
+        "FID Inception network",
+        "built-in photos",
     ]
     by_asset = {line.asset: line for line in report}
     for net in ("vgg16", "alexnet"):

@@ -17,10 +17,30 @@ from hf_vq.cli import main as cli_main
 from hf_vq.commands.convert import main as convert_main
 from hf_vq.integrations.taming import convert_taming_checkpoint, load_checkpoint_state_dict
 
-TINY_DD = dict(double_z=False, z_channels=32, resolution=32, in_channels=3, out_ch=3, ch=32, ch_mult=[1, 2],
-               num_res_blocks=1, attn_resolutions=[16], dropout=0.0)  # taming's GroupNorm(32) needs widths % 32 == 0
-F16_DD = dict(double_z=False, z_channels=256, resolution=256, in_channels=3, out_ch=3, ch=128, ch_mult=[1, 1, 2, 2, 4],
-              num_res_blocks=2, attn_resolutions=[16], dropout=0.0)  # taming's ImageNet f16 VQ-GAN
+TINY_DD = dict(
+    double_z=False,
+    z_channels=32,
+    resolution=32,
+    in_channels=3,
+    out_ch=3,
+    ch=32,
+    ch_mult=[1, 2],
+    num_res_blocks=1,
+    attn_resolutions=[16],
+    dropout=0.0,
+)  # taming's GroupNorm(32) needs widths % 32 == 0
+F16_DD = dict(
+    double_z=False,
+    z_channels=256,
+    resolution=256,
+    in_channels=3,
+    out_ch=3,
+    ch=128,
+    ch_mult=[1, 1, 2, 2, 4],
+    num_res_blocks=2,
+    attn_resolutions=[16],
+    dropout=0.0,
+)  # taming's ImageNet f16 VQ-GAN
 
 
 class TamingVQGAN(torch.nn.Module):
@@ -35,10 +55,20 @@ class TamingVQGAN(torch.nn.Module):
         self.post_quant_conv = torch.nn.Conv2d(embed_dim, dd["z_channels"], 1)
         self.loss = torch.nn.Module()
         self.loss.discriminator = NLayerDiscriminator(3, disc_ndf, disc_layers).apply(weights_init)
-        self.config = {"model": {"target": "taming.models.vqgan.VQModel", "params": {
-            "embed_dim": embed_dim, "n_embed": n_embed, "ddconfig": dd,
-            "lossconfig": {"target": "taming.modules.losses.vqperceptual.VQLPIPSWithDiscriminator",
-                           "params": {"disc_start": 10, "disc_ndf": disc_ndf, "disc_num_layers": disc_layers}}}}}
+        self.config = {
+            "model": {
+                "target": "taming.models.vqgan.VQModel",
+                "params": {
+                    "embed_dim": embed_dim,
+                    "n_embed": n_embed,
+                    "ddconfig": dd,
+                    "lossconfig": {
+                        "target": "taming.modules.losses.vqperceptual.VQLPIPSWithDiscriminator",
+                        "params": {"disc_start": 10, "disc_ndf": disc_ndf, "disc_num_layers": disc_layers},
+                    },
+                },
+            }
+        }
 
     def forward(self, x):
         h = self.quant_conv(self.encoder(x))
@@ -50,7 +80,9 @@ class TamingVQGAN(torch.nn.Module):
         state_dict = dict(self.state_dict() if state_dict is None else state_dict)
         state_dict["loss.perceptual_loss.net.slice1.0.weight"] = torch.zeros(4, 3, 3, 3)  # the LPIPS copy
         ckpt, config_path = tmp_path / f"{name}.ckpt", tmp_path / f"{name}.yaml"
-        torch.save({"state_dict": state_dict, "epoch": 3, "global_step": 1000, "pytorch-lightning_version": "1.0.8"}, ckpt)
+        torch.save(
+            {"state_dict": state_dict, "epoch": 3, "global_step": 1000, "pytorch-lightning_version": "1.0.8"}, ckpt
+        )
         config_path.write_text(yaml.safe_dump(config or self.config))
         return ckpt, config_path
 
@@ -130,9 +162,13 @@ def test_ldm_layout_prefix_and_ema(tiny_taming, tmp_path):
     state = {f"first_stage_model.{k}": v for k, v in tiny_taming.state_dict().items()}
     state["model.diffusion_model.input_blocks.0.0.weight"] = torch.zeros(3)
     state["first_stage_model.model_ema.decay"] = torch.tensor(0.9999)
-    state["first_stage_model.model_ema.encoderconv_inweight"] = torch.full_like(tiny_taming.encoder.conv_in.weight, 0.5)
+    state["first_stage_model.model_ema.encoderconv_inweight"] = torch.full_like(
+        tiny_taming.encoder.conv_in.weight, 0.5
+    )
     first_stage = tiny_taming.config["model"]
-    config = {"model": {"target": "ldm.models.diffusion.ddpm.LatentDiffusion", "params": {"first_stage_config": first_stage}}}
+    config = {
+        "model": {"target": "ldm.models.diffusion.ddpm.LatentDiffusion", "params": {"first_stage_config": first_stage}}
+    }
     ckpt, config_path = tiny_taming.write(tmp_path, state_dict=state, config=config)
     raw = convert_taming_checkpoint(ckpt, config_path)
     assert torch.equal(raw.model.encoder.conv_in.weight, tiny_taming.encoder.conv_in.weight)
@@ -208,12 +244,42 @@ def test_readme_convert_finetune_pipeline(tiny_taming, tmp_path):
     diffusers = pytest.importorskip("diffusers")
     ckpt, config = tiny_taming.write(tmp_path, name="last")
     assert cli_main(["convert", "taming", str(ckpt), "--config", str(config), str(tmp_path / "converted")]) == 0
-    assert cli_main(["train", "--init-from", str(tmp_path / "converted"), "--output-dir", str(tmp_path / "finetuned"),
-                     "--max-train-steps", "1", "--train-batch-size", "2", "--resolution", "32", "--perceptual-weight",
-                     "0", "--report-to", "none", "--num-eval-images", "2", "--dataloader-num-workers", "0"]) == 0
+    assert (
+        cli_main(
+            [
+                "train",
+                "--init-from",
+                str(tmp_path / "converted"),
+                "--output-dir",
+                str(tmp_path / "finetuned"),
+                "--max-train-steps",
+                "1",
+                "--train-batch-size",
+                "2",
+                "--resolution",
+                "32",
+                "--perceptual-weight",
+                "0",
+                "--report-to",
+                "none",
+                "--num-eval-images",
+                "2",
+                "--dataloader-num-workers",
+                "0",
+            ]
+        )
+        == 0
+    )
     vqvae = VQGANModel.from_pretrained(tmp_path / "finetuned").eval()
-    unet = diffusers.UNet2DModel(sample_size=16, in_channels=16, out_channels=16, block_out_channels=(32, 64),
-                                 layers_per_block=1, down_block_types=("DownBlock2D",) * 2, up_block_types=("UpBlock2D",) * 2)
+    unet = diffusers.UNet2DModel(
+        sample_size=16,
+        in_channels=16,
+        out_channels=16,
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D",) * 2,
+        up_block_types=("UpBlock2D",) * 2,
+    )
     pipe = diffusers.LDMPipeline(vqvae=vqvae, unet=unet, scheduler=diffusers.DDIMScheduler())
     image = pipe(num_inference_steps=2, generator=torch.manual_seed(0)).images[0]
     assert image.size == (32, 32)

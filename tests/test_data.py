@@ -42,12 +42,12 @@ def test_transform_crops_into_pixel_range_and_is_deterministic():
     train = ImageTransform("image", 32, train=True, seed=3)
     a, b = train({"image": image}, 5)["pixel_values"], train({"image": image}, 5)["pixel_values"]
     assert a.shape == (3, 32, 32) and a.dtype == torch.float32
-    assert -1.0 <= float(a.min()) and float(a.max()) <= 1.0
+    assert float(a.min()) >= -1.0 and float(a.max()) <= 1.0
     assert torch.equal(a, b)  # keyed randomness: the same position gives the same crop (exact resume)
     crops = {tuple(train({"image": image}, i)["pixel_values"].flatten()[:64].tolist()) for i in range(8)}
     assert len(crops) > 1  # different positions, different crops
     unit = ImageTransform("image", 32, train=False, pixel_range=(0.0, 1.0))({"image": image}, 0)["pixel_values"]
-    assert 0.0 <= float(unit.min()) and float(unit.max()) <= 1.0
+    assert float(unit.min()) >= 0.0 and float(unit.max()) <= 1.0
 
 
 def test_bad_records_are_skipped_and_counted_through_the_loader(tmp_path):

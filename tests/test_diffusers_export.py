@@ -11,9 +11,17 @@ from helpers import TINY_VQGAN as TINY
 from helpers import photo_batch
 
 # Kandinsky 2.2's MoVQ layout (spatial norms in the decoder); diffusers' SpatialNorm always has 32 groups.
-MOVQ = dict(block_out_channels=[32, 64], down_block_types=["DownEncoderBlock2D", "AttnDownEncoderBlock2D"],
-            up_block_types=["AttnUpDecoderBlock2D", "UpDecoderBlock2D"], layers_per_block=1, latent_channels=4,
-            num_vq_embeddings=12, norm_num_groups=32, norm_type="spatial", sample_size=32)
+MOVQ = dict(
+    block_out_channels=[32, 64],
+    down_block_types=["DownEncoderBlock2D", "AttnDownEncoderBlock2D"],
+    up_block_types=["AttnUpDecoderBlock2D", "UpDecoderBlock2D"],
+    layers_per_block=1,
+    latent_channels=4,
+    num_vq_embeddings=12,
+    norm_num_groups=32,
+    norm_type="spatial",
+    sample_size=32,
+)
 
 
 def _images(channels=3, size=32):
@@ -28,7 +36,9 @@ def _assert_same_model(ours, vq_model, x, atol=1e-5):
         ref = vq_model(x).sample
         assert (ours(x).reconstruction - ref).abs().max() <= atol
         # Decoding given codes (force_not_quantize) and given latents (quantized inside).
-        given = encoded.indices if ours.config.lookup_from_codebook else ours.quantize.indices_to_codes(encoded.indices)
+        given = (
+            encoded.indices if ours.config.lookup_from_codebook else ours.quantize.indices_to_codes(encoded.indices)
+        )
         shape = (*encoded.indices.shape, ours.config.vq_embed_dim)
         ref_codes = vq_model.decode(given, force_not_quantize=True, shape=shape).sample
         assert (ours.decode(given, force_not_quantize=True, shape=shape).sample - ref_codes).abs().max() <= atol
@@ -83,9 +93,16 @@ def test_import_from_instance_and_folder(fields, tmp_path):
 def test_import_amused_like_vq_with_pixel_range_override():
     # aMUSEd's VQ: no mid-block attention, ids looked up from the codebook, works on [0, 1] images.
     vq_model = diffusers.VQModel(
-        block_out_channels=(8, 16), down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-        layers_per_block=1, latent_channels=4, num_vq_embeddings=32, norm_num_groups=4, mid_block_add_attention=False,
-        lookup_from_codebook=True, force_upcast=True,
+        block_out_channels=(8, 16),
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        layers_per_block=1,
+        latent_channels=4,
+        num_vq_embeddings=32,
+        norm_num_groups=4,
+        mid_block_add_attention=False,
+        lookup_from_codebook=True,
+        force_upcast=True,
     ).eval()
     ours = VQGANModel.from_diffusers(vq_model, pixel_range=(0.0, 1.0)).eval()
     assert ours.config.pixel_range == [0.0, 1.0] and ours.config.lookup_from_codebook and ours.config.force_upcast
@@ -170,8 +187,14 @@ def test_import_errors_are_clear():
     with pytest.raises(TypeError, match="diffusers.VQModel or a path"):
         VQGANModel.from_diffusers(torch.nn.Linear(2, 2))
     spatial_8_groups = diffusers.VQModel(
-        block_out_channels=(32, 64), down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-        layers_per_block=1, latent_channels=4, num_vq_embeddings=12, norm_num_groups=8, norm_type="spatial",
+        block_out_channels=(32, 64),
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        layers_per_block=1,
+        latent_channels=4,
+        num_vq_embeddings=12,
+        norm_num_groups=8,
+        norm_type="spatial",
     )
     with pytest.raises(ValueError, match="norm_type='spatial' with norm_num_groups=8"):
         VQGANModel.from_diffusers(spatial_8_groups)
@@ -195,9 +218,13 @@ def test_export_parity_taming_f16_config():
         exact = model.quantize.indices_to_codes(indices.view(1, *latents.shape[2:]))
         assert 0 < (through_ste - exact).abs().max() < 1e-7
         own_noise = (
-            vq_model.decode(through_ste, force_not_quantize=True).sample
-            - vq_model.decode(exact, force_not_quantize=True).sample
-        ).abs().max()
+            (
+                vq_model.decode(through_ste, force_not_quantize=True).sample
+                - vq_model.decode(exact, force_not_quantize=True).sample
+            )
+            .abs()
+            .max()
+        )
         assert gap < 5e-5 and gap < 2 * own_noise, (gap, own_noise)
         model.double(), vq_model.double()
         assert (model(x.double()).reconstruction - vq_model(x.double()).sample).abs().max() < 1e-10

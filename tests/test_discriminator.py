@@ -95,7 +95,10 @@ def test_save_load_round_trip(tmp_path, norm_type):
     disc.save_pretrained(tmp_path)
     loaded, info = VQGANDiscriminator.from_pretrained(tmp_path, output_loading_info=True)
     assert not info["missing_keys"] and not info["unexpected_keys"]
-    fields = lambda config: {k: v for k, v in config.to_dict().items() if k != "_name_or_path"}
+
+    def fields(config):
+        return {k: v for k, v in config.to_dict().items() if k != "_name_or_path"}
+
     assert fields(loaded.config) == fields(disc.config)
     original, restored = disc.state_dict(), loaded.state_dict()
     assert original.keys() == restored.keys()

@@ -143,8 +143,12 @@ def test_fsq_config_gets_no_codebook_options_it_would_reject(tmp_path):
 
 def test_init_from_a_missing_folder_is_not_sent_to_the_hub(tmp_path, capsys):
     argv = without(train_argv(tmp_path / "out"), "--model-config")
-    fails(capsys, [*argv, "--init-from", "./no/such/folder"], "--init-from './no/such/folder': there is no file or",
-          "the Hub was not tried")  # fmt: skip
+    fails(
+        capsys,
+        [*argv, "--init-from", "./no/such/folder"],
+        "--init-from './no/such/folder': there is no file or",
+        "the Hub was not tried",
+    )
     fails(capsys, [*argv, "--init-from", "nobody/nothing"], "no Hub model 'nobody/nothing' is in the offline cache")
     fails(capsys, [*argv, "--init-from", str(tmp_path)], "is not a model folder (no config.json in it)")
     assert snapshot(tmp_path) == {}
@@ -190,8 +194,12 @@ def test_output_dir_under_a_file_or_without_permission(tmp_path, capsys):
 def test_missing_dataset_is_decided_local_or_hub_in_seconds(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     start = time.perf_counter()
-    fails(capsys, train_argv("out", "--dataset-name", "my_photos"), "--dataset-name 'my_photos': there is no file "
-          f"or folder '{tmp_path / 'my_photos'}'", "no Hub dataset 'my_photos' is in the offline cache")  # fmt: skip
+    fails(
+        capsys,
+        train_argv("out", "--dataset-name", "my_photos"),
+        f"--dataset-name 'my_photos': there is no file or folder '{tmp_path / 'my_photos'}'",
+        "no Hub dataset 'my_photos' is in the offline cache",
+    )
     fails(capsys, train_argv("out", "--dataset-name", str(tmp_path / "gone")), "it can only be a local path")
     assert time.perf_counter() - start < 10  # the issue measured 47-76 s of Hub retries
     assert snapshot(tmp_path) == {}
@@ -200,8 +208,11 @@ def test_missing_dataset_is_decided_local_or_hub_in_seconds(tmp_path, capsys, mo
 def test_a_corrupt_parquet_shard_is_named_before_training(tmp_path, capsys):
     shard = write_image_parquet_shards(tmp_path, num_images=4, step=10)[1]
     shard.write_bytes(shard.read_bytes()[:300])  # cut short, as by an interrupted download
-    fails(capsys, train_argv(tmp_path / "out", "--dataset-name", str(tmp_path / "data")),
-          f"the parquet shard {shard} is truncated or corrupt")  # fmt: skip
+    fails(
+        capsys,
+        train_argv(tmp_path / "out", "--dataset-name", str(tmp_path / "data")),
+        f"the parquet shard {shard} is truncated or corrupt",
+    )
     assert not (tmp_path / "out").exists()
 
 
@@ -214,9 +225,13 @@ def test_resuming_with_another_model_config_names_the_differing_fields(tmp_path,
     capsys.readouterr()
     before = snapshot(run)
     other = {**TINY_VQGAN, "num_vq_embeddings": 32, "latent_channels": 8}
-    fails(capsys, train_argv(run, "--resume-from-checkpoint", "latest", model_config=other),
-          "its model was trained with another config", "`latent_channels` 4 in the checkpoint, 8 now",
-          "`num_vq_embeddings` 16 in the checkpoint, 32 now")  # fmt: skip
+    fails(
+        capsys,
+        train_argv(run, "--resume-from-checkpoint", "latest", model_config=other),
+        "its model was trained with another config",
+        "`latent_channels` 4 in the checkpoint, 8 now",
+        "`num_vq_embeddings` 16 in the checkpoint, 32 now",
+    )
     assert snapshot(run) == before
 
 
@@ -227,11 +242,18 @@ def test_reconstruct_and_encode_name_bad_inputs_and_write_nothing(tmp_path, caps
     (tmp_path / "notes.png").write_text("text, not an image")
     out = tmp_path / "out"
     for command, target in (("reconstruct", ["--output-dir", str(out)]), ("encode", ["--output", str(out / "t.npy")])):
-        fails(capsys, [command, str(saved_model), str(photo), str(tmp_path / "notes.png"), *target],
-              "1 of the 2 input(s) cannot be used", "notes.png: not an image PIL can read")  # fmt: skip
+        fails(
+            capsys,
+            [command, str(saved_model), str(photo), str(tmp_path / "notes.png"), *target],
+            "1 of the 2 input(s) cannot be used",
+            "notes.png: not an image PIL can read",
+        )
         fails(capsys, [command, str(saved_model), str(tmp_path / "gone.png"), *target], "gone.png: no such file")
-        fails(capsys, [command, str(tmp_path / "no_model"), str(photo), *target],
-              "model '" + str(tmp_path / "no_model") + "': there is no file or folder")  # fmt: skip
+        fails(
+            capsys,
+            [command, str(tmp_path / "no_model"), str(photo), *target],
+            "model '" + str(tmp_path / "no_model") + "': there is no file or folder",
+        )
     assert not out.exists()
 
 
@@ -239,10 +261,16 @@ def test_evaluate_on_a_missing_dataset_folder_says_so(tmp_path, capsys, saved_mo
     before = snapshot(saved_model)
     # `--dataset`, the name evaluate had, still works; the message says the one name every command now uses.
     missing = str(tmp_path / "nothing")
-    fails(capsys, ["evaluate", str(saved_model), "--dataset", missing, "--no-lpips"],
-          f"--dataset-name '{missing}': there is no file or folder")  # fmt: skip
-    fails(capsys, ["evaluate", str(saved_model), "--dataset-name", missing, "--no-lpips"],
-          f"--dataset-name '{missing}': there is no file or folder")  # fmt: skip
+    fails(
+        capsys,
+        ["evaluate", str(saved_model), "--dataset", missing, "--no-lpips"],
+        f"--dataset-name '{missing}': there is no file or folder",
+    )
+    fails(
+        capsys,
+        ["evaluate", str(saved_model), "--dataset-name", missing, "--no-lpips"],
+        f"--dataset-name '{missing}': there is no file or folder",
+    )
     assert snapshot(saved_model) == before  # no eval_results.json, card untouched
 
 

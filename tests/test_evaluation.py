@@ -7,6 +7,7 @@ a tiny stand-in feature network where they need one.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import sys
@@ -208,7 +209,7 @@ def test_fid_rises_monotonically_with_noise_on_real_photos(inception, photo_crop
         noisy = (photo_crops.float() + noise).clamp(0, 255).round().to(torch.uint8)
         fids.append(frechet_distance(real, inception(noisy)))
     assert fids[0] == pytest.approx(0.0, abs=1e-3)
-    assert all(a < b for a, b in zip(fids, fids[1:])), fids
+    assert all(a < b for a, b in itertools.pairwise(fids)), fids
 
 
 # ------------------------------------------------------------------------------------------------ evaluate
@@ -290,8 +291,14 @@ def test_an_image_folder_is_evaluated_on_its_only_split_and_says_so(tmp_path, ca
     readable, _ = write_mixed_folder(images)
     model = VQGANModel(VQGANConfig(**TINY)).eval()
     with caplog.at_level(logging.WARNING, logger="hf_vq.evaluation.reconstruction"):
-        results = evaluate(model, str(images), num_images=None, image_size=32, lpips_net=None,
-                           fid_network=tiny_feature_network(tmp_path))
+        results = evaluate(
+            model,
+            str(images),
+            num_images=None,
+            image_size=32,
+            lpips_net=None,
+            fid_network=tiny_feature_network(tmp_path),
+        )
     assert results["split"] == "train" and results["num_images"] == readable
     assert "--split train" in results["command"]
     assert any("has one split, 'train'" in r.getMessage() and "--split" in r.getMessage() for r in caplog.records)

@@ -31,7 +31,6 @@ def generate_main(argv: list[str]) -> int:
     return cli(["generate", *argv])
 
 
-
 @pytest.fixture(scope="module")
 def tokenizer_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tokenizer")
@@ -57,8 +56,18 @@ def test_tokenize_writes_what_the_tokenizer_encodes(tmp_path, tokenizer_dir, cap
     import datasets
 
     source, output = class_folder(tmp_path / "images"), tmp_path / "tokens"
-    argv = [str(tokenizer_dir), "--dataset", str(source), "--output", str(output), "--flip", "--batch-size", "4",
-            "--device", "cpu"]  # fmt: skip
+    argv = [
+        str(tokenizer_dir),
+        "--dataset",
+        str(source),
+        "--output",
+        str(output),
+        "--flip",
+        "--batch-size",
+        "4",
+        "--device",
+        "cpu",
+    ]
     assert tokenize_main(argv) == 0
     assert capsys.readouterr().out.strip() == f"{output}\ttrain: 12 rows of 16 uint16 ids"  # 6 readable x 2 views
 
@@ -89,14 +98,23 @@ def _readable(value) -> bool:
     try:
         decode_image(value)
         return True
-    except Exception:  # noqa: BLE001  (any failure to decode is an unreadable record)
+    except Exception:
         return False
 
 
 def test_a_killed_tokenize_run_resumes_after_its_finished_shards(tmp_path, tokenizer_dir, capsys):
     source, output = class_folder(tmp_path / "images"), tmp_path / "tokens"
-    argv = [str(tokenizer_dir), "--dataset", str(source), "--output", str(output), "--shard-size", "2",
-            "--device", "cpu"]  # fmt: skip
+    argv = [
+        str(tokenizer_dir),
+        "--dataset",
+        str(source),
+        "--output",
+        str(output),
+        "--shard-size",
+        "2",
+        "--device",
+        "cpu",
+    ]
     assert tokenize_main(argv) == 0
     shards = sorted((output / "data").iterdir())
     assert [p.name for p in shards] == [f"train-0000{i}.parquet" for i in range(4)]  # 7 records, 2 per shard
@@ -131,10 +149,17 @@ def pipeline_dir(tmp_path_factory, tokenizer_dir):
     folder = tmp_path_factory.mktemp("pipeline")
     tokenizer = VQGANModel.from_pretrained(tokenizer_dir).eval()
     torch.manual_seed(0)
-    prior = VQPriorForCausalLM(VQPriorConfig.from_tokenizer(
-        tokenizer, num_classes=2, id2label={0: "boot", 1: "shirt"}, hidden_size=32, intermediate_size=64,
-        num_hidden_layers=1, num_attention_heads=4,
-    )).eval()  # fmt: skip
+    prior = VQPriorForCausalLM(
+        VQPriorConfig.from_tokenizer(
+            tokenizer,
+            num_classes=2,
+            id2label={0: "boot", 1: "shirt"},
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=4,
+        )
+    ).eval()
     VQImagePipeline(vqvae=tokenizer, transformer=prior).save_pretrained(folder)
     return folder
 
@@ -149,8 +174,12 @@ def test_generate_writes_a_grid_from_a_pipeline_or_a_prior(tmp_path, pipeline_di
 
     # The same seed gives the same images; a prior folder alone finds its tokenizer through its config.
     again = tmp_path / "again.png"
-    assert generate_main([str(pipeline_dir / "transformer"), "--class-label", "shirt", "0", *common,
-                          "--output", str(again)]) == 0  # fmt: skip
+    assert (
+        generate_main(
+            [str(pipeline_dir / "transformer"), "--class-label", "shirt", "0", *common, "--output", str(again)]
+        )
+        == 0
+    )
     np.testing.assert_array_equal(np.asarray(Image.open(again)), np.asarray(image))
 
     every_class = tmp_path / "all.png"
@@ -182,13 +211,38 @@ def test_evaluate_prior_measures_the_pipeline_on_the_token_sets_splits(tmp_path,
     class_folder(source / "train")  # 6 readable images (and a broken one), 2 classes
     class_folder(source / "test", per_class=2)  # 4 readable: the counts below tell the splits apart
     for split in ("train", "test"):
-        argv = [str(tokenizer_dir), "--dataset", str(source), "--split", split, "--output", str(tokens), "--device",
-                "cpu"]  # fmt: skip
+        argv = [
+            str(tokenizer_dir),
+            "--dataset",
+            str(source),
+            "--split",
+            split,
+            "--output",
+            str(tokens),
+            "--device",
+            "cpu",
+        ]
         assert tokenize_main(argv) == 0
     output = tmp_path / "results.json"
-    argv = ["evaluate-prior", str(pipeline_dir), "--tokens", str(tokens), "--num-images", "4", "--guidance-scales",
-            "1", "2", "--probe-images", "6", "--probe-epochs", "1", "--fid-network", tiny_feature_network(tmp_path),
-            "--output", str(output)]  # fmt: skip
+    argv = [
+        "evaluate-prior",
+        str(pipeline_dir),
+        "--tokens",
+        str(tokens),
+        "--num-images",
+        "4",
+        "--guidance-scales",
+        "1",
+        "2",
+        "--probe-images",
+        "6",
+        "--probe-epochs",
+        "1",
+        "--fid-network",
+        tiny_feature_network(tmp_path),
+        "--output",
+        str(output),
+    ]
     assert cli(argv) == 0
     results = json.loads(output.read_text())
     assert results["num_images"] == 4 and results["num_nll_images"] == 4 and results["num_train_token_images"] == 6

@@ -239,10 +239,19 @@ def test_evaluate_prior_end_to_end(photo_views, tokenized_views, tiny_features):
     prior = VQPriorForCausalLM(VQPriorConfig.from_tokenizer(tokenizer, num_classes=3, **TINY_TRANSFORMER)).eval()
     probe = train_class_probe(images, labels, epochs=4, batch_size=5)
     results = evaluate_prior(
-        prior, tokenizer, train_tokens=ids, train_labels=labels, held_out_tokens=ids, held_out_labels=labels,
-        held_out_images=images, class_probe=probe, guidance_scales=(1.0, 3.0), num_images=12, batch_size=8,
+        prior,
+        tokenizer,
+        train_tokens=ids,
+        train_labels=labels,
+        held_out_tokens=ids,
+        held_out_labels=labels,
+        held_out_images=images,
+        class_probe=probe,
+        guidance_scales=(1.0, 3.0),
+        num_images=12,
+        batch_size=8,
         inception=tiny_features,
-    )  # fmt: skip
+    )
     json.dumps(results)  # a plain, serialisable dict
     rows = results["rows"]
     assert set(rows) == {"prior_guidance_1", "prior_guidance_3", UNIGRAM, MARGINAL, RECONSTRUCTION, "real"}
@@ -273,18 +282,33 @@ def test_evaluate_prior_unconditional_and_bad_input(photo_views, tokenized_views
     torch.manual_seed(0)
     prior = VQPriorForCausalLM(VQPriorConfig.from_tokenizer(tokenizer, **TINY_TRANSFORMER)).eval()
     results = evaluate_prior(
-        prior, tokenizer, train_tokens=ids, held_out_tokens=ids, held_out_images=images, num_images=6,
+        prior,
+        tokenizer,
+        train_tokens=ids,
+        held_out_tokens=ids,
+        held_out_images=images,
+        num_images=6,
         inception=tiny_features,
-    )  # fmt: skip
+    )
     assert results["guidance_scales"] == [1.0] and set(results["rows"]) == {
-        "prior_guidance_1", UNIGRAM, MARGINAL, RECONSTRUCTION, "real"
-    }  # fmt: skip
+        "prior_guidance_1",
+        UNIGRAM,
+        MARGINAL,
+        RECONSTRUCTION,
+        "real",
+    }
     assert all(row["class_accuracy"] is None for row in results["rows"].values()) and results["probe"] is None
     conditional = VQPriorForCausalLM(VQPriorConfig.from_tokenizer(tokenizer, num_classes=3, **TINY_TRANSFORMER)).eval()
     with pytest.raises(ValueError, match="class-conditional"):
         evaluate_prior(conditional, tokenizer, train_tokens=ids, held_out_tokens=ids, held_out_images=images)
-    other = VQGANModel(tiny_vqgan_config(block_out_channels=[8, 8, 16], down_block_types=["DownEncoderBlock2D"] * 3,
-                                         sample_size=16, num_vq_embeddings=32))  # fmt: skip
+    other = VQGANModel(
+        tiny_vqgan_config(
+            block_out_channels=[8, 8, 16],
+            down_block_types=["DownEncoderBlock2D"] * 3,
+            sample_size=16,
+            num_vq_embeddings=32,
+        )
+    )
     with pytest.raises(ValueError, match="token layout"):
         evaluate_prior(prior, other, train_tokens=ids, held_out_tokens=ids, held_out_images=images)
     with pytest.raises(ValueError, match="uint8"):

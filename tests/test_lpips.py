@@ -1,5 +1,6 @@
 """LPIPS: the paper's reference distances, metric properties, freezing, and every way the weights load."""
 
+import itertools
 import os
 import pickle
 
@@ -75,7 +76,7 @@ def test_identical_images_are_at_distance_zero_and_noise_increases_it(net, reque
     noise = torch.randn(x.shape, generator=generator)
     noisy = torch.cat([(x + sigma * noise).clamp(-1, 1) for sigma in (0.02, 0.05, 0.1, 0.2, 0.4)])
     distances = metric(x.expand_as(noisy), noisy).tolist()
-    assert all(a < b for a, b in zip(distances, distances[1:])), distances
+    assert all(a < b for a, b in itertools.pairwise(distances)), distances
     assert distances[0] > 0
 
 

@@ -14,9 +14,20 @@ pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="needs make
 def dry_install(repo_root, *variables: str) -> str:
     """`make install` with pip replaced by `echo`: what would be installed, nothing is."""
     result = subprocess.run(
-        ["make", "-s", "-C", str(repo_root), "install", "PIP=echo pip-install", f"PYTHON={sys.executable}",
-         *variables],
-        capture_output=True, text=True, timeout=60, check=True,
+        [
+            "make",
+            "-s",
+            "-C",
+            str(repo_root),
+            "install",
+            "PIP=echo pip-install",
+            f"PYTHON={sys.executable}",
+            *variables,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     return result.stdout
 
@@ -27,7 +38,7 @@ def test_an_installed_recent_torch_is_kept(repo_root):
     output = dry_install(repo_root)
     assert f"Keeping the installed torch {version('torch')} (needs >= 2.4)" in output
     assert not re.search(r"pip-install torch", output)
-    assert 'pip-install -e .[dev]' in output  # the rest is still installed
+    assert "pip-install -e .[dev]" in output  # the rest is still installed
 
 
 def test_torch_is_installed_when_older_than_the_floor_or_missing(repo_root, tmp_path):
@@ -38,7 +49,9 @@ def test_torch_is_installed_when_older_than_the_floor_or_missing(repo_root, tmp_
     fake_python.chmod(0o755)
     output = subprocess.run(
         ["make", "-s", "-C", str(repo_root), "install", "PIP=echo pip-install", f"PYTHON={fake_python}"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     ).stdout
     assert "torch is missing or older than 2.4: installing torch==2.13.0" in output
     assert "pip-install torch==2.13.0" in output

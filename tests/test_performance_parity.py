@@ -7,6 +7,7 @@ leave no seam on a real photo).
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -40,7 +41,7 @@ def photo(size: int = 64) -> torch.Tensor:
 
 def diffusers_peer(model: VQGANModel):
     diffusers = pytest.importorskip("diffusers")
-    peer = diffusers.VQModel(**{key: value for key, value in TINY.items()}, vq_embed_dim=model.config.vq_embed_dim)
+    peer = diffusers.VQModel(**dict(TINY.items()), vq_embed_dim=model.config.vq_embed_dim)
     weights = {name: tensor for name, tensor in model.state_dict().items() if name in peer.state_dict()}
     peer.load_state_dict(weights, strict=True)
     return peer
@@ -92,13 +93,17 @@ def test_in_place_inference_path_equals_autograd_path():
 # Plain VQ is covered by `residual_vq`, whose stages are plain VQs (one case less: compiling costs ~8 s a case).
 COMPILE_CASES = {
     "ema+kmeans+l2+entropy+rotation": dict(
-        codebook_update="ema", kmeans_init=True, codebook_l2_norm=True, codebook_dim=2, entropy_loss_weight=0.1,
+        codebook_update="ema",
+        kmeans_init=True,
+        codebook_l2_norm=True,
+        codebook_dim=2,
+        entropy_loss_weight=0.1,
         gradient_estimator="rotation",
     ),
     "fsq": dict(quantizer_type="fsq", fsq_levels=[4, 4]),
     "lfq": dict(quantizer_type="lfq", entropy_loss_weight=0.1),
     "residual_vq": dict(quantizer_type="residual_vq", num_quantizers=2),
-}  # fmt: skip
+}
 
 
 @pytest.mark.slow  # torch.compile: 8-11 s a case on 2 cores
@@ -221,7 +226,7 @@ def test_gradient_checkpointing_cuts_step_peak_memory():
 def test_tile_starts_cover_and_align():
     starts = tile_starts(100, 32, 8, align=4)
     assert starts[0] == 0 and starts[-1] + 32 == 100 and all(s % 4 == 0 for s in starts)
-    assert all(later - earlier <= 32 - 8 for earlier, later in zip(starts, starts[1:]))
+    assert all(later - earlier <= 32 - 8 for earlier, later in itertools.pairwise(starts))
     assert tile_starts(32, 32, 8) == [0]
 
 

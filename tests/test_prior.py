@@ -223,9 +223,12 @@ def test_guidance_one_equals_unguided_and_skips_the_null_branch():
 
 def test_seeded_generator_reproduces_samples():
     prior = tiny_prior()
-    sample = lambda seed: prior.generate_indices(
-        class_labels=[1], num_images=3, guidance_scale=2.0, generator=torch.Generator().manual_seed(seed)
-    )
+
+    def sample(seed):
+        return prior.generate_indices(
+            class_labels=[1], num_images=3, guidance_scale=2.0, generator=torch.Generator().manual_seed(seed)
+        )
+
     first = sample(0)
     assert first.shape == (3, 4, 4) and torch.equal(first, sample(0)) and not torch.equal(first, sample(1))
 
@@ -235,7 +238,7 @@ def test_only_image_ids_are_emitted_even_when_other_tokens_dominate():
         prior = tiny_prior(token_levels=token_levels, image_size=image_size)
         image_vocab = prior.config.image_vocab_size
 
-        def favour_class_tokens(module, args, logits):
+        def favour_class_tokens(module, args, logits, image_vocab=image_vocab):
             logits = logits.clone()
             logits[..., image_vocab:] += 1e4  # class and null tokens far above every image id
             logits[..., : image_vocab // 2] += 1e3  # and, for two levels, the ids of the wrong level / stage
@@ -319,9 +322,12 @@ def test_save_load_through_auto_classes(tmp_path, position_embedding):
     assert type(loaded) is VQPriorForCausalLM and loaded.config.id2label == {0: "a", 1: "b", 2: "c"}
     expected, received = prior.state_dict(), loaded.state_dict()
     assert expected.keys() == received.keys() and all(torch.equal(expected[k], received[k]) for k in expected)
-    sample = lambda model: model.generate_indices(
-        class_labels=[0, 2], guidance_scale=2.0, generator=torch.Generator().manual_seed(0)
-    )
+
+    def sample(model):
+        return model.generate_indices(
+            class_labels=[0, 2], guidance_scale=2.0, generator=torch.Generator().manual_seed(0)
+        )
+
     assert torch.equal(sample(prior), sample(loaded))
 
 

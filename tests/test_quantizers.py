@@ -41,8 +41,13 @@ OPTIONS = {
     "vq-entropy": dict(entropy_loss_weight=0.1),
     "vq-rotation": dict(gradient_estimator="rotation"),
     "vq-everything": dict(
-        codebook_update="ema", kmeans_init=True, dead_code_restart=True, codebook_l2_norm=True, codebook_dim=3,
-        entropy_loss_weight=0.1, gradient_estimator="rotation",
+        codebook_update="ema",
+        kmeans_init=True,
+        dead_code_restart=True,
+        codebook_l2_norm=True,
+        codebook_dim=3,
+        entropy_loss_weight=0.1,
+        gradient_estimator="rotation",
     ),
     "fsq": dict(quantizer_type="fsq", fsq_levels=[4, 4]),
     "fsq-odd-levels": dict(quantizer_type="fsq", fsq_levels=[5, 3], num_vq_embeddings=15),
@@ -70,7 +75,10 @@ def init_quantizer(quantizer):
 @pytest.mark.parametrize(
     "fields, match",
     [
-        (dict(quantizer_type="lfq", num_vq_embeddings=1000), "power of 2 for LFQ (one sign bit per channel); got 1000. Try 512 or 1024"),
+        (
+            dict(quantizer_type="lfq", num_vq_embeddings=1000),
+            "power of 2 for LFQ (one sign bit per channel); got 1000. Try 512 or 1024",
+        ),
         (dict(quantizer_type="fsq"), "fsq_levels"),
         (dict(quantizer_type="fsq", fsq_levels=[8, 5, 5, 5]), "num_vq_embeddings=1000"),
         (dict(quantizer_type="fsq", fsq_levels=[4, 1], num_vq_embeddings=4), "levels >= 2"),
@@ -140,14 +148,16 @@ def test_property_grid(name):
     depth = OPTIONS[name].get("num_quantizers")
     assert output.indices.shape == (2, 8, 8) + ((depth,) if depth else ())
     assert output.indices.dtype == torch.long
-    assert 0 <= int(output.indices.min()) and int(output.indices.max()) < quantizer.codebook_size
+    assert int(output.indices.min()) >= 0 and int(output.indices.max()) < quantizer.codebook_size
     assert torch.equal(quantizer.indices_to_codes(output.indices), output.quantized)
     for field in ("loss", "codebook_loss", "commitment_loss", "entropy_loss", "perplexity", "codebook_usage"):
         value = getattr(output, field)
         assert value.dim() == 0 and torch.isfinite(value), field
-    assert 0 <= float(output.running_usage) <= 1 and 0 <= int(output.dead_codes) <= quantizer.codebook_size * (depth or 1)
+    assert 0 <= float(output.running_usage) <= 1 and 0 <= int(output.dead_codes) <= quantizer.codebook_size * (
+        depth or 1
+    )
     # diffusers' tuple: (z_q, loss, (perplexity, None, indices))
-    z_q, loss, (perplexity, _, indices) = quantizer(latents)
+    z_q, _loss, (_perplexity, _, indices) = quantizer(latents)
     assert torch.equal(indices, output.indices) and torch.equal(z_q, output.quantized)
 
 
@@ -178,7 +188,7 @@ def test_codes_come_back_in_the_layout_the_latents_came_in(name, grad):
     assert quantizer.indices_to_codes(quantizer(latents)[2][2]).is_contiguous()
 
 
-# ----------------------------------------------------------------------------------------------------- health, EMA, restarts
+# ------------------------------------------------------------------------------------------ health, EMA, restarts
 
 
 def test_health_counts_training_steps_only():
@@ -312,7 +322,9 @@ def test_entropy_term_trains_encoder_and_codebook():
     model = VQGANModel(tiny_vqgan(entropy_loss_weight=0.1)).train()
     output = model(photo_batch())
     assert output.entropy_loss.requires_grad
-    torch.testing.assert_close(output.quantizer_loss, output.codebook_loss + output.commitment_loss + output.entropy_loss)
+    torch.testing.assert_close(
+        output.quantizer_loss, output.codebook_loss + output.commitment_loss + output.entropy_loss
+    )
     grads = _grads(model, output.entropy_loss)
     assert grads["quantize.embedding.weight"].abs().sum() > 0 and grads["quant_conv.weight"].abs().sum() > 0
 
@@ -372,7 +384,7 @@ def test_residual_stages_reduce_the_error():
     assert errors[0] > errors[1] > errors[2]
 
 
-# ----------------------------------------------------------------------------------------------------- models, save/load
+# ------------------------------------------------------------------------------------------ models, save/load
 
 
 @pytest.mark.parametrize("name", ["vq-everything", "fsq", "lfq", "residual_vq"])
@@ -448,7 +460,8 @@ def test_residual_vq_with_one_quantizer_round_trips_its_ids():
 
 
 def test_checkpoint_saved_without_health_buffers_loads_its_codebook_untouched(tmp_path):
-    """Checkpoints written before the health buffers existed (or converted ones) keep their codebook; counters start at 0."""
+    """Checkpoints written before the health buffers existed (or converted ones) keep their codebook; counters start
+    at 0."""
     from safetensors.torch import load_file, save_file
 
     model = VQGANModel(tiny_vqgan()).eval()

@@ -77,12 +77,33 @@ def test_generation_commands_run_in_order(tmp_path, monkeypatch):
     commands = [line.split()[1:] for line in re.search(r"```bash\n(.*?)```", section, re.S).group(1).splitlines()]
     assert [c[0] for c in commands] == ["train", "tokenize", "train-prior", "generate"]
     tiny = {
-        "train": ["--max-train-steps", "2", "--train-batch-size", "4", "--num-eval-images", "4", "--report-to", "none"],
+        "train": [
+            "--max-train-steps",
+            "2",
+            "--train-batch-size",
+            "4",
+            "--num-eval-images",
+            "4",
+            "--report-to",
+            "none",
+        ],
         "tokenize": ["--num-images", "32", "--batch-size", "16"],
-        "train-prior": ["--max-train-steps", "2", "--hidden-size", "32", "--num-hidden-layers", "1",
-                        "--num-attention-heads", "2", "--train-batch-size", "8", "--report-to", "none"],
+        "train-prior": [
+            "--max-train-steps",
+            "2",
+            "--hidden-size",
+            "32",
+            "--num-hidden-layers",
+            "1",
+            "--num-attention-heads",
+            "2",
+            "--train-batch-size",
+            "8",
+            "--report-to",
+            "none",
+        ],
         "generate": ["--num-images", "2"],
-    }  # fmt: skip
+    }
     monkeypatch.chdir(tmp_path)
     for command in commands:
         assert cli([*command, *tiny[command[0]]]) == 0, command

@@ -29,7 +29,7 @@ def test_flatten_unflatten_round_trip_in_a_joint_vocabulary(layout):
     ids = random_ids(layout)
     sequence = layout.flatten(ids)
     assert sequence.shape == (2, layout.sequence_length(32, 32))
-    assert 0 <= int(sequence.min()) and int(sequence.max()) < layout.vocabulary_size
+    assert int(sequence.min()) >= 0 and int(sequence.max()) < layout.vocabulary_size
     back = layout.split(layout.unflatten(sequence, 32, 32))
     assert all(torch.equal(a, b) for a, b in zip(back, layout.split(ids)))
 

@@ -13,15 +13,22 @@ NAMES = ["cat", "dog", "bird"]
 
 def info(vocabulary_size=16, **overrides):
     fields = dict(
-        tokenizer="/models/tok", tokenizer_config_hash="abc123", tokenizer_class="VQGANModel",
+        tokenizer="/models/tok",
+        tokenizer_config_hash="abc123",
+        tokenizer_class="VQGANModel",
         token_levels=[{"name": "tokens", "downsampling_factor": 4, "codebook_size": vocabulary_size, "depth": 1}],
-        image_size=[8, 8], sequence_length=4, vocabulary_size=vocabulary_size, label_names=NAMES, num_classes=3,
-    )  # fmt: skip
+        image_size=[8, 8],
+        sequence_length=4,
+        vocabulary_size=vocabulary_size,
+        label_names=NAMES,
+        num_classes=3,
+    )
     return token_files.new_tokens_info(**{**fields, **overrides})
 
 
-SETTINGS = dict(dataset="photos/", dataset_config=None, image_column="image", label_column="label", flip=True,
-                shard_size=2)  # fmt: skip
+SETTINGS = dict(
+    dataset="photos/", dataset_config=None, image_column="image", label_column="label", flip=True, shard_size=2
+)
 
 
 def write_split(folder, split="train", shards=2, rows=4, vocabulary_size=16):

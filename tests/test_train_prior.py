@@ -14,10 +14,10 @@ from safetensors.torch import load_file
 
 from hf_vq import VQGANModel
 from hf_vq.cli import main as cli
+from hf_vq.commands.train_prior import main as train_prior_main
 from hf_vq.data import fashion_mnist
 from hf_vq.data import tokens as token_files
 from hf_vq.evaluation.generation import UNIGRAM, TokenBaselines, position_id_ranges, prior_nll
-from hf_vq.commands.train_prior import main as train_prior_main
 from hf_vq.modeling import VQPriorConfig, VQPriorForCausalLM, tokenizer_config_hash
 
 from helpers import TINY_TOKENIZER, tiny_vqgan_config
@@ -46,11 +46,16 @@ def write_token_set(folder, tokenizer, tokenizer_path, splits=None, names=NAMES)
             ids = (4 * labels[:, None] + np.arange(16)[None] // 2 + rng.integers(0, 2, (n, 16))) % 16
             splits[split] = (ids, labels)
     meta = token_files.new_tokens_info(
-        tokenizer=str(tokenizer_path), tokenizer_config_hash=tokenizer_config_hash(tokenizer),
-        tokenizer_class="VQGANModel", token_levels=[{"name": "tokens", "downsampling_factor": 4, "codebook_size": 16,
-                                                    "depth": 1}],
-        image_size=[16, 16], sequence_length=16, vocabulary_size=16, label_names=list(names), num_classes=len(names),
-    )  # fmt: skip
+        tokenizer=str(tokenizer_path),
+        tokenizer_config_hash=tokenizer_config_hash(tokenizer),
+        tokenizer_class="VQGANModel",
+        token_levels=[{"name": "tokens", "downsampling_factor": 4, "codebook_size": 16, "depth": 1}],
+        image_size=[16, 16],
+        sequence_length=16,
+        vocabulary_size=16,
+        label_names=list(names),
+        num_classes=len(names),
+    )
     features = token_files.tokens_features(16, "uint16", list(names), has_labels=True)
     for split, (ids, labels) in splits.items():
         n = len(ids)
@@ -69,9 +74,30 @@ def token_set(tmp_path_factory):
 
 
 def flags(tokens, output, *extra):
-    return ["--tokens", str(tokens), "--output-dir", str(output), "--max-train-steps", "6", "--train-batch-size", "8",
-            "--checkpointing-steps", "3", "--image-logging-steps", "3", "--eval-steps", "3", "--logging-steps", "1",
-            "--num-samples-per-class", "2", "--lr-scheduler", "constant_with_warmup", *TINY_PRIOR, *extra]  # fmt: skip
+    return [
+        "--tokens",
+        str(tokens),
+        "--output-dir",
+        str(output),
+        "--max-train-steps",
+        "6",
+        "--train-batch-size",
+        "8",
+        "--checkpointing-steps",
+        "3",
+        "--image-logging-steps",
+        "3",
+        "--eval-steps",
+        "3",
+        "--logging-steps",
+        "1",
+        "--num-samples-per-class",
+        "2",
+        "--lr-scheduler",
+        "constant_with_warmup",
+        *TINY_PRIOR,
+        *extra,
+    ]
 
 
 @pytest.mark.slow  # two short runs: ~6 s on a CPU
@@ -92,8 +118,9 @@ def test_train_prior_writes_a_pipeline_and_resumes_exactly(tmp_path, token_set, 
 
     def create_commit(api, repo_id, operations, **kwargs):
         uploaded.update({op.path_in_repo: Path(op.path_or_fileobj).read_bytes() for op in operations})
-        return CommitInfo(commit_url=f"https://huggingface.co/{repo_id}/commit/0", commit_message="", oid="0",
-                          commit_description="")  # fmt: skip
+        return CommitInfo(
+            commit_url=f"https://huggingface.co/{repo_id}/commit/0", commit_message="", oid="0", commit_description=""
+        )
 
     monkeypatch.setattr(HfApi, "create_commit", create_commit)
     with caplog.at_level(logging.INFO, logger="hf_vq.training"):  # the summary (prior) and push (loop) are logged
@@ -104,14 +131,25 @@ def test_train_prior_writes_a_pipeline_and_resumes_exactly(tmp_path, token_set, 
     # The pipeline folder goes up whole and in one commit; checkpoints, logs, per-step grids stay local.
     expected = {"model_index.json", "README.md", "samples.png", "eval_results.json"} | {
         p.relative_to(first).as_posix() for folder in ("vqvae", "transformer") for p in (first / folder).iterdir()
-    }  # fmt: skip
-    assert set(uploaded) == expected and uploaded["transformer/model.safetensors"] == (
-        first / "transformer" / "model.safetensors").read_bytes()  # fmt: skip
+    }
+    assert (
+        set(uploaded) == expected
+        and uploaded["transformer/model.safetensors"] == (first / "transformer" / "model.safetensors").read_bytes()
+    )
     assert json.loads((first / "training_args.json").read_text())["push_to_hub"] is True  # the arguments as given
     assert {p.name for p in first.iterdir()} == {
-        "model_index.json", "vqvae", "transformer", "README.md", "samples.png", "eval_results.json", "samples",
-        "training_args.json", "checkpoint-3", "checkpoint-6", "logs",
-    }  # fmt: skip
+        "model_index.json",
+        "vqvae",
+        "transformer",
+        "README.md",
+        "samples.png",
+        "eval_results.json",
+        "samples",
+        "training_args.json",
+        "checkpoint-3",
+        "checkpoint-6",
+        "logs",
+    }
     assert {p.name for p in (first / "samples").iterdir()} == {"step-0000003.png", "step-0000006.png"}
     results = json.loads((first / "eval_results.json").read_text())
     assert results["split"] == "test" and results["num_sequences"] == 16 and results["num_tokens"] == 16 * 16
@@ -168,9 +206,11 @@ def test_clear_errors(tmp_path, token_set, capsys):
     assert cli(["train-prior", *flags(tokens, tmp_path / "done")]) == 2
     assert "already holds a trained pipeline" in capsys.readouterr().err
     # --init-from a prior of another image size: named before any data is read.
-    small = VQPriorForCausalLM(VQPriorConfig.from_tokenizer(
-        tokenizer, image_size=8, num_classes=2, hidden_size=32, num_hidden_layers=1, num_attention_heads=4
-    ))  # fmt: skip
+    small = VQPriorForCausalLM(
+        VQPriorConfig.from_tokenizer(
+            tokenizer, image_size=8, num_classes=2, hidden_size=32, num_hidden_layers=1, num_attention_heads=4
+        )
+    )
     small.save_pretrained(tmp_path / "small")
     argv = flags(tokens, tmp_path / "out", "--init-from", str(tmp_path / "small"))
     assert cli(["train-prior", *argv]) == 2
@@ -217,17 +257,41 @@ def test_training_lowers_the_held_out_nll_of_real_fashion_mnist_tokens(tmp_path,
     train, held_out, labels = ids[:256], ids[256:], classes[256:]
     splits = {"train": (train, classes[:256]), "test": (held_out, labels)}
     write_token_set(tmp_path / "tokens", tokenizer, tokenizer_dir, splits, fashion_mnist.CLASS_NAMES)
-    argv = flags(tmp_path / "tokens", tmp_path / "prior", "--max-train-steps", "80", "--train-batch-size", "32",
-                 "--learning-rate", "3e-3", "--use-ema", "false", "--checkpointing-steps", "0", "--report-to", "none",
-                 "--image-logging-steps", "0", "--eval-steps", "0", "--logging-steps", "80")  # fmt: skip
+    argv = flags(
+        tmp_path / "tokens",
+        tmp_path / "prior",
+        "--max-train-steps",
+        "80",
+        "--train-batch-size",
+        "32",
+        "--learning-rate",
+        "3e-3",
+        "--use-ema",
+        "false",
+        "--checkpointing-steps",
+        "0",
+        "--report-to",
+        "none",
+        "--image-logging-steps",
+        "0",
+        "--eval-steps",
+        "0",
+        "--logging-steps",
+        "80",
+    )
     assert train_prior_main(argv) == 0
     trained = json.loads((tmp_path / "prior" / "eval_results.json").read_text())["nats_per_token"]
 
     torch.manual_seed(0)
     config = VQPriorConfig.from_tokenizer(
-        tokenizer, image_size=16, num_classes=10, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+        tokenizer,
+        image_size=16,
+        num_classes=10,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=4,
         intermediate_size=96,
-    )  # fmt: skip
+    )
     untrained = prior_nll(VQPriorForCausalLM(config), held_out, labels)["nats_per_token"]
     # The unigram baseline of `hf-vq evaluate-prior`: each id drawn from the training ids' histogram.
     low, high = position_id_ranges(config.token_layout, (16, 16))

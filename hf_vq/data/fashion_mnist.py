@@ -24,8 +24,17 @@ FASHION_MNIST_DEBIAN_PACKAGE = "dataset-fashion-mnist"
 DEFAULT_ROOT = Path("/usr/share/datasets/fashion-mnist")
 ROOT_ENVIRONMENT_VARIABLE = "HF_VQ_FASHION_MNIST_DIR"  # another folder holding the four .gz files
 CLASS_NAMES = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-)  # fmt: skip
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 SPLITS = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", 60_000),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz", 10_000),
@@ -158,9 +167,11 @@ def load_fashion_mnist(
     shards = [(split, int(a), int(b)) for a, b in itertools.pairwise(bounds)]
     folder = str(fashion_mnist_root(root))
     dataset = datasets.IterableDataset.from_generator(
-        _generate_examples, features=features, gen_kwargs={"shards": shards, "root": folder},
+        _generate_examples,
+        features=features,
+        gen_kwargs={"shards": shards, "root": folder},
         split=datasets.NamedSplit(split),
-    )  # fmt: skip
+    )
     dataset.info.splits = datasets.SplitDict({split: datasets.SplitInfo(name=split, num_examples=total)})
     return dataset
 

@@ -228,12 +228,12 @@ def image_grid(images: torch.Tensor, columns: int, gap: int = 2) -> Image.Image:
 
 
 __all__ = [
-    "image_grid",
     "center_crop",
     "check_image_files",
     "comparison_grid",
     "decode_image",
     "from_uint8",
+    "image_grid",
     "load_image",
     "prepare_image",
     "resize_shorter_side",

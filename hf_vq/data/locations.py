@@ -63,7 +63,7 @@ def check_dataset_source(name: str, flag: str = "--dataset-name") -> str:
         HfApi().dataset_info(name, timeout=10)
     except RepositoryNotFoundError:
         raise FileNotFoundError(missing_source_message(name, flag, "dataset")) from None
-    except Exception as error:  # noqa: BLE001  (no network: httpx, OSError or HTTP errors, all meaning "unreachable")
+    except Exception as error:
         raise ConnectionError(
             f"{flag} {name!r}: there is no local file or folder of that name, and the Hub could not be reached to "
             f"look for a dataset called so ({type(error).__name__}). Give the path of a local folder, or check the "
@@ -80,7 +80,7 @@ def check_parquet_files(files: list[str], flag: str = "--dataset-name") -> None:
     for file in files:
         try:
             pq.read_metadata(file)
-        except Exception as error:  # noqa: BLE001  (pyarrow raises ArrowInvalid, OSError, ...: all mean unreadable)
+        except Exception as error:
             raise ValueError(
                 f"{flag}: the parquet shard {file} is truncated or corrupt ({str(error).strip().splitlines()[0]}). "
                 "Re-create or re-download it, or move it out of the dataset."

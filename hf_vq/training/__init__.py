@@ -9,8 +9,7 @@ final save (`output.py`).
 
 from .arguments import LoopArguments
 from .loop import run_training
-from .task import Run
-from .task import Task, TaskStep, Trainable, TrainData
+from .task import Run, Task, TaskStep, Trainable, TrainData
 from .tokenizer import TokenizerTask, train
 from .tokenizer_arguments import TrainArguments, parse_train_args
 from .tokenizer_types import TOKENIZER_TYPES, TokenizerType

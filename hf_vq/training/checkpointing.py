@@ -229,7 +229,7 @@ def _safe_torch_load(path: Path) -> dict:
 
     try:
         return load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001  (the restricted unpickler raises many kinds; each means: refused)
+    except Exception as error:
         raise ValueError(
             f"{Path(path).resolve()} cannot be read with torch.load(weights_only=True) ({type(error).__name__}); it "
             "was not written by hf-vq, or it is corrupt. hf-vq never unpickles checkpoint files: that would run any "

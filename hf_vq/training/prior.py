@@ -40,11 +40,10 @@ from ..modeling import VQPriorMixin, tokenizer_config_hash
 from ..pipelines.sampling import sample_images
 from .arguments import parse_json_or_file
 from .loop import run_training
-from .task import Run
 from .monitoring import log_grid
 from .prior_arguments import PriorArguments
 from .prior_types import PRIOR_TYPES, prior_type_of
-from .task import Task, TaskStep, Trainable, TrainData
+from .task import Run, Task, TaskStep, Trainable, TrainData
 
 logger = logging.getLogger(__name__)
 

@@ -126,7 +126,6 @@ class Task:
         """On the main process, after saving (and pushing): tell the user where everything is."""
 
 
-
 # ----------------------------------------------------------------------------------------------------------
 # The run: what the loop hands to the hooks
 

@@ -30,10 +30,9 @@ from ..modeling import BaseQuantizer, VQGANDiscriminator, VQGANDiscriminatorConf
 from ..modeling.configuration_utils import RECOMMENDED_QUANTIZER_FIELDS
 from .arguments import parse_json_or_file
 from .loop import run_training
-from .task import Run
 from .monitoring import SAMPLES_NAME, eval_results, evaluate, log_grid, log_summary, save_grid
 from .objective import build_objective, default_adam_beta1, describe_losses, gan_is_off
-from .task import Task, TaskStep, Trainable, TrainData
+from .task import Run, Task, TaskStep, Trainable, TrainData
 from .tokenizer_arguments import TrainArguments
 from .tokenizer_types import DEFAULT_DISCRIMINATOR_CONFIG, TOKENIZER_TYPES, TokenizerType
 

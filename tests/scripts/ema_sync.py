@@ -20,9 +20,7 @@ from hf_vq.modeling.quantizer_vq import VectorQuantizer
 
 STEPS = 5
 EMA_ONLY = dict(codebook_size=32, embed_dim=4, codebook_update="ema", ema_decay=0.8)
-EVERYTHING = dict(
-    EMA_ONLY, kmeans_init=True, kmeans_iters=3, dead_code_restart=True, usage_window=2, l2_norm=True
-)
+EVERYTHING = dict(EMA_ONLY, kmeans_init=True, kmeans_iters=3, dead_code_restart=True, usage_window=2, l2_norm=True)
 
 
 def rank_latents(rank: int, step: int) -> torch.Tensor:
