@@ -139,3 +139,16 @@ def test_modeling_imports_nothing_else_of_hf_vq():
 def test_library_files_read_in_one_sitting(path):
     lines = len(path.read_text(encoding="utf-8").splitlines())
     assert lines <= MAX_LINES, f"{path.relative_to(PACKAGE_DIR)} has {lines} lines (at most {MAX_LINES})"
+
+
+def test_test_modules_share_code_only_through_helpers():
+    """Test modules never import each other: what two of them need lives in tests/helpers/ (one home per role)."""
+    tests_dir = Path(__file__).resolve().parent
+    offenders = {}
+    for path in sorted(tests_dir.glob("test_*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and not node.level:
+                names = [node.module or ""]
+            offenders.setdefault(path.name, []).extend(n for n in names if n.split(".")[0].startswith("test_"))
+    assert not any(offenders.values()), {name: found for name, found in offenders.items() if found}

@@ -10,7 +10,6 @@ from typing import ClassVar
 import pytest
 import torch
 import torch.nn.functional as F
-from test_train_prior import flags, save_tokenizer, write_token_set
 from torch import nn
 
 # Imported into this module's namespace on purpose: diffusers loads a pipeline component of an unknown library by
@@ -25,6 +24,9 @@ from hf_vq.evaluation.generation import held_out_score, prior_nll
 from hf_vq.loading import load_pipeline
 from hf_vq.modeling import VQPriorConfig, VQPriorMixin
 from hf_vq.training.prior_types import PRIOR_TYPES, PriorType
+
+from helpers import save_tokenizer, write_token_set
+from helpers import tiny_prior_flags as flags
 
 pytest.importorskip("diffusers")
 

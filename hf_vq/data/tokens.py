@@ -341,7 +341,8 @@ def write_tokens(
         "model": model_name or "",
         "image_size": str(image_size),
         "codebook_size": ",".join(str(level.codebook_size) for level in layout.levels),
-        "downsampling_factor": ",".join(str(level.downsampling_factor) for level in layout.levels),
+        # A summary for tools that read no JSON; a level of fixed side or length has no factor ("-").
+        "downsampling_factor": ",".join(str(level.downsampling_factor or "-") for level in layout.levels),
         "token_layout": json.dumps([level.to_dict() for level in layout.levels]),
     }
     if image_names is not None:

@@ -35,7 +35,7 @@ def estimate_forward_bytes(model, height: int, width: int, tiled: bool) -> int:
         tiled (`bool`):
             Whether it runs tile by tile (`tiled_encode` / `tiled_decode`).
     """
-    side, factor = model.config.sample_size, model.token_layout.image_multiple
+    side, factor = model.config.sample_size, model.downsampling_factor  # the finest grid: where attention runs
     active = side * side if tiled else height * width
     activations = active * LIVE_ACTIVATIONS * widest_channels(model) * 4
     attention = (active // factor**2) ** 2 * 4

@@ -9,6 +9,7 @@ final save (`output.py`).
 
 from .arguments import LoopArguments
 from .loop import run_training
+from .prior_types import PRIOR_TYPES, PriorType
 from .task import Run, Task, TaskStep, Trainable, TrainData
 from .tokenizer import TokenizerTask, train
 from .tokenizer_arguments import TrainArguments, parse_train_args
@@ -18,8 +19,10 @@ from .tokenizer_types import TOKENIZER_TYPES, TokenizerType
 parse_args = parse_train_args
 
 __all__ = [
+    "PRIOR_TYPES",
     "TOKENIZER_TYPES",
     "LoopArguments",
+    "PriorType",
     "Run",
     "Task",
     "TaskStep",

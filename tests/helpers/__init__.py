@@ -4,6 +4,7 @@
   `TINY_TRANSFORMER`, ...);
 - `images`: real photo batches (`photo_batch`) and image folders or parquet shards with awkward records;
 - `training`: the flags of a tiny training run (`tiny_train_flags`);
+- `token_sets`: a tiny tokenizer and token set as `hf-vq tokenize` leaves them, and tiny `train-prior` flags;
 - `evaluation`: a tiny stand-in for the FID network;
 - `model_testers`: the shared ModelTester set, one tester per tokenizer family, that `test_modeling.py` and
   `test_transformers_conventions.py` run their checks over.
@@ -32,11 +33,14 @@ from .images import (
     write_mixed_folder,
     write_random_images,
 )
+from .token_sets import NAMES, TINY_PRIOR_FLAGS, save_tokenizer, tiny_prior_flags, write_token_set
 from .training import tiny_train_flags
 
 __all__ = [
+    "NAMES",
     "PHOTOS",
     "TINY_DISCRIMINATOR",
+    "TINY_PRIOR_FLAGS",
     "TINY_TOKENIZER",
     "TINY_TRANSFORMER",
     "TINY_VQGAN",
@@ -44,7 +48,9 @@ __all__ = [
     "TINY_VQVAE2",
     "photo_batch",
     "png_16bit_gray",
+    "save_tokenizer",
     "tiny_feature_network",
+    "tiny_prior_flags",
     "tiny_train_flags",
     "tiny_vqgan_config",
     "tiny_vqvae2_config",
@@ -52,4 +58,5 @@ __all__ = [
     "write_image_parquet_shards",
     "write_mixed_folder",
     "write_random_images",
+    "write_token_set",
 ]
