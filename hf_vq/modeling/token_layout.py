@@ -4,12 +4,9 @@ Every hf-vq tokenizer describes itself with a [`TokenLayout`] (`model.token_layo
 token ids reads it instead of branching on the model type: the models' input checks, model cards, evaluation and
 training's code-usage statistics, `hf-vq encode` / `decode`, token sets, and a prior over the tokens.
 
-A level says which shape its ids take for an image size, by one of three rules:
-
-- `downsampling_factor=f`: a grid of `(H / f, W / f)` (VQ-GAN, VQ-VAE; VQ-VAE-2's top and bottom grids);
-- `side=s`: a grid of `(s, s)` whatever the image size (the scales of a VAR-style multi-scale tokenizer, where a
-  13x13 scale of a 256-px image is no integer factor of it);
-- `length=n`: a 1-D sequence of `n` tokens whatever the image size (TiTok-style tokenizers).
+Each level ([`TokenLevel`], `token_level.py`) gives its own token shape for an image size: a grid by a downsampling
+factor, a grid of a fixed side (one scale of a VAR-style multi-scale tokenizer), or a 1-D sequence of a fixed length
+(TiTok-style tokenizers).
 
 A residual quantizer gives each position `depth` ids (its stages, coarse to fine) on a last axis. Levels may share
 one codebook (`codebook="..."`, a vocabulary group: VAR's scales all draw from one codebook); a level without one
@@ -19,9 +16,8 @@ A prior sees one sequence: levels coarse to fine, each in raster order, the ids 
 ids of codebook c and stage q are shifted by one offset so that every (codebook, stage) has its own vocabulary range,
 shared by the levels that share the codebook.
 
-The dict form of a level (`TokenLevel.to_dict` / `from_dict`) is what config files, token sets and token files
-store: `{"name", "downsampling_factor" | "side" | "length", "codebook_size", "depth"}`, plus `codebook` and
-`stacked` when set, so that files written before `side`, `length` and `codebook` existed read unchanged.
+The dict form of a level lives in `TokenLevel.to_dict` / `from_dict`; a layout's is `TokenLayout.to_dict` /
+`from_dict` (its levels plus `image_multiple`).
 """
 
 from __future__ import annotations
@@ -29,169 +25,14 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import KW_ONLY, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from .token_level import TokenLevel, is_positive_int
+
 Indices = torch.Tensor | tuple[torch.Tensor, ...]
-
-_SHAPE_RULES = ("downsampling_factor", "side", "length")
-_LEVEL_KEYS = ("name", *_SHAPE_RULES, "codebook_size", "depth", "codebook", "stacked")
-
-
-@dataclass(frozen=True)
-class TokenLevel:
-    r"""
-    One level of tokens: a grid, or a 1-D sequence. Give exactly one of `downsampling_factor`, `side` and `length`.
-
-    Args:
-        name (`str`):
-            What the level is called in logs, cards and token files (`"tokens"` for a single grid; `"top"`,
-            `"bottom"`).
-        downsampling_factor (`int`, *optional*):
-            A grid of `(height / f, width / f)` for images of `height` x `width`.
-        codebook_size (`int`):
-            K: ids of this level are in `[0, K)`.
-        depth (`int`, *optional*, defaults to 1):
-            Ids per position (the stages of a residual quantizer, coarse to fine), on a last axis of size `depth`.
-        side (`int`, *optional*):
-            A grid of `(side, side)` whatever the image size (one scale of a multi-scale tokenizer).
-        length (`int`, *optional*):
-            A 1-D sequence of `length` tokens whatever the image size.
-        codebook (`str`, *optional*):
-            Name of the codebook the level draws from: levels with the same name share one codebook and one id range
-            of the joint vocabulary (they must agree on `codebook_size` and `depth`). Defaults to the level's own,
-            named by `name`.
-        stacked (`bool`, *optional*, defaults to `depth > 1`):
-            Whether the ids carry the last stage axis. Always true for `depth > 1`; a residual quantizer with one
-            stage sets it, so its ids keep the `(..., 1)` axis that its `encode_to_indices` returns.
-
-    Example:
-
-    ```python
-    >>> from hf_vq.modeling.token_layout import TokenLevel
-    >>> TokenLevel("tokens", downsampling_factor=16, codebook_size=1024).token_shape(256, 256)
-    (16, 16)
-    >>> TokenLevel("scale_13", side=13, codebook_size=4096, codebook="scales").token_shape(256, 256)
-    (13, 13)
-    >>> TokenLevel("tokens", length=32, codebook_size=4096).token_shape(512, 512)
-    (32,)
-
-    ```
-    """
-
-    name: str
-    downsampling_factor: int | None = None
-    codebook_size: int | None = None
-    depth: int = 1
-    _: KW_ONLY
-    side: int | None = None
-    length: int | None = None
-    codebook: str | None = None
-    stacked: bool = False
-
-    def __post_init__(self):
-        where = f"TokenLevel {self.name!r}"
-        rules = [key for key in _SHAPE_RULES if getattr(self, key) is not None]
-        if len(rules) != 1:
-            raise ValueError(
-                f"{where} must give exactly one of `downsampling_factor` (a grid of image side / f), `side` (a fixed "
-                f"side x side grid) and `length` (a fixed 1-D sequence); got {rules or 'none'}. Give one of them."
-            )
-        for key in (rules[0], "codebook_size", "depth"):
-            value = getattr(self, key)
-            if not _is_positive_int(value):
-                raise ValueError(f"{where}: `{key}` must be an integer >= 1; got {value!r}. Set it from the model.")
-        if self.depth > 1 and not self.stacked:
-            object.__setattr__(self, "stacked", True)  # several stages always need their axis
-
-    # ------------------------------------------------------------------------------------------ shapes
-
-    @property
-    def is_grid(self) -> bool:
-        """Whether the level is 2-D (a grid), not a 1-D sequence."""
-        return self.length is None
-
-    @property
-    def codebook_name(self) -> str:
-        return self.codebook if self.codebook is not None else self.name
-
-    @property
-    def rank(self) -> int:
-        """Dimensions of one image's ids: 2 for a grid, 1 for a sequence, plus the stage axis when stacked."""
-        return (2 if self.is_grid else 1) + self.stacked
-
-    def grid_shape(self, height: int, width: int) -> tuple[int, ...]:
-        """Positions of one image at this level, without the stage axis: `(h, w)`, or `(length,)`."""
-        if self.downsampling_factor is not None:
-            return height // self.downsampling_factor, width // self.downsampling_factor
-        return (self.side, self.side) if self.side is not None else (self.length,)
-
-    def token_shape(self, height: int, width: int) -> tuple[int, ...]:
-        """Shape of one image's ids at this level: `grid_shape`, plus `(depth,)` when stacked."""
-        grid = self.grid_shape(height, width)
-        return (*grid, self.depth) if self.stacked else grid
-
-    def image_size_of(self, shape: Sequence[int]) -> tuple[int, int] | None:
-        """The image size that one image's ids of `shape` come from, or None when the level cannot tell."""
-        if self.downsampling_factor is None:
-            return None
-        return shape[0] * self.downsampling_factor, shape[1] * self.downsampling_factor
-
-    @property
-    def layout_text(self) -> str:
-        """The shape of a batch of ids in words: `"batch, height, width"`, `"batch, 13, 13, 4"`, `"batch, 32"`."""
-        if self.downsampling_factor is not None:
-            positions = "height, width"
-        elif self.side is not None:
-            positions = f"{self.side}, {self.side}"
-        else:
-            positions = str(self.length)
-        return f"batch, {positions}" + (f", {self.depth}" if self.stacked else "")
-
-    def shape_rule_text(self) -> str:
-        """The level's shape rule in words, for messages and model cards: `f16`, `13×13`, `32 tokens`."""
-        if self.downsampling_factor is not None:
-            return f"f{self.downsampling_factor}"
-        return f"{self.side}×{self.side}" if self.side is not None else f"{self.length} tokens"
-
-    # ------------------------------------------------------------------------------------------ dict form
-
-    def to_dict(self) -> dict[str, Any]:
-        """The level as stored in config files, token sets and token files (see the module docstring)."""
-        rule = next(key for key in _SHAPE_RULES if getattr(self, key) is not None)
-        level = {
-            "name": self.name,
-            rule: getattr(self, rule),
-            "codebook_size": self.codebook_size,
-            "depth": self.depth,
-        }
-        if self.codebook is not None:
-            level["codebook"] = self.codebook
-        if self.stacked and self.depth == 1:
-            level["stacked"] = True
-        return level
-
-    @classmethod
-    def from_dict(cls, level: Mapping[str, Any] | TokenLevel) -> TokenLevel:
-        """The inverse of [`to_dict`]; `name` defaults to `"tokens"` and `depth` to 1. A `TokenLevel` is returned
-        as it is."""
-        if isinstance(level, TokenLevel):
-            return level
-        if not isinstance(level, Mapping):
-            raise TypeError(
-                f"A token level must be a dict with keys {list(_LEVEL_KEYS)}; got {type(level).__name__}. Use "
-                "`TokenLevel.to_dict()` (or `model.token_layout.to_dict()`) to write one."
-            )
-        unknown = sorted(set(level) - set(_LEVEL_KEYS))
-        if unknown or "codebook_size" not in level:
-            problem = f"unknown keys {unknown}" if unknown else "no `codebook_size`"
-            raise ValueError(
-                f"A token level is a dict with keys {list(_LEVEL_KEYS)} (`codebook_size` and one of "
-                f"{list(_SHAPE_RULES)} required); got {dict(level)} ({problem}). Write it with `TokenLevel.to_dict()`."
-            )
-        return cls(**{"name": "tokens", **level})
 
 
 @dataclass(frozen=True)
@@ -243,7 +84,7 @@ class TokenLayout:
         whole = math.lcm(*factors) if factors else 1
         if self.image_multiple is None:
             object.__setattr__(self, "image_multiple", whole)
-        elif not _is_positive_int(self.image_multiple) or self.image_multiple % whole:
+        elif not is_positive_int(self.image_multiple) or self.image_multiple % whole:
             raise ValueError(
                 f"`image_multiple` must be a positive multiple of every grid level's downsampling factor {factors}; "
                 f"got {self.image_multiple!r}. Use {whole} or a multiple of it."
@@ -348,7 +189,7 @@ class TokenLayout:
         image_sizes = set()
         for level, ids in zip(self.levels, levels):
             where = f" at level {level.name!r}" if self.num_levels > 1 else ""
-            _check_level(level, ids, where)
+            level.check_ids(ids, where)
             if image_size is not None:
                 expected = level.token_shape(*image_size)
                 if tuple(ids.shape[1:]) != expected:
@@ -461,34 +302,6 @@ class TokenLayout:
                 )
             return cls(tuple(TokenLevel.from_dict(level) for level in layout["levels"]), layout.get("image_multiple"))
         return cls(tuple(TokenLevel.from_dict(level) for level in layout))
-
-
-def _is_positive_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
-
-
-def _check_level(level: TokenLevel, ids: Any, where: str) -> None:
-    """Type, shape (without the batch size) and id range of one level's ids."""
-    if not isinstance(ids, torch.Tensor) or ids.is_floating_point() or ids.is_complex():
-        received = ids.dtype if isinstance(ids, torch.Tensor) else type(ids).__name__
-        raise TypeError(
-            f"Token ids{where} must be an integer tensor of shape ({level.layout_text}); got {received}. "
-            "Use `.long()`."
-        )
-    fixed = None if level.downsampling_factor is not None else level.token_shape(0, 0)
-    wrong_stages = level.stacked and ids.dim() == 1 + level.rank and ids.shape[-1] != level.depth
-    if ids.dim() != 1 + level.rank or wrong_stages or (fixed is not None and tuple(ids.shape[1:]) != fixed):
-        hint = ""
-        if level.downsampling_factor is not None:
-            short = level.layout_text.replace("height", "h").replace("width", "w")
-            hint = f" A flat sequence of h*w positions reshapes with `indices.view({short})`."
-        raise ValueError(f"Token ids{where} must have shape ({level.layout_text}); got {tuple(ids.shape)}.{hint}")
-    size = level.codebook_size
-    if ids.numel() and (ids.min() < 0 or ids.max() >= size):
-        raise ValueError(
-            f"Token ids{where} must be in [0, {size}) for this codebook; got values in "
-            f"[{int(ids.min())}, {int(ids.max())}]. Were they produced by a model with another codebook size?"
-        )
 
 
 __all__ = ["Indices", "TokenLayout", "TokenLevel"]
