@@ -135,7 +135,7 @@ def train_batches(steps: int, batch_size: int, resolution: int, seed: int) -> to
 
 def eval_images(resolution: int) -> torch.Tensor:
     """The 15 fixed held-out views of `hf_vq.data.builtin_eval_crops` (3 photos: whole + 4 quarters), prepared as
-    `hf-vq evaluate --dataset builtin` prepares them: `uint8` `(15, 3, R, R)`."""
+    `hf-vq evaluate --dataset-name builtin` prepares them: `uint8` `(15, 3, R, R)`."""
     return torch.stack([prepare_image(view, resolution) for view in builtin_eval_crops()])
 
 

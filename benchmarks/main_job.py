@@ -1,5 +1,5 @@
 """The README's main job, `hf-vq train` with its defaults, over several seeds: wall time, peak memory and the
-held-out quality `hf-vq evaluate OUT --dataset builtin` gives, with the spread across seeds.
+held-out quality `hf-vq evaluate OUT --dataset-name builtin` gives, with the spread across seeds.
 
     python benchmarks/main_job.py --seeds 0 1 2 --markdown benchmarks/results/main_job_cpu.md
 
@@ -65,7 +65,7 @@ def run_seed(seed: int, workdir: Path) -> dict:
     result = json.loads(wrapper.stdout.strip().splitlines()[-1])
     scores = output / "eval_builtin.json"
     subprocess.run(
-        cli("evaluate", str(output), "--dataset", "builtin", "--no-card", "--output", str(scores)), check=True
+        cli("evaluate", str(output), "--dataset-name", "builtin", "--no-card", "--output", str(scores)), check=True
     )
     result.update(json.loads(scores.read_text())["metrics"])
     return result
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     results = {seed: run_seed(seed, workdir) for seed in args.seeds}
     text = "\n".join(
         [
-            "## The main job: `hf-vq train` with its defaults, then `hf-vq evaluate OUT --dataset builtin`",
+            "## The main job: `hf-vq train` with its defaults, then `hf-vq evaluate OUT --dataset-name builtin`",
             "",
             f"{started}; one seed at a time, each a fresh process. "
             "Held-out: the 15 views of the built-in eval photos.",

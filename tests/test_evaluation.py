@@ -235,7 +235,7 @@ def test_evaluate_command_measures_a_saved_model_and_writes_its_card(tmp_path, m
     assert 0 < metrics["codebook_usage"] <= 1 and 1 <= metrics["perplexity"] <= 16
     assert metrics["tokens"] == 4 * 16 * 16
     assert results["protocol"]["kid_subset_size"] == 2
-    assert results["command"] == "hf-vq evaluate MODEL --dataset builtin --num-images 4 --image-size 32"
+    assert results["command"] == "hf-vq evaluate MODEL --dataset-name builtin --num-images 4 --resolution 32"
 
     card = ModelCard.load(folder / "README.md")
     measured = {r.metric_type: r.metric_value for r in card.data.eval_results}
@@ -279,7 +279,7 @@ def test_training_monitor_measures_what_evaluate_measures_for_residual_vq(tmp_pa
 
 
 def test_an_image_folder_is_evaluated_on_its_only_split_and_says_so(tmp_path, caplog):
-    """`hf-vq evaluate MODEL --dataset ./my_images`: a folder has one split (`train`); it is used, with a warning,
+    """`hf-vq evaluate MODEL --dataset-name ./my_images`: a folder has one split (`train`); it is used, with a warning,
     and recorded in the results and their command."""
     import logging
 
@@ -316,10 +316,10 @@ def test_folders_with_a_test_split_and_missing_folders(tmp_path):
     for split in ("train", "test"):
         write_mixed_folder(tmp_path / "data" / split)
     assert resolve_eval_split(str(tmp_path / "data")) == "test"
-    with pytest.raises(FileNotFoundError, match="--dataset '/no/such/folder': no such folder or file"):
+    with pytest.raises(FileNotFoundError, match="--dataset-name '/no/such/folder': no such folder or file"):
         resolve_eval_split("/no/such/folder")
     model = VQGANModel(VQGANConfig(**TINY)).eval()
-    with pytest.raises(ValueError, match="--image-size .*got 33. Try 32"):
+    with pytest.raises(ValueError, match="--resolution .*got 33. Try 32"):
         from hf_vq.evaluation import evaluate
 
         evaluate(model, "builtin", image_size=33)

@@ -131,7 +131,7 @@ def prepare_image(image: Image.Image, image_size: int | None = None, multiple_of
     if width < 1 or height < 1:
         raise ValueError(
             f"The image ({image.width}x{image.height}) is smaller than the downsampling factor {multiple_of}; "
-            "pass a larger --image-size."
+            "pass a larger --resolution."
         )
     if (width, height) != image.size:
         image = center_crop(image, width, height)

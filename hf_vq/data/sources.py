@@ -278,7 +278,7 @@ def load_raw_dataset(name: str, config_name: str | None, split: str, image_colum
     return dataset, column
 
 
-def default_eval_split(name: str, config_name: str | None, flag: str = "--dataset") -> str | None:
+def default_eval_split(name: str, config_name: str | None, flag: str = "--dataset-name") -> str | None:
     """`validation` or `test` when the dataset has one (looked up without reading any data). A dataset that does
     not exist is an error (`FileNotFoundError`), not a dataset without those splits."""
     import datasets

@@ -233,7 +233,7 @@ def load_tokens_info(path: str | os.PathLike, revision: str | None = None) -> di
         if not file.is_file():
             raise FileNotFoundError(
                 f"{path} holds no {TOKENS_INFO_NAME}: it is not a token set. Make one with `hf-vq tokenize "
-                f"TOKENIZER --dataset ... --output {path}`."
+                f"TOKENIZER --dataset-name ... --output {path}`."
             )
     else:
         from huggingface_hub import hf_hub_download

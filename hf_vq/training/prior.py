@@ -103,7 +103,7 @@ class PriorTask(Task):
                 raise ValueError(
                     f"The token set {args.tokens} holds ids of {info['image_size'][0]}x{info['image_size'][1]} "
                     f"images; the prior of --init-from {args.init_from} models {height}x{width} images. Tokenize "
-                    f"at that size (`hf-vq tokenize ... --image-size {height}`), or train a new prior without "
+                    f"at that size (`hf-vq tokenize ... --resolution {height}`), or train a new prior without "
                     "--init-from."
                 )
         else:
