@@ -154,8 +154,8 @@ def resolve_eval_split(dataset: str, dataset_config: str | None = None, split: s
         )
         return splits[0]
     raise ValueError(
-        f"--dataset-name {dataset!r} has no validation/test split; its splits are {splits}. Choose the one to evaluate "
-        "with `--split NAME` (`split=` in Python)."
+        f"--dataset-name {dataset!r} has no validation/test split; its splits are {splits}. Choose the one to "
+        "evaluate with `--split NAME` (`split=` in Python)."
     )
 
 
