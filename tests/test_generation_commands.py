@@ -187,6 +187,29 @@ def test_generate_writes_a_grid_from_a_pipeline_or_a_prior(tmp_path, pipeline_di
     assert Image.open(every_class).size == (2 * 16 + 2, 2 * 16 + 2)
 
 
+def test_any_sampling_option_of_the_family_passes_through(tmp_path, pipeline_dir, capsys):
+    """`--sampling-option NAME=VALUE` reaches the family's `generate_indices` as a named flag would, so a new family's
+    options need no new flag; one the family does not take is refused before sampling, naming those it takes."""
+    common = [str(pipeline_dir), "--class-label", "1", "--num-images", "2", "--seed", "3", "--device", "cpu"]
+    named, generic = tmp_path / "named.png", tmp_path / "generic.png"
+    assert generate_main([*common, "--top-k", "2", "--temperature", "0.5", "--output", str(named)]) == 0
+    argv = [*common, "--sampling-option", "top-k=2", "--sampling-option", "temperature=0.5", "--output", str(generic)]
+    assert generate_main(argv) == 0
+    np.testing.assert_array_equal(np.asarray(Image.open(generic)), np.asarray(Image.open(named)))
+    capsys.readouterr()
+
+    refused = tmp_path / "refused.png"
+    assert generate_main([*common, "--sampling-option", "cfg_interval=10", "--output", str(refused)]) == 2
+    err = capsys.readouterr().err
+    assert "'cfg_interval' is not a sampling option of VQPriorForCausalLM" in err
+    assert "its options are temperature, top_k, top_p" in err
+    assert generate_main([*common, "--sampling-option", "top_k", "--output", str(refused)]) == 2
+    assert "--sampling-option expects NAME=VALUE (e.g. top_k=50); got 'top_k'" in capsys.readouterr().err
+    assert generate_main([*common, "--top-k", "2", "--sampling-option", "top_k=3", "--output", str(refused)]) == 2
+    assert "the option 'top_k' is already given" in capsys.readouterr().err
+    assert not refused.exists()
+
+
 def test_generate_errors_are_clear(tmp_path, pipeline_dir, capsys):
     output = ["--output", str(tmp_path / "grid.png")]
     assert generate_main([str(pipeline_dir), "--class-label", "sandal", *output]) == 2

@@ -6,6 +6,7 @@ a row of `--num-images` per class label (`hf_vq.pipelines.sample_images`). Print
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from ..parsing import CommandParser
@@ -33,6 +34,15 @@ def build_parser() -> CommandParser:
     parser.add_argument("--top-k", type=int, default=None, help="sample among the k most likely ids")
     parser.add_argument("--top-p", type=float, default=None, help="nucleus sampling threshold")
     parser.add_argument("--num-inference-steps", type=int, default=None, help="decoding steps of a masked prior")
+    parser.add_argument(
+        "--sampling-option",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="any other sampling option of the prior's family, repeatable (e.g. --sampling-option top_k=50); the "
+        "value is read as JSON (a number, true / false / null), else as text. An option the family does not take is "
+        "an error that lists the ones it does",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--columns", type=int, default=None, help="grid columns (default: --num-images, at most 16)")
     parser.add_argument("--output", default="grid.png", help="grid PNG (default: grid.png)")
@@ -40,10 +50,31 @@ def build_parser() -> CommandParser:
     return parser
 
 
+def parse_sampling_options(values: list[str], given: dict) -> dict:
+    """`--sampling-option NAME=VALUE`s as keyword arguments (`NAME` with dashes or underscores), after the named
+    flags in `given`; a malformed entry, or one that repeats an option, is a `ValueError` naming it."""
+    options = dict(given)
+    for entry in values:
+        name, equals, text = entry.partition("=")
+        name = name.strip().replace("-", "_")
+        if not equals or not name.isidentifier():
+            raise ValueError(f"--sampling-option expects NAME=VALUE (e.g. top_k=50); got {entry!r}.")
+        if name in options:
+            raise ValueError(f"--sampling-option {entry!r}: the option {name!r} is already given; give it once.")
+        try:
+            options[name] = json.loads(text)
+        except json.JSONDecodeError:
+            options[name] = text  # plain text, e.g. decoding_order=halton
+    return options
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.num_images < 1:
         raise ValueError(f"--num-images must be an integer >= 1; got {args.num_images}.")
+    options = ("temperature", "top_k", "top_p", "num_inference_steps")
+    given = {name: getattr(args, name) for name in options if getattr(args, name) is not None}
+    sampling = parse_sampling_options(args.sampling_option, given)
     import torch
 
     from ..data.images import image_grid
@@ -58,9 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         labels = pipe.get_label_ids([int(v) if v.lstrip("-").isdigit() else v for v in labels])
     elif config.num_classes > 0:
         labels = list(range(config.num_classes))
+    pipe.transformer.check_sampling_options(sampling)  # before any sampling: the family names what it takes
     generator = torch.Generator(device).manual_seed(args.seed)
-    options = ("temperature", "top_k", "top_p", "num_inference_steps")
-    sampling = {name: getattr(args, name) for name in options if getattr(args, name) is not None}
     images = sample_images(pipe, labels, args.num_images, args.guidance_scale, generator, **sampling)
     columns = args.columns or min(args.num_images, 16)
     output = Path(args.output)
