@@ -20,6 +20,8 @@ import subprocess
 import sys
 import time
 
+from common import emit
+
 CASES = {
     "hf-vq --help": [shutil.which("hf-vq") or "hf-vq", "--help"],
     "python -c pass": [sys.executable, "-c", "pass"],
@@ -52,11 +54,7 @@ def main() -> int:
         f"## CLI start-up, {time.strftime('%Y-%m-%d', time.gmtime())}: {platform.machine()}, "
         f"Python {platform.python_version()}, fresh processes one at a time"
     )
-    text = "\n".join([title, "", *rows, ""])
-    print(text)
-    if args.output:
-        with open(args.output, "w") as file:
-            file.write(text)
+    emit("\n".join([title, "", *rows]), args.output)
     return 0
 
 

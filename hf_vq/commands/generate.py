@@ -89,7 +89,6 @@ def main(argv: list[str] | None = None) -> int:
         labels = pipe.get_label_ids([int(v) if v.lstrip("-").isdigit() else v for v in labels])
     elif config.num_classes > 0:
         labels = list(range(config.num_classes))
-    pipe.transformer.check_sampling_options(sampling)  # before any sampling: the family names what it takes
     generator = torch.Generator(device).manual_seed(args.seed)
     images = sample_images(pipe, labels, args.num_images, args.guidance_scale, generator, **sampling)
     columns = args.columns or min(args.num_images, 16)
