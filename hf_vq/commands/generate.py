@@ -7,6 +7,7 @@ a row of `--num-images` per class label (`hf_vq.pipelines.sample_images`). Print
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from ..parsing import CommandParser
@@ -68,10 +69,72 @@ def parse_sampling_options(values: list[str], given: dict) -> dict:
     return options
 
 
+def check_arguments(args) -> None:
+    """Refuses, before any model is loaded, every value `hf-vq generate` cannot use, in `hf-vq train-prior`'s words
+    where it has the same flag (`--sample-guidance-scale` there): a `ValueError` naming the flag, what it must be, the
+    value received and, for `--output`, the path in the way."""
+    for name in ("num_images", "columns"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise ValueError(_flag_error(name, "an integer >= 1", value))
+    if not args.guidance_scale >= 0:  # `not >=`: NaN is refused too
+        raise ValueError(_flag_error("guidance_scale", "a number >= 0", args.guidance_scale))
+    check_output_path(Path(args.output))
+
+
+def check_output_path(output: Path) -> None:
+    """Raises a `ValueError` when the grid cannot be written at `output`: a folder there, a file where a parent
+    folder must be, a folder that is not writable, or a file name without an image format's extension."""
+    from PIL import Image
+
+    if output.is_dir():
+        raise ValueError(
+            f"--output {output} is a folder; the grid is one image file. Give a file name, e.g. --output "
+            f"{output / 'grid.png'}."
+        )
+    extensions = {ext: fmt for ext, fmt in Image.registered_extensions().items() if fmt in Image.SAVE}
+    if output.suffix.lower() not in extensions:
+        raise ValueError(
+            f"--output {output} must end in an image extension that Pillow writes (.png, .jpg, .webp, ...); got "
+            f"{output.suffix or 'no extension'!r}. Use e.g. --output {output.with_suffix('.png')}."
+        )
+    parent = output.parent
+    while not parent.exists():
+        if parent.is_symlink():  # a dangling link: mkdir would fail on it
+            break
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(
+            f"--output {output} cannot be written: {parent} is a file, not a folder. Choose another --output, or move "
+            "that file away."
+        )
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"--output {output} cannot be written: the folder {parent} is not writable by this user.")
+
+
+def _flag_error(name: str, expected: str, received) -> str:
+    # The words of hf_vq.training.arguments.flag_error (test_stage2_safety compares them), without importing
+    # transformers before the first check.
+    return f"--{name.replace('_', '-')} must be {expected}; got {received!r}."
+
+
+def save_grid(grid, output: Path) -> None:
+    """Writes the grid image to `output` through a sibling temporary file and `os.replace`: a reader sees no file or
+    the whole image, and an interrupted run leaves no half-written one under the final name."""
+    from PIL import Image
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    partial = output.with_name(f".{output.name}.partial-{os.getpid()}")
+    try:
+        grid.save(partial, format=Image.registered_extensions()[output.suffix.lower()])
+        os.replace(partial, output)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.num_images < 1:
-        raise ValueError(f"--num-images must be an integer >= 1; got {args.num_images}.")
+    check_arguments(args)
     options = ("temperature", "top_k", "top_p", "num_inference_steps")
     given = {name: getattr(args, name) for name in options if getattr(args, name) is not None}
     sampling = parse_sampling_options(args.sampling_option, given)
@@ -93,8 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     images = sample_images(pipe, labels, args.num_images, args.guidance_scale, generator, **sampling)
     columns = args.columns or min(args.num_images, 16)
     output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    image_grid(images, columns).save(output)
+    save_grid(image_grid(images, columns), output)
     rows = len(labels) if labels else 1
     print(f"{output}\t{images.shape[0]} images ({rows} label(s) x {args.num_images}), {images.shape[-1]}px")
     return 0
