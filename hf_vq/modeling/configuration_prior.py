@@ -25,7 +25,7 @@ from transformers import LlamaConfig
 
 from .token_layout import TokenLayout, TokenLevel
 
-POSITION_EMBEDDINGS = ("rope", "rope+2d")
+POSITION_EMBEDDINGS = ("rope", "rope+2d", "rope2d")
 
 # Keys of a tokenizer's config that change when it is saved, loaded, cast or moved but do not change its ids.
 _VOLATILE_TOKENIZER_KEYS = {
@@ -79,7 +79,9 @@ class VQPriorConfig(LlamaConfig):
             unconditional model that classifier-free guidance needs (Ho & Salimans 2022, arXiv:2207.12598).
         position_embedding (`str`, *optional*, defaults to `"rope"`):
             `"rope"`: Llama's 1-D rotary embedding over the sequence; `"rope+2d"`: plus a learned row and a learned
-            column embedding added to each image token (rows and columns in units of the finest grid).
+            column embedding added to each image token (rows and columns in units of the finest grid); `"rope2d"`:
+            LlamaGen's 2-D rotary embedding instead of the 1-D one (half of each head's rotary pairs turn with the
+            row, half with the column; the class slot gets none, see `rope2d.py`). Both 2-D options need grid levels.
         tokenizer_name_or_path (`str`, *optional*):
             Where the tokenizer the prior was trained on lives (Hub id or folder); recorded for users and cards.
         tokenizer_config_hash (`str`, *optional*):
@@ -113,7 +115,7 @@ class VQPriorConfig(LlamaConfig):
     image_size: int | list | tuple = 256
     num_classes: int = 0
     class_dropout_prob: float | int = 0.1
-    position_embedding: Literal["rope", "rope+2d"] = "rope"
+    position_embedding: Literal["rope", "rope+2d", "rope2d"] = "rope"
     tokenizer_name_or_path: str | None = None
     tokenizer_config_hash: str | None = None
     # Derived from the fields above (see `__post_init__`); Llama's text-model defaults would be wrong here.
@@ -230,12 +232,20 @@ class VQPriorConfig(LlamaConfig):
                 f"Use a multiple of {layout.image_multiple}, e.g. {layout.nearest_image_size(self.image_size[0])}.",
             )
         flat = [level.name for level in layout.levels if not level.is_grid]
-        if self.position_embedding == "rope+2d" and flat:
+        if self.position_embedding in ("rope+2d", "rope2d") and flat:
             raise _error(
                 "position_embedding",
                 "'rope' for a tokenizer with 1-D token levels (rows and columns exist only in grids)",
                 self.position_embedding,
                 f"Levels {flat} are sequences; use position_embedding='rope'.",
+            )
+        head_dim = getattr(self, "head_dim", None) or self.hidden_size // self.num_attention_heads
+        if self.position_embedding == "rope2d" and head_dim % 4:
+            raise _error(
+                "position_embedding",
+                "used with a head size divisible by 4 when 'rope2d' (each head splits into row and column pairs)",
+                f"rope2d with head_dim {head_dim}",
+                "Change hidden_size or num_attention_heads, or use position_embedding='rope'.",
             )
         if not isinstance(self.num_classes, int) or self.num_classes < 0:
             raise _error("num_classes", "an integer >= 0 (0: unconditional)", self.num_classes, "Use e.g. 1000.")

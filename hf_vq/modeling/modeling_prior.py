@@ -7,7 +7,8 @@ image ids only.
 
 It is the `"causal"` prior family: it implements the prior interface ([`VQPriorMixin`], `prior_interface.py`), which
 is all that training, evaluation and `VQImagePipeline` call. LlamaGen's 2-D rotary positions belong here, as another
-`position_embedding`; a family that decodes otherwise (MaskGIT's masked prior) is a new model file of its own.
+`position_embedding` (`"rope2d"`, `rope2d.py`); a family that decodes otherwise (MaskGIT's masked prior) is a new
+model file of its own.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from transformers.utils.deprecation import deprecate_kwarg
 
 from .configuration_prior import VQPriorConfig
 from .prior_interface import ClassLabels, VQPriorMixin
+from .rope2d import Rope2DEmbedding
 from .token_layout import Indices
 
 
@@ -122,6 +124,8 @@ class VQPriorForCausalLM(LlamaForCausalLM, VQPriorMixin):
         if config.position_embedding == "rope+2d":
             rows, cols = self._finest_grid()
             self.grid_position_embedding = GridPositionEmbedding(rows, cols, config.hidden_size)
+        if config.position_embedding == "rope2d":  # replaces Llama's 1-D rotary module; same interface
+            self.model.rotary_emb = Rope2DEmbedding(config)
         self._layout_tables: dict[torch.device, dict[str, torch.Tensor]] = {}
         self.post_init()  # again: Llama's own post_init ran before the grid embedding existed
 
