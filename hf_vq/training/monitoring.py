@@ -57,14 +57,25 @@ def log_grid(accelerator, grid: np.ndarray, step: int) -> None:
             tracker.log_images({"samples": [grid]}, step=step)
 
 
+def counted(number: int, noun: str) -> str:
+    """`number` and `noun`, in the plural unless it is one: "1 batch", "2 batches", "0 steps"."""
+    if number == 1:
+        return f"{number} {noun}"
+    return f"{number} {noun}{'es' if noun.endswith(('s', 'sh', 'ch', 'x')) else 's'}"
+
+
 def log_summary(args, output_dir: Path, state, seconds: float, has_grid: bool, model_class: str) -> None:
     """Where the outputs went and how to look at them, logged as one message (INFO on the main process, as the loop
     set it up), like the prior's summary (`hf_vq.training.prior.PriorTask.report`)."""
     lines = [
-        f"Done: {state.global_step} steps in {seconds / 60:.1f} min ({state.images_seen} images"
-        + (f", {state.skipped_records} unreadable records skipped" if state.skipped_records else "")
-        + (f", {state.empty_batches} batches without a readable image skipped" if state.empty_batches else "")
-        + (f", {state.nonfinite_steps} non-finite steps skipped" if state.nonfinite_steps else "")
+        f"Done: {counted(state.global_step, 'step')} in {seconds / 60:.1f} min ({counted(state.images_seen, 'image')}"
+        + (f", {counted(state.skipped_records, 'unreadable record')} skipped" if state.skipped_records else "")
+        + (
+            f", {counted(state.empty_batches, 'batch')} without a readable image skipped"
+            if state.empty_batches
+            else ""
+        )
+        + (f", {counted(state.nonfinite_steps, 'non-finite step')} skipped" if state.nonfinite_steps else "")
         + ").",
         f"Model (with model card README.md): {output_dir}",
     ]

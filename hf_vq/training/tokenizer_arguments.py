@@ -97,8 +97,15 @@ class ImageDataArguments(Arguments):
         check(self, ("resolution", "num_eval_images"), "an integer >= 1", lambda v: v >= 1)
         check(self, ("shuffle_buffer_size", "dataloader_num_workers"), "an integer >= 0", lambda v: v >= 0)
         if self.resolution % 8:
+            below, above = self.resolution // 8 * 8, self.resolution // 8 * 8 + 8
+            nearest = [size for size in (below, above) if size >= 8]
+            if len(nearest) == 2 and self.resolution - below != above - self.resolution:
+                nearest = [min(nearest, key=lambda size: abs(size - self.resolution))]
             expected = "a multiple of 8 (every built-in model downsamples by up to 8)"
-            raise flag_error("resolution", expected, self.resolution)
+            raise ValueError(
+                f"{flag_error('resolution', expected, self.resolution)} The nearest valid "
+                f"size{'s' if len(nearest) > 1 else ''}: --resolution {' or '.join(map(str, nearest))}."
+            )
 
     @property
     def uses_builtin_data(self) -> bool:
