@@ -8,7 +8,8 @@ diffusers) are needed only by it. `python -m hf_vq.cli COMMAND ...` is the same 
 This is the one place errors meet the user: a missing file, a bad value or config, a corrupt weights file (an
 `OSError` or `ValueError` raised with a message that names what was wrong, what was expected and the fix) is printed
 as one paragraph, `hf-vq <command>: error: ...`, with exit status 2 and no traceback; `--debug` anywhere on the
-command line shows the traceback instead. Any other exception is a bug and keeps its traceback.
+command line shows the traceback instead. Any other exception is a bug and keeps its traceback. Ctrl-C is a normal way
+to stop: one line says what was kept and the command that continues (`interrupted_message`), with exit status 130.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import os
+import shlex
 import sys
 
 # command -> (module under hf_vq.commands, one-line help). A module is imported only when its command runs and has
@@ -77,12 +79,51 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     try:
         return int(module.main(rest) or 0)
+    except KeyboardInterrupt as interrupt:
+        if debug:
+            raise
+        if os.environ.get("RANK", "0") == "0":
+            print(f"hf-vq {command}: {interrupted_message(command, rest, interrupt)}", file=sys.stderr)
+        return 130  # 128 + SIGINT, as a shell reports a process that Ctrl-C ended
     except Exception as error:
         if debug or not is_user_error(error):
             raise
         if os.environ.get("RANK", "0") == "0":  # under `accelerate launch`, every rank fails alike: say it once
             print(f"hf-vq {command}: error: {error_message(error)} (Add --debug for the traceback.)", file=sys.stderr)
         return 2
+
+
+# What a command keeps when Ctrl-C stops it, when the command itself does not say (the trainers do: the loop raises
+# a KeyboardInterrupt that carries its own `message` and `continue_flags`).
+INTERRUPTED = {
+    "tokenize": ("; the shards finished so far are kept. The same command continues after them:", {}),
+    "generate": ("; nothing was written.", None),
+}
+
+
+def interrupted_message(command: str, argv: list[str], interrupt: BaseException) -> str:
+    """The one line Ctrl-C leaves: what was kept and the command that continues.
+
+    `interrupt.message` (else the command's entry in `INTERRUPTED`) follows "stopped by Ctrl-C", says what was kept
+    and ends with a colon when a command follows. `interrupt.continue_flags` (a dict; None when there is nothing to
+    continue) are the flags to set on the same command line to continue: each replaces a flag of that name in `argv`.
+    """
+    message, flags = INTERRUPTED.get(command, ("", None))
+    message, flags = getattr(interrupt, "message", message), getattr(interrupt, "continue_flags", flags)
+    line = f"stopped by Ctrl-C{message}"
+    if flags is None:
+        return line if line.endswith(".") else line + "."
+    names = {spelling for name in flags for spelling in (name, name.replace("-", "_").replace("__", "--"))}
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in names:
+            skip = True  # its value follows
+        elif arg.split("=", 1)[0] not in names:
+            kept.append(arg)
+    again = [*kept, *(part for name, value in flags.items() for part in (name, str(value)))]
+    return f"{line} {shlex.join(['hf-vq', command, *again])}"
 
 
 def is_user_error(error: BaseException) -> bool:
