@@ -40,7 +40,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .output import commit_staged_save, remove_leftovers
+from .output import commit_staged_save, holds_final_model, remove_leftovers
 
 logger = logging.getLogger(__name__)
 
@@ -361,12 +361,14 @@ def check_output_dir(args) -> None:
             "change its permissions)."
         )
     checkpoints = list_checkpoints(output_dir)
-    has_model = any((output_dir / name).is_file() for name in ("config.json", "model_index.json"))
+    has_model = holds_final_model(output_dir)
     if (checkpoints or has_model) and args.resume_from_checkpoint is None and not args.overwrite_output_dir:
+        go_on = "Continue it with --resume-from-checkpoint latest"
+        if has_model:
+            go_on = "Train it further with --resume-from-checkpoint latest and a larger --max-train-steps"
         raise FileExistsError(
-            f"{output_dir} already holds {'checkpoints' if checkpoints else 'a trained model'} from an earlier run. "
-            "Continue it with --resume-from-checkpoint latest, start afresh with --overwrite-output-dir, or pick "
-            "another --output-dir."
+            f"{output_dir} already holds {'a trained model' if has_model else 'checkpoints'} from an earlier run. "
+            f"{go_on}, start afresh with --overwrite-output-dir, or pick another --output-dir."
         )
 
 

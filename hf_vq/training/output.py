@@ -11,6 +11,7 @@ stands); killed after it, `.ready`, whose moves the next run in that folder fini
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -80,4 +81,35 @@ def remove_leftovers(output_dir: Path, checkpoint_name: re.Pattern, marker: str)
     return removed
 
 
-__all__ = ["abort_staged_save", "begin_staged_save", "commit_staged_save", "finish_staged_save", "remove_leftovers"]
+def holds_final_model(output_dir: str | os.PathLike) -> bool:
+    """Whether `output_dir` holds a finished run's final model (a tokenizer's config.json, a pipeline's
+    model_index.json: moved in last)."""
+    return any((Path(output_dir) / name).is_file() for name in LAST_MOVED)
+
+
+def check_not_finished(output_dir: str | os.PathLike, resumed_step: int, max_train_steps: int) -> None:
+    """Refuses to resume a finished run for no step: it would train nothing and only rewrite the final model and its
+    card (losing what `hf-vq evaluate` added to it). A finished run is trained further with a larger budget."""
+    if not holds_final_model(output_dir):
+        return  # an unfinished run, even at its budget: resuming saves the final model that a kill stopped
+    args_file = Path(output_dir) / "training_args.json"
+    budget = json.loads(args_file.read_text()).get("max_train_steps") if args_file.is_file() else None
+    trained = max(resumed_step, budget if isinstance(budget, int) else 0)
+    if max_train_steps <= trained:
+        raise ValueError(
+            f"{output_dir} holds a finished run, trained for {trained} steps, and --max-train-steps "
+            f"{max_train_steps} leaves nothing to train: resuming would only rewrite its model and card. Train it "
+            f"further with --resume-from-checkpoint latest --max-train-steps N above {trained}; use it as it is by "
+            "loading the folder; or start afresh with --overwrite-output-dir or another --output-dir."
+        )
+
+
+__all__ = [
+    "abort_staged_save",
+    "begin_staged_save",
+    "check_not_finished",
+    "commit_staged_save",
+    "finish_staged_save",
+    "holds_final_model",
+    "remove_leftovers",
+]
