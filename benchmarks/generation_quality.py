@@ -1,27 +1,31 @@
-"""Does the prior learn image structure? Fashion-MNIST from pixels to generated images on a CPU, measured against
-the two token baselines and the tokenizer's own reconstructions.
+"""Does the prior learn image structure, and what does the README's generation flow give? Fashion-MNIST from pixels
+to generated images on a CPU, measured against the two token baselines and the tokenizer's own reconstructions.
 
-Four stages, each what a user runs:
+The flow is the README's: the bash block of "Generate images: a prior over the tokens" is read from README.md and
+each line run as written (`hf_vq.cli.main`, the `hf-vq` entry point) inside `--workdir`, so the numbers published
+beside that block are the ones its commands give:
 
-1. a tokenizer at 32 px (28 px images resized), `hf_vq.training.train(parse_args([...]))` = `hf-vq train`;
-2. the train and test splits tokenized, `hf-vq tokenize` (`tokenize_main`);
-3. a class-conditional prior trained on the train tokens, `hf-vq train-prior` (`train_prior_main`);
-4. `hf_vq.evaluation.generation.evaluate_prior` at guidance 1 and 3: held-out NLL, FID / KID (the pinned Inception
-   protocol) and class accuracy (a small CNN trained on the real training split), beside the unigram and
-   class-position marginal baselines and the reconstructions of the held-out images (the ceiling).
+1. `hf-vq train`: a VQ-VAE tokenizer at 32 px (28 px images resized);
+2. `hf-vq tokenize`: the train split (with `--flip`) and the test split;
+3. `hf-vq train-prior`: a class-conditional prior on the train tokens (held-out NLL on the test tokens);
+4. `hf-vq generate`: a grid of samples;
+
+then `hf_vq.evaluation.generation.evaluate_prior` at guidance 1 and 3: held-out NLL, FID / KID (the pinned
+Inception protocol) and class accuracy (a small CNN trained on the real training split), beside the unigram and
+class-position marginal baselines and the reconstructions of the held-out images (the ceiling).
 
 Goals (issue #15): NLL >= 0.5 nats/token below the class-position marginal; FID below both baselines; class
 accuracy with guidance at or above the marginal's. Writes a markdown result and a grid of generated samples (rows =
 classes; left half guidance 1, right half guidance 3).
 
     apt-get install dataset-fashion-mnist   # the 70,000 images, offline
-    python benchmarks/generation_quality.py --tokenizer-steps 2000 --prior-steps 1500 --num-images 250
+    python benchmarks/generation_quality.py
 
-The budget flags (`--tokenizer-steps`, `--prior-steps`, `--num-images`, `--probe-epochs`, `--train-images`,
-`--test-images`) size the run; the defaults are meant to fit 30 minutes on 2 idle CPU cores (each stage prints its
-minutes). Where the time goes: the prior (128 wide, 4 layers, 65-token sequences of batch 64) costs ~0.5 s a step;
-Inception ~0.2 s per image, over 6 sets of `--num-images` (real, reconstructions, guidance 1 and 3, two baselines);
-each of the 5 Fréchet distances ~10 s (2048-d). `--reuse` keeps the stages already finished in `--workdir`.
+`--append COMMAND=FLAGS` adds flags to one of the README's commands (the last of a flag given twice wins), e.g.
+`--append "train-prior=--max-train-steps 20"` for a quick check of this script; a result made so says it is not the
+README's flow. `--reuse` skips the commands whose output is already in `--workdir`. Where the time goes on 2 idle
+CPU cores: the tokenizer ~0.1 s a step, the prior (128 wide, 4 layers, 65-token sequences of batch 64) ~0.35 s a
+step, Inception ~0.2 s per image over 6 sets of `--num-images`, each of the 5 Frechet distances ~10 s (2048-d).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import shlex
 import sys
 import time
@@ -51,160 +56,90 @@ from hf_vq.evaluation.generation import (
     train_class_probe,
 )
 
-RESULTS = Path(__file__).resolve().parent / "results"
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+README_SECTION = "Generate images: a prior over the tokens"
 IMAGE_SIZE = 32
 GUIDANCE = (1.0, 3.0)
-# A small f4 VQ-VAE: 8x8 = 64 tokens per 32 px image, 256 codes (Fashion-MNIST's gray shapes need few).
-TOKENIZER_CONFIG = {
-    "hidden_channels": 64,
-    "residual_hidden_channels": 32,
-    "latent_channels": 16,
-    "num_vq_embeddings": 256,
-    "sample_size": IMAGE_SIZE,
-}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    budget = parser.add_argument_group("budget")
-    budget.add_argument("--tokenizer-steps", type=int, default=2000, help="tokenizer optimizer steps")
-    budget.add_argument("--prior-steps", type=int, default=1500, help="prior optimizer steps")
-    budget.add_argument("--num-images", type=int, default=250, help="N of every FID / KID / accuracy set")
-    budget.add_argument(
+    parser.add_argument(
+        "--append",
+        action="append",
+        default=[],
+        metavar="COMMAND=FLAGS",
+        help="flags added to one README command (e.g. 'train-prior=--max-train-steps 20'); repeatable",
+    )
+    parser.add_argument("--num-images", type=int, default=250, help="N of every FID / KID / accuracy set")
+    parser.add_argument(
         "--probe-epochs", type=float, default=2.0, help="class-probe passes over the 60k training images"
     )
-    budget.add_argument("--train-images", type=int, default=None, help="use only the first N training images")
-    budget.add_argument("--test-images", type=int, default=None, help="use only the first N test images (NLL, probe)")
-    parser.add_argument("--tokenizer-batch-size", type=int, default=32)
-    parser.add_argument("--prior-batch-size", type=int, default=64)
-    parser.add_argument("--prior-hidden-size", type=int, default=128)
-    parser.add_argument("--prior-layers", type=int, default=4)
-    parser.add_argument("--prior-learning-rate", type=float, default=2e-3)
-    parser.add_argument("--position-embedding", default="rope+2d", choices=["rope", "rope+2d"])
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--top-k", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    parser.add_argument("--workdir", default="outputs/generation_quality", help="data, tokenizer, tokens, prior")
-    parser.add_argument("--reuse", action="store_true", help="keep the finished stages found in --workdir")
+    parser.add_argument("--workdir", default="outputs/generation_quality", help="where the README's commands run")
+    parser.add_argument("--reuse", action="store_true", help="skip the commands whose output is in --workdir")
+    parser.add_argument("--note", default="", help="a line for the result, e.g. that the cores were shared")
     parser.add_argument("--output", default=str(RESULTS / "generation_quality.md"), help="markdown result")
     parser.add_argument("--grid", default=str(RESULTS / "generation_quality_samples.png"), help="sample grid PNG")
     parser.add_argument("--fid-network", default=None, help="Inception file (default: the pinned fid-helper one)")
     return parser.parse_args(argv)
 
 
-# ------------------------------------------------------------------------------------------------ stages
+# ------------------------------------------------------------------------------------------------ the flow
 
 
-def export_fashion_mnist(folder: Path, train_images: int | None) -> Path:
-    """Fashion-MNIST as a parquet dataset folder (`data/{split}-*.parquet`, ClassLabel kept) that `hf-vq train` and
-    `hf-vq tokenize` both read like any local dataset."""
-    data = folder / "data"
-    for split, count in (("train", train_images), ("test", None)):
-        path = data / f"{split}-00000-of-00001.parquet"
-        if not path.is_file():
-            data.mkdir(parents=True, exist_ok=True)
-            fashion_mnist.load_fashion_mnist(split, num_examples=count).to_parquet(str(path))
-    return folder
+def readme_flow(readme: Path = ROOT / "README.md") -> list[list[str]]:
+    """The `hf-vq` commands of the README's generation block, each as its argv (without `hf-vq`)."""
+    section = readme.read_text().split(f"## {README_SECTION}\n", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
+    commands = [shlex.split(line, comments=True) for line in block.splitlines()]
+    return [words[1:] for words in commands if words and words[0] == "hf-vq"]
 
 
-def train_tokenizer(args, dataset: Path, output: Path) -> list[str]:
-    from hf_vq.training import parse_args as train_args
-    from hf_vq.training import train
+def flow_outputs(commands: list[list[str]]) -> dict[str, str]:
+    """Where the flow leaves its results: the tokenizer, the token set and the pipeline folders."""
 
-    argv = [
-        "--model-type",
-        "vqvae",
-        "--model-config",
-        json.dumps(TOKENIZER_CONFIG),
-        "--dataset-name",
-        str(dataset),
-        "--resolution",
-        str(IMAGE_SIZE),
-        "--max-train-steps",
-        str(args.tokenizer_steps),
-        "--train-batch-size",
-        str(args.tokenizer_batch_size),
-        "--learning-rate",
-        "1e-3",
-        "--adam-beta1",
-        "0.9",
-        "--adam-beta2",
-        "0.99",
-        "--lr-warmup-steps",
-        "100",
-        "--checkpointing-steps",
-        "0",
-        "--eval-steps",
-        str(max(args.tokenizer_steps, 1)),
-        "--image-logging-steps",
-        "0",
-        "--dataloader-num-workers",
-        "1",
-        "--report-to",
-        "none",
-        "--seed",
-        str(args.seed),
-        "--output-dir",
-        str(output),
-        "--overwrite-output-dir",
-    ]
-    if train(train_args(argv)) != 0:
-        raise RuntimeError("tokenizer training stopped early (non-finite losses)")
-    return ["hf-vq", "train", *argv]
+    def value(command: list[str], flag: str) -> str:
+        return command[len(command) - 1 - command[::-1].index(flag) + 1]
+
+    by_name = {c[0]: c for c in commands}
+    return {
+        "tokenizer": value(by_name["train"], "--output-dir"),
+        "tokens": value(by_name["train-prior"], "--tokens"),
+        "pipeline": value(by_name["train-prior"], "--output-dir"),
+    }
 
 
-def tokenize(dataset: Path, tokenizer: Path, output: Path, test_images: int | None) -> list[str]:
-    from hf_vq.commands.tokenize import main as tokenize_main
+def run_flow(commands: list[list[str]], appended: dict[str, list[str]], reuse: bool, stage) -> list[list[str]]:
+    """Runs each command in the current folder (the workdir); returns them as run."""
+    from hf_vq.cli import main as cli
 
-    commands = []
-    for split in ("train", "test"):
-        argv = [str(tokenizer), "--dataset-name", str(dataset), "--split", split, "--output", str(output)]
-        argv.append("--overwrite")
-        argv += ["--num-images", str(test_images)] if split == "test" and test_images else []
-        if tokenize_main(argv) != 0:
-            raise RuntimeError(f"hf-vq tokenize failed on the {split} split")
-        commands.append(["hf-vq", "tokenize", *argv])
-    return commands
+    outputs, ran = flow_outputs(commands), []
+    done = {
+        "train": Path(outputs["tokenizer"], "config.json"),
+        "train-prior": Path(outputs["pipeline"], "model_index.json"),
+    }
+    for command in commands:
+        argv = [*command, *appended.get(command[0], [])]
+        if reuse and command[0] in done and done[command[0]].is_file():
+            continue
+        if reuse and command[0] == "tokenize" and _split_done(outputs["tokens"], argv):
+            continue
+        if cli(argv) != 0:
+            raise RuntimeError(f"hf-vq {shlex.join(argv)} failed")
+        ran.append(argv)
+        stage(f"{command[0]} {'test' if 'test' in argv else ''}".strip())
+    return ran
 
 
-def train_prior(args, tokens: Path, output: Path) -> list[str]:
-    from hf_vq.commands.train_prior import main as train_prior_main
-
-    argv = [
-        "--tokens",
-        str(tokens),
-        "--output-dir",
-        str(output),
-        "--overwrite-output-dir",
-        "--max-train-steps",
-        str(args.prior_steps),
-        "--train-batch-size",
-        str(args.prior_batch_size),
-        "--learning-rate",
-        str(args.prior_learning_rate),
-        "--hidden-size",
-        str(args.prior_hidden_size),
-        "--num-hidden-layers",
-        str(args.prior_layers),
-        "--position-embedding",
-        args.position_embedding,
-        "--checkpointing-steps",
-        "0",
-        "--image-logging-steps",
-        "0",
-        "--eval-steps",
-        str(max(args.prior_steps, 1)),
-        "--num-eval-examples",
-        "1000",
-        "--report-to",
-        "none",
-        "--seed",
-        str(args.seed),
-    ]
-    if train_prior_main(argv) != 0:
-        raise RuntimeError("hf-vq train-prior failed")
-    return ["hf-vq", "train-prior", *argv]
+def _split_done(tokens: str, argv: list[str]) -> bool:
+    split = argv[argv.index("--split") + 1] if "--split" in argv else "train"
+    info = Path(tokens, "tokens_info.json")
+    return info.is_file() and json.loads(info.read_text()).get("splits", {}).get(split, {}).get("complete", False)
 
 
 def real_images(split: str, count: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -289,20 +224,23 @@ def markdown(results: dict, args, commands: list[list[str]], stage_seconds: dict
     stages = ", ".join(f"{k} {v / 60:.1f} min" for k, v in stage_seconds.items())
     run = " ".join(shlex.quote(a) for a in sys.argv)
     classes = ", ".join(fashion_mnist.CLASS_NAMES)
-    steps = "\n".join(f"    {shlex.join(c)}" for c in commands)
-    return f"""# Generation quality on Fashion-MNIST (issue #15)
+    steps = "\n".join(f"    hf-vq {shlex.join(c)}" for c in commands)
+    prior = results["prior_config"]
+    as_written = (
+        "the README's commands as written" if not args.append else "NOT the README's flow: " + "; ".join(args.append)
+    )
+    return f"""# Generation quality on Fashion-MNIST (issue #15): the README's generation flow
 
 {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, {hardware}, {platform.python_version()}.
-Command: `python {run}`
+{args.note}
+Command: `python {run}` ({as_written}).
 
-Tokenizer: VQ-VAE f4 at {IMAGE_SIZE} px ({json.dumps(TOKENIZER_CONFIG)}), {args.tokenizer_steps} steps; prior:
-Llama {args.prior_layers} layers x {args.prior_hidden_size}, positions `{args.position_embedding}`,
-{args.prior_steps} steps of batch {args.prior_batch_size}; {results["sequence_length"]} tokens per image. Held-out:
-the test split ({results["num_nll_images"]} images for the NLL, the first {n} for FID / KID / accuracy, every set
-generated for the same {n} labels). Sampling: temperature {args.temperature:g}, top-k {args.top_k}.
-Class probe: a 3-conv CNN ({probe.get("width")} base channels), {args.probe_epochs:g} epochs on the real training
-split; its accuracy on {probe.get("num_real_held_out_images")} real test images:
-**{_number(probe.get("real_held_out_accuracy"), 3)}**.
+Tokenizer: {results["tokenizer_description"]}; prior: Llama {prior["num_hidden_layers"]} layers x
+{prior["hidden_size"]}, {results["sequence_length"]} tokens per image. Held-out: the test split
+({results["num_nll_images"]} images for the NLL, the first {n} for FID / KID / accuracy, every set generated for
+the same {n} labels). Sampling: temperature {args.temperature:g}, top-k {args.top_k}. Class probe: a 3-conv CNN
+({probe.get("width")} base channels), {args.probe_epochs:g} epochs on the real training split; its accuracy on
+{probe.get("num_real_held_out_images")} real test images: **{_number(probe.get("real_held_out_accuracy"), 3)}**.
 
 {chr(10).join(table)}
 
@@ -316,7 +254,7 @@ its id range; baselines counted on the training ids with a pseudo-count of {resu
 
 Samples: [{grid.name}]({grid.name}), rows = classes ({classes}); left 8 columns guidance 1, right 8 guidance 3.
 
-Time: {stages}. Stage commands (what a user runs):
+Time: {stages}. The commands, run in `{args.workdir}`:
 
 {steps}
 
@@ -336,8 +274,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.threads:
         torch.set_num_threads(args.threads)
-    work = Path(args.workdir)
-    seconds, commands, clock = {}, [], time.perf_counter()
+    appended = {}
+    for entry in args.append:
+        name, _, flags = entry.partition("=")
+        appended.setdefault(name, []).extend(shlex.split(flags))
+    commands = readme_flow()
+    seconds, clock = {}, time.perf_counter()
 
     def stage(name: str) -> None:
         nonlocal clock
@@ -345,29 +287,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[generation_quality] {name}: {seconds[name] / 60:.1f} min", flush=True)
         clock = time.perf_counter()
 
-    dataset = export_fashion_mnist(work / "fashion_mnist", args.train_images)
-    stage("export")
-    tokenizer_dir = work / "tokenizer"
-    if not (args.reuse and (tokenizer_dir / "config.json").is_file()):
-        commands.append(train_tokenizer(args, dataset, tokenizer_dir))
-    stage("tokenizer")
-    tokens_dir = work / "tokens"
-    if not (args.reuse and (tokens_dir / "tokens_info.json").is_file()):
-        commands += tokenize(dataset, tokenizer_dir, tokens_dir, args.test_images)
-    stage("tokenize")
-    prior_dir = work / "prior"
-    if not (args.reuse and (prior_dir / "model_index.json").is_file()):
-        commands.append(train_prior(args, tokens_dir, prior_dir))
-    stage("prior")
+    grid, output = Path(args.grid).resolve(), Path(args.output).resolve()
+    work = Path(args.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    os.chdir(work)  # the README's relative paths (outputs/fm-...) land in the workdir
+    ran = run_flow(commands, appended, args.reuse, stage)
+    outputs = flow_outputs(commands)
 
     from hf_vq.data.tokens import load_tokens, token_arrays
     from hf_vq.pipelines import VQImagePipeline
 
-    pipe = VQImagePipeline.from_pretrained(str(prior_dir))
+    pipe = VQImagePipeline.from_pretrained(outputs["pipeline"])
     prior, tokenizer = pipe.transformer.eval(), pipe.vqvae.eval()
-    train_ids, train_labels = token_arrays(load_tokens(str(tokens_dir), "train"), unflipped_only=True)
-    test_ids, test_labels = token_arrays(load_tokens(str(tokens_dir), "test"), unflipped_only=True)
-    train_images, train_image_labels = real_images("train", args.train_images)
+    train_ids, train_labels = token_arrays(load_tokens(outputs["tokens"], "train"), unflipped_only=True)
+    test_ids, test_labels = token_arrays(load_tokens(outputs["tokens"], "test"), unflipped_only=True)
+    train_images, train_image_labels = real_images("train", len(train_ids))
     probe = train_class_probe(train_images[:, :1], train_image_labels, epochs=args.probe_epochs, seed=args.seed)
     del train_images
     stage("probe")
@@ -389,13 +323,17 @@ def main(argv: list[str] | None = None) -> int:
         fid_network=args.fid_network,
     )
     stage("evaluate")
-    grid = Path(args.grid)
     sample_grid(prior, tokenizer, 8, args.seed, grid)
     stage("grid")
     seconds["total"] = sum(seconds.values())
-    output = Path(args.output)
+    config = tokenizer.config
+    results["prior_config"] = {k: getattr(prior.config, k) for k in ("hidden_size", "num_hidden_layers")}
+    results["tokenizer_description"] = (
+        f"{type(tokenizer).__name__} f{config.downsampling_factor} at {IMAGE_SIZE} px, "
+        f"{tokenizer.token_layout.levels[0].codebook_size} codes"
+    )
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(markdown(results, args, commands, seconds, grid))
+    output.write_text(markdown(results, args, ran or [["(all reused)"]], seconds, grid))
     for text, ok, value in goals(results):
         print(f"{'met' if ok else 'NOT MET'}: {text} ({value})")
     print(f"{output}  {grid}  total {seconds['total'] / 60:.1f} min")
