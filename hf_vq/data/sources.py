@@ -16,7 +16,7 @@ than `--train-batch-size` (b <= B), and a batch of nothing but bad records is em
 
 Unreadable shards: a local parquet shard that cannot be opened at all (truncated, not parquet) is named before
 training starts (`check_parquet_files` reads every footer); a shard that fails to read mid-run stops the run with a
-message naming the data source (`hf_vq.training.loop.read_batches`) rather than being skipped, because skipping a
+message naming the data source (`hf_vq.training.stopping.read_batches`) rather than being skipped, because skipping a
 whole shard would silently change the data and break exact resume. Local or Hub is decided up front
 (`check_dataset_source`): a missing path is reported in seconds, never retried against the Hub.
 

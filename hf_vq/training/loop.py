@@ -23,8 +23,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import shutil
 import time
 from dataclasses import asdict
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -42,8 +44,16 @@ from .checkpointing import (
     resume,
     save_checkpoint,
 )
-from .output import abort_staged_save, begin_staged_save, finish_staged_save
+from .output import abort_staged_save, begin_staged_save, check_not_finished, finish_staged_save
 from .step import StepOutput, optimizer_step, train_step
+from .stopping import (
+    DataReadError,
+    NoFullBatchError,
+    interruption,
+    no_full_batch_message,
+    read_batches,
+    stop_if_any_rank_failed,
+)
 from .task import Run, Task, Trainable
 
 logger = logging.getLogger(__name__)
@@ -187,6 +197,8 @@ def set_up(args: LoopArguments, task: Task) -> Run:
     folders = {name: accelerator.unwrap_model(m) for name, m in zip(folders, models)}
     register_checkpoint_hooks(accelerator, folders, ema=run.ema, state=run.state, stateful=task.checkpointed())
     run.epoch, run.replay = resume(accelerator, run.state, checkpoint, max_train_steps, run.ema)
+    if checkpoint is not None:
+        check_not_finished(args.output_dir, run.state.global_step, max_train_steps)
     prepare_output_dir(args, accelerator, task.output_names)  # the run is valid: now, and only now, write
     return run
 
@@ -204,37 +216,16 @@ def log_step(run: Run, step_out: StepOutput, grad_norms: dict, examples_per_seco
     progress.set_postfix({k.split("/")[1]: f"{v:.3g}" for k, v in logs.items() if k.split("/")[1] in shown})
 
 
-class DataReadError(RuntimeError):
-    """The training data loader raised: a shard that cannot be read (see `read_batches`)."""
-
-
-def read_batches(batches, description: str):
-    """`batches`, with a read failure (a corrupt parquet shard raises `pyarrow.ArrowInvalid`, a `ValueError`; a
-    vanished file an `OSError`) turned into a [`DataReadError`] naming the data source. Such a shard stops the run
-    instead of being skipped: skipping it would silently change the data and break exact resume. Unreadable
-    *records* are another matter: the data pipeline skips and counts them (`hf_vq.data`)."""
-    iterator = iter(batches)
-    while True:
-        try:
-            batch = next(iterator)
-        except StopIteration:
-            return
-        except (OSError, ValueError) as error:
-            lines = str(error).strip().splitlines() or [type(error).__name__]
-            raise DataReadError(
-                f"Reading the training data ({description}) failed: {lines[-1].strip()} A shard that cannot be read "
-                "stops the run rather than being skipped (that would change the data and break exact resume); the "
-                "`datasets` error logged above names the file. Repair or remove it, then continue with "
-                "--resume-from-checkpoint latest."
-            ) from error
-        yield batch
-
-
 def run_training(args: LoopArguments, task: Task) -> int:
     """Trains `task` with the loop. Returns 0, or 1 if the run was stopped (non-finite losses, no readable data,
     a shard or a checkpoint that could not be read or written) with a message saying why."""
     start_time = time.perf_counter()
-    run = set_up(args, task)
+    # What this run creates, removed again if it stops before its first step for want of data (NoFullBatchError).
+    created = [path for path in (Path(args.output_dir), Path(args.output_dir, "logs")) if not path.exists()]
+    try:
+        run = set_up(args, task)
+    except KeyboardInterrupt:
+        raise interruption(args, None) from None
     args, accelerator = run.args, run.accelerator  # the values used: the task's resolved betas included
     if accelerator.is_main_process:
         config = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in asdict(args).items()}
@@ -256,12 +247,23 @@ def run_training(args: LoopArguments, task: Task) -> int:
         stop_message = train_loop(run)
     except (DataReadError, OSError) as error:
         stop_message = str(error)
+    except NoFullBatchError:
+        accelerator.end_training()
+        if accelerator.is_main_process and created:  # the output folder, else its logs/: nothing else was written
+            shutil.rmtree(created[0], ignore_errors=True)
+        raise
+    except KeyboardInterrupt:
+        accelerator.end_training()
+        raise interruption(args, run.state.global_step) from None
     if stop_message is not None:
         accelerator.end_training()
         if accelerator.is_main_process:  # the loop configured logging: the message reaches stderr
             logger.error("%s: %s", task.command, stop_message)
         return 1
-    finish(run, time.perf_counter() - start_time)
+    try:
+        finish(run, time.perf_counter() - start_time)
+    except KeyboardInterrupt:
+        raise interruption(args, run.state.global_step) from None
     return 0
 
 
@@ -284,6 +286,7 @@ def train_loop(run: Run) -> str | None:
         batches = accelerator.skip_first_batches(run.dataloader, replay) if replay else run.dataloader
         batches_in_epoch, replay = replay, 0
         for batch in read_batches(batches, run.data.description):
+            stop_if_any_rank_failed(accelerator, batch if isinstance(batch, DataReadError) else None)
             batches_in_epoch += 1
             with accelerator.accumulate(*run.models):
                 step_out = train_step(accelerator, task, run.models, batch, state.global_step)
@@ -350,8 +353,7 @@ def train_loop(run: Run) -> str | None:
                 break
         else:
             if batches_in_epoch == 0:
-                description, kind = run.data.description, task.example_name
-                raise ValueError(f"The training split of {description} yielded no full batch of {kind}.")
+                raise NoFullBatchError(no_full_batch_message(run))
             epoch += 1  # the stream ran out: next pass, reshuffled
     progress.close()
     return stop_message
@@ -362,6 +364,7 @@ def finish(run: Run, seconds: float) -> None:
     a kill leaves the old model or the new one), then the push to the Hub and the task's report."""
     accelerator, args, output_dir = run.accelerator, run.args, run.output_dir
     accelerator.wait_for_everyone()
+    failure = None
     if accelerator.is_main_process:
         run.save_dir = begin_staged_save(output_dir)
         try:
@@ -370,14 +373,17 @@ def finish(run: Run, seconds: float) -> None:
             finish_staged_save(output_dir)
         except OSError as error:
             abort_staged_save(output_dir)
-            raise OSError(
+            failure = OSError(
                 error.errno,
                 f"Could not write the final model into {output_dir} ({error.strerror or error}); the folder is as it "
                 "was before the save. Free some space and run the same command with --resume-from-checkpoint latest: "
                 f"it saves again from the last checkpoint ({(list_checkpoints(output_dir) or ['none written'])[-1]}).",
-            ) from error
+            )
+            failure.__cause__ = error
         finally:
             run.save_dir = output_dir
+    stop_if_any_rank_failed(accelerator, failure)  # the other ranks stop too, instead of waiting at the barrier
+    if accelerator.is_main_process:
         if args.push_to_hub:
             run.task.push(run)
         run.task.report(run, seconds)
