@@ -78,6 +78,14 @@ class PreallocatedLayer(DynamicLayer):
     def get_max_length(self) -> int:
         return self.max_length
 
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        """Keeps the rows `indices` (as `DynamicLayer`), buffers included: guidance that stops mid-way (LlamaGen's
+        `cfg_interval`) drops the null-class rows and runs half the batch from then on."""
+        if self.is_initialized:
+            self.key_buffer, self.value_buffer = self.key_buffer[indices], self.value_buffer[indices]
+            end = self.get_seq_length()
+            self.keys, self.values = self.key_buffer[:, :, :end], self.value_buffer[:, :, :end]
+
 
 class VQPriorForCausalLM(LlamaForCausalLM, VQPriorMixin):
     r"""
@@ -262,6 +270,7 @@ class VQPriorForCausalLM(LlamaForCausalLM, VQPriorMixin):
         temperature: float = 1.0,
         top_k: int | None = None,
         top_p: float | None = None,
+        cfg_interval: float | None = None,
         generator: torch.Generator | None = None,
         tokenizer=None,
     ) -> Indices:
@@ -285,6 +294,10 @@ class VQPriorForCausalLM(LlamaForCausalLM, VQPriorMixin):
                 Sample among the `top_k` most likely ids only.
             top_p (`float`, *optional*):
                 Nucleus sampling: the smallest set of ids whose probability reaches `top_p`.
+            cfg_interval (`float`, *optional*):
+                LlamaGen's guidance interval: guidance applies to image ids `0 .. cfg_interval + 1` only (LlamaGen
+                counts the steps after the first id), then the null-class rows are dropped and sampling goes on from
+                the class logits alone. `None` (or -1, LlamaGen's default): guidance at every id.
             generator (`torch.Generator`, *optional*):
                 Random generator on the model's device, for reproducible samples (else the global RNG).
             tokenizer (`VQPreTrainedModel`, *optional*):
@@ -310,6 +323,14 @@ class VQPriorForCausalLM(LlamaForCausalLM, VQPriorMixin):
             raise ValueError(f"`top_k` must be a positive integer or None; got {top_k!r}.")
         if top_p is not None and not 0.0 < top_p <= 1.0:
             raise ValueError(f"`top_p` must be in (0, 1] or None; got {top_p!r}.")
+        if cfg_interval is not None and (isinstance(cfg_interval, bool) or not isinstance(cfg_interval, (int, float))):
+            raise ValueError(
+                f"`cfg_interval` must be a number (-1 or None: guidance throughout); got {cfg_interval!r}."
+            )
+        # LlamaGen stops guidance at decoding step i > cfg_interval, its step i producing image id i + 1.
+        last_guided = length = config.sequence_length
+        if guided and cfg_interval is not None and cfg_interval > -1:
+            last_guided = math.floor(cfg_interval) + 1
         warpers = LogitsProcessorList()
         if temperature not in (0, 1):
             warpers.append(TemperatureLogitsWarper(float(temperature)))
@@ -319,7 +340,6 @@ class VQPriorForCausalLM(LlamaForCausalLM, VQPriorMixin):
             warpers.append(TopPLogitsWarper(top_p=top_p))
 
         blocked = self._blocked_ids(device)  # (L, vocab)
-        length = config.sequence_length
         # (2B, 1): conditional rows, then null-class rows, run as one batch.
         inputs = torch.cat([prefix, torch.full_like(prefix, config.null_class_token_id)]) if guided else prefix
         inputs = inputs[:, None]
@@ -327,6 +347,9 @@ class VQPriorForCausalLM(LlamaForCausalLM, VQPriorMixin):
         sequence[:, 0] = prefix
         cache = Cache(layers=[PreallocatedLayer(1 + length) for _ in range(config.num_hidden_layers)])
         for step in range(length):
+            if guided and step > last_guided:  # guidance is over: drop the null-class rows, cache included
+                guided, inputs = False, inputs[: len(prefix)]
+                cache.batch_select_indices(torch.arange(len(prefix), device=device))
             output = self(input_ids=inputs, cache=cache, use_cache=True, logits_to_keep=1)
             cache, logits = output.cache, output.logits[:, -1].float()  # (B or 2B, vocab)
             if guided:
