@@ -6,7 +6,8 @@ exact resume, TensorBoard, push). It calls the prior only through the prior inte
 and never names a family:
 
     build_models      a fresh `config_class.from_tokenizer(...)` of the family, sized by the flags, or `--init-from` a
-                      saved prior; the tokenizer is loaded (frozen) to check its config hash and to decode sample grids
+                      saved prior, checked and its class table fitted to the token set's classes (`prior_init.py`);
+                      the tokenizer is loaded (frozen) to check its config hash and to decode sample grids
     build_data        the token set in memory, made into model input rows by the prior's own `build_input_ids`, a
                       seeded shuffling loader; held-out original views for the held-out score
     train_step        the loss of `forward(**prior.training_inputs(batch))` (the causal family: cross-entropy on the
@@ -35,13 +36,14 @@ from ..data import tokens as token_files
 from ..data.images import image_grid
 from ..evaluation.generation import held_out_score
 from ..hub.prior_cards import write_pipeline_card
-from ..loading import load_model, load_tokenizer
+from ..loading import load_tokenizer
 from ..modeling import VQPriorMixin, tokenizer_config_hash
 from ..pipelines.sampling import sample_images
 from .arguments import parse_json_or_file
 from .loop import run_training
 from .monitoring import log_grid
 from .prior_arguments import PriorArguments
+from .prior_init import ClassTable, load_prior_to_fine_tune
 from .prior_types import PRIOR_TYPES, prior_type_of
 from .task import Run, Task, TaskStep, Trainable, TrainData
 
@@ -79,6 +81,7 @@ class PriorTask(Task):
         self.eval_labels: torch.Tensor | None = None
         self.eval_split: str | None = None
         self.last_eval: dict | None = None
+        self.class_table: ClassTable | None = None  # --init-from: the token set's labels as the prior's class rows
 
     # -------------------------------------------------------------------------------------------- models
 
@@ -92,20 +95,8 @@ class PriorTask(Task):
                 f"token set {args.tokens} was made with (hash {info['tokenizer_config_hash']}, {info['tokenizer']}). "
                 "Pass that tokenizer with --tokenizer, or tokenize again with this one."
             )
-        if args.init_from is not None:
-            folder = Path(args.init_from)
-            sub = "transformer" if (folder / "model_index.json").is_file() else ""
-            self.model = load_model(args.init_from, VQPriorMixin, flag="--init-from", subfolder=sub)
-            self.check_family(self.model)
-            self.model.check_tokenizer(self.tokenizer)
-            if list(self.model.config.image_size) != list(info["image_size"]):
-                height, width = self.model.config.image_size
-                raise ValueError(
-                    f"The token set {args.tokens} holds ids of {info['image_size'][0]}x{info['image_size'][1]} "
-                    f"images; the prior of --init-from {args.init_from} models {height}x{width} images. Tokenize "
-                    f"at that size (`hf-vq tokenize ... --resolution {height}`), or train a new prior without "
-                    "--init-from."
-                )
+        if args.init_from is not None:  # checked, its class table fitted to the token set's (prior_init.py)
+            self.model, self.class_table = load_prior_to_fine_tune(args, info, self.tokenizer, self.check_family)
         else:
             self.model = PRIOR_TYPES[args.prior_type].model_class(self.prior_config(source))
         self.model.train()
@@ -160,7 +151,7 @@ class PriorTask(Task):
         ids, labels = token_files.token_arrays(train, unflipped_only=not args.use_flipped)
         # Model input rows by the prior's own `build_input_ids`, which checks ids and labels.
         tokens = config.token_layout.unflatten(torch.from_numpy(ids), *config.image_size)
-        labels = torch.from_numpy(labels) if config.num_classes and labels is not None else None
+        labels = self.prior_labels(labels) if config.num_classes else None
         input_ids = self.model.build_input_ids(tokens, labels)
         dataloader = torch.utils.data.DataLoader(
             torch.utils.data.TensorDataset(input_ids),
@@ -180,12 +171,19 @@ class PriorTask(Task):
             eval_ids, eval_labels = token_files.token_arrays(held_out, unflipped_only=True)
             n = min(args.num_eval_examples, len(eval_ids))
             self.eval_tokens = torch.from_numpy(eval_ids[:n])  # flattened, as `held_out_score` takes them
-            self.eval_labels = None if eval_labels is None else torch.from_numpy(eval_labels[:n])
+            self.eval_labels = None if eval_labels is None else self.prior_labels(eval_labels[:n])
         else:
             logger.warning("%s has no validation/test split: no held-out score (give --eval-split).", args.tokens)
         self.tokenizer.to(accelerator.device)
         description = f"{args.tokens} ({args.train_split}, {len(input_ids)} sequences of {config.sequence_length} ids)"
         return TrainData(dataloader, description, len(input_ids))
+
+    def prior_labels(self, labels: np.ndarray | None) -> torch.Tensor | None:
+        """The token set's labels as the prior's class ids (the fitted class table's rows after --init-from)."""
+        if labels is None:
+            return None
+        labels = torch.from_numpy(labels)
+        return self.class_table.map_labels(labels) if self.class_table is not None else labels
 
     # -------------------------------------------------------------------------------------------- steps
 
@@ -207,7 +205,9 @@ class PriorTask(Task):
 
     def sample_grid(self, prior: VQPriorMixin):
         args, config = self.args, prior.config
-        labels = list(range(min(config.num_classes, 10))) or None  # at most 10 rows
+        # At most 10 rows: the token set's classes (a fine-tuned prior may know many more).
+        rows = self.class_table.label_map if self.class_table is not None else range(config.num_classes)
+        labels = list(rows)[:10] or None
         was_training = prior.training
         prior.eval()
         generator = torch.Generator(prior.device).manual_seed(GRID_SEED)  # not the global RNG: resume stays exact

@@ -83,7 +83,15 @@ class PriorModelArguments(Arguments):
         choices=PRIOR_TYPES,  # the dict itself: argparse checks membership, so families registered later count
     )
     init_from: str | None = arg(
-        None, "Fine-tune a saved prior instead: a prior folder, a pipeline folder (its transformer/) or a Hub id."
+        None,
+        "Fine-tune a saved prior instead: a prior folder, a pipeline folder (its transformer/) or a Hub id. Its "
+        "tokenizer and image size must be the token set's. The token set's classes take the prior's class rows of "
+        "the same name (id2label); the others are appended as new rows.",
+    )
+    reset_classes: bool = arg(
+        False,
+        "With --init-from: replace the prior's classes by a fresh table of the token set's classes (rows started "
+        "from the null class) instead of matching them by name.",
     )
     hidden_size: int = arg(256, "Width of the transformer.")
     num_hidden_layers: int = arg(4, "Transformer blocks.")
@@ -115,6 +123,12 @@ class PriorModelArguments(Arguments):
             raise flag_error("num_attention_heads", expected, self.num_attention_heads)
         if not 0.0 <= self.class_dropout_prob < 1.0:
             raise flag_error("class_dropout_prob", "a probability in [0, 1)", self.class_dropout_prob)
+        if self.reset_classes and self.init_from is None:
+            raise ValueError(
+                "--reset-classes replaces the class table of the prior given with --init-from; no --init-from was "
+                "given. Add --init-from PRIOR, or leave --reset-classes out (a new prior gets the token set's "
+                "classes)."
+            )
 
 
 @dataclass
