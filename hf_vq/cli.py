@@ -35,6 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train-prior": ("train_prior", "train a transformer prior over a token set"),
     "evaluate-prior": ("evaluate_prior", "held-out NLL, FID and class accuracy of a prior, beside its baselines"),
     "generate": ("generate", "generate images with a prior pipeline (a grid PNG)"),
+    "demo": ("demo", "a Gradio app in the browser for a tokenizer or pipeline, or its Space folder (--export)"),
 }
 
 
