@@ -366,8 +366,8 @@ def finish(run: Run, seconds: float) -> None:
     accelerator.wait_for_everyone()
     failure = None
     if accelerator.is_main_process:
-        run.save_dir = begin_staged_save(output_dir)
         try:
+            run.save_dir = begin_staged_save(output_dir)
             run.task.save(run)
             (run.save_dir / "training_args.json").write_text(json.dumps(asdict(args), indent=2) + "\n")
             finish_staged_save(output_dir)
