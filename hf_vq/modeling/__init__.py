@@ -68,3 +68,11 @@ __all__ = [
     "register_integrations",
     "tokenizer_config_hash",
 ]
+
+# The masked (MaskGIT) prior family: AutoModel only (it is no causal LM).
+from .configuration_masked_prior import MaskedPriorConfig  # noqa: E402
+from .modeling_masked_prior import VQPriorForMaskedLM  # noqa: E402
+
+AutoConfig.register(MaskedPriorConfig.model_type, MaskedPriorConfig, exist_ok=True)
+AutoModel.register(MaskedPriorConfig, VQPriorForMaskedLM, exist_ok=True)
+__all__ += ["MaskedPriorConfig", "VQPriorForMaskedLM"]

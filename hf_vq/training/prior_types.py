@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from transformers import PretrainedConfig, PreTrainedModel
 
-from ..modeling import VQPriorConfig, VQPriorForCausalLM, VQPriorMixin
+from ..modeling import MaskedPriorConfig, VQPriorConfig, VQPriorForCausalLM, VQPriorForMaskedLM, VQPriorMixin
 
 
 @dataclass(frozen=True)
@@ -49,11 +49,12 @@ class PriorType:
 
 
 # `--prior-type` -> prior family. Open: register a new family with `PRIOR_TYPES["name"] = PriorType(...)`.
-# Families are named by how they decode, not by their backbone: "causal" (one token per forward, left to right) and,
-# next, "masked" (MaskGIT's parallel decoding) both run Llama layers, and LlamaGen's 2-D rotary positions are an
-# option of the causal family, not a family of their own.
+# Families are named by how they decode, not by their backbone: "causal" (one token per forward, left to right) and
+# "masked" (MaskGIT's parallel decoding, which can also repaint regions) both run Llama layers, and LlamaGen's 2-D
+# rotary positions are an option of the causal family, not a family of their own.
 PRIOR_TYPES: dict[str, PriorType] = {
     "causal": PriorType(VQPriorConfig, VQPriorForCausalLM),
+    "masked": PriorType(MaskedPriorConfig, VQPriorForMaskedLM),
 }
 
 
