@@ -41,6 +41,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .output import commit_staged_save, holds_final_model, remove_leftovers
+from .sharding import check_sharded_checkpoint, is_sharded
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +108,7 @@ def check_checkpoint(checkpoint: Path, trust: bool = False, rank: int = 0) -> No
     rng = checkpoint / f"random_states_{rank}.pkl"
     if rng.is_file():
         _safe_torch_load(rng)
+    check_sharded_checkpoint(checkpoint)  # FSDP: torch.distributed.checkpoint's pickled `.metadata` files
 
 
 def check_same_configs(checkpoint: Path, models: dict[str, nn.Module]) -> None:
@@ -268,9 +270,12 @@ def register_checkpoint_hooks(accelerator, models: dict[str, nn.Module], ema=Non
 
     def save_hook(prepared, weights, output_dir):
         names = named(prepared)
+        sharded = is_sharded(accelerator)  # FSDP: accelerate writes the weights as sharded checkpoint folders
         if accelerator.is_main_process:
             for name in names:
-                if name is not None:
+                if name is not None and sharded:
+                    models[name].config.save_pretrained(os.path.join(output_dir, name))  # for check_same_configs
+                elif name is not None:
                     _save_without_card(models[name], os.path.join(output_dir, name))
             if ema is not None:
                 _save_without_card(ema.module, os.path.join(output_dir, "ema"))
@@ -285,7 +290,7 @@ def register_checkpoint_hooks(accelerator, models: dict[str, nn.Module], ema=Non
                 save_file(tensors, os.path.join(output_dir, TASK_STATE_NAME))
         # Weights are in the folders above: stop accelerate from writing a second copy of each.
         for i in reversed(range(len(prepared))):
-            if names[i] is not None:
+            if names[i] is not None and not sharded:
                 weights.pop(i)
 
     def load_hook(prepared, input_dir):

@@ -45,6 +45,7 @@ from .checkpointing import (
     save_checkpoint,
 )
 from .output import abort_staged_save, begin_staged_save, check_not_finished, finish_staged_save
+from .sharding import configure_sharding, is_sharded, unsharded_model
 from .step import StepOutput, optimizer_step, train_step
 from .stopping import (
     DataReadError,
@@ -151,6 +152,7 @@ def set_up(args: LoopArguments, task: Task) -> Run:
 
         require_hub_token()
     accelerator = build_accelerator(args)
+    configure_sharding(accelerator, args)  # an FSDP2 launch: checked, and turned on for CPUs too (sharding.py)
     # One line per checkpoint, not one per file: accelerate's per-file INFO logs and transformers' shard bars off.
     logging.getLogger("accelerate").setLevel(logging.WARNING)
     transformers.utils.logging.disable_progress_bar()
@@ -364,6 +366,8 @@ def finish(run: Run, seconds: float) -> None:
     a kill leaves the old model or the new one), then the push to the Hub and the task's report."""
     accelerator, args, output_dir = run.accelerator, run.args, run.output_dir
     accelerator.wait_for_everyone()
+    if is_sharded(accelerator):  # every rank sends its shards; the main process saves the whole model
+        run.unsharded = unsharded_model(accelerator, run.model)
     failure = None
     if accelerator.is_main_process:
         try:

@@ -150,6 +150,7 @@ class Run:
     epoch: int = 0  # this rank's data epoch and batches to replay in it, after a resume
     replay: int = 0
     save_dir: Path | None = None  # where `Task.save` writes: the final save's staging folder (see `finish`)
+    unsharded: Any | None = None  # a sharded (FSDP) run's whole model, while gathered to be saved or shown
 
     def __post_init__(self):
         self.save_dir = self.save_dir or self.output_dir
@@ -163,7 +164,9 @@ class Run:
         return Path(self.args.output_dir)
 
     def sample_model(self):
-        """What gets saved and shown: the EMA weights when enabled."""
+        """What gets saved and shown: the EMA weights when enabled; the gathered whole model of a sharded run."""
+        if self.unsharded is not None:
+            return self.unsharded
         return self.ema.module if self.ema is not None else self.accelerator.unwrap_model(self.model)
 
     def training_recipe(self, **task_rows: Any) -> dict:
