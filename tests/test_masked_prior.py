@@ -11,8 +11,10 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import load_file
 from transformers import AutoConfig, AutoModel
 
@@ -227,3 +229,11 @@ def test_train_prior_masked_resumes_exactly_and_generates(tmp_path, token_set, c
     assert cli([*argv, "--sampling-option", "decoding_order=halton", "--guidance-scale", "2"]) == 0 and grid.is_file()
     assert cli([*argv, "--temperature", "0.5", "--top-p", "0.9"]) == 2
     assert "'top_p' is not a sampling option of VQPriorForMaskedLM" in capsys.readouterr().err
+
+    # Editing from the command line: a row of 2 edits of the image per class label.
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(tmp_path / "in.png")
+    Image.fromarray(np.pad(np.full((8, 8), 255, np.uint8), 4)).save(tmp_path / "mask.png")
+    edit = ["--image", str(tmp_path / "in.png"), "--mask", str(tmp_path / "mask.png"), "--class-label", "left", "1"]
+    assert cli([*argv, *edit]) == 0 and Image.open(grid).size == (2 * 16 + 2, 2 * 16 + 2)
+    assert cli([*argv, "--mask", str(tmp_path / "mask.png")]) == 2
+    assert "--mask was given without --image" in capsys.readouterr().err

@@ -2,6 +2,9 @@
 a row of `--num-images` per class label (`hf_vq.pipelines.sample_images`). Prints the grid's path and size.
 
     hf-vq generate prior/ --class-label Sandal --num-images 16 --guidance-scale 2 --output grid.png
+
+With `--image in.png --mask mask.png` a prior that can edit (a masked prior) repaints the white region of the mask:
+a row of `--num-images` edits per class label.
 """
 
 from __future__ import annotations
@@ -44,6 +47,13 @@ def build_parser() -> CommandParser:
         "value is read as JSON (a number, true / false / null), else as text. An option the family does not take is "
         "an error that lists the ones it does",
     )
+    parser.add_argument(
+        "--image",
+        default=None,
+        help="an image to edit instead of sampling new ones (a masked prior): the prior's image size, or smaller to "
+        "outpaint around it",
+    )
+    parser.add_argument("--mask", default=None, help="with --image: white where to regenerate, black where to keep")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--columns", type=int, default=None, help="grid columns (default: --num-images, at most 16)")
     parser.add_argument("--output", default="grid.png", help="grid PNG (default: grid.png)")
@@ -79,6 +89,12 @@ def check_arguments(args) -> None:
             raise ValueError(_flag_error(name, "an integer >= 1", value))
     if not args.guidance_scale >= 0:  # `not >=`: NaN is refused too
         raise ValueError(_flag_error("guidance_scale", "a number >= 0", args.guidance_scale))
+    if args.mask is not None and args.image is None:
+        raise ValueError("--mask was given without --image: pass the image to edit with --image in.png.")
+    if args.image is not None:
+        from ..data.images import check_image_files
+
+        check_image_files([args.image, *([args.mask] if args.mask else [])])
     check_output_path(Path(args.output))
 
 
@@ -153,6 +169,11 @@ def main(argv: list[str] | None = None) -> int:
     elif config.num_classes > 0:
         labels = list(range(config.num_classes))
     generator = torch.Generator(device).manual_seed(args.seed)
+    if args.image is not None:  # one copy of the image (and its mask) per class label: a row of edits each
+        from ..data.images import decode_image
+
+        sampling["image"] = [decode_image(args.image)] * (len(labels) if labels else 1)
+        sampling["mask_image"] = decode_image(args.mask).convert("L") if args.mask else None
     images = sample_images(pipe, labels, args.num_images, args.guidance_scale, generator, **sampling)
     columns = args.columns or min(args.num_images, 16)
     output = Path(args.output)
