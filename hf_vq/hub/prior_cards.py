@@ -44,6 +44,8 @@ def render_pipeline_card(
     results: Mapping[str, Any] | None = None,
     grid: str | None = None,
     guidance_scale: float = 1.0,
+    origin: Mapping[str, str] | None = None,
+    license: str = DEFAULT_LICENSE,
 ) -> ModelCard:
     """The `ModelCard` of a pipeline folder whose `transformer/` is `prior` (any family).
 
@@ -58,6 +60,10 @@ def render_pipeline_card(
         results (`Mapping`, *optional*): the prior's held-out score (`nats_per_token`, `bits_per_token`).
         grid (`str`, *optional*): file name of the sample grid in the folder (one row per class).
         guidance_scale (`float`, *optional*, defaults to 1.0): the guidance the grid was sampled with.
+        origin (`Mapping`, *optional*): for a converted pipeline (`hf-vq convert llamagen`), where the weights come
+            from: `source`, `license`, `published_fid`, `parity` (which conversion parity was verified) and
+            `sampling` (the original code's sampling defaults).
+        license (`str`, *optional*): the card's license; a converted model keeps its origin's.
     """
     config = prior.config
     classes = f"{config.num_classes} classes" if config.num_classes else "unconditional"
@@ -68,7 +74,7 @@ def render_pipeline_card(
         library_name="hf-vq",
         pipeline_tag="unconditional-image-generation",
         tags=list(dict.fromkeys([*tags, *([prior.model_card_tag] if prior.model_card_tag else [])])),
-        license=DEFAULT_LICENSE,
+        license=license,
     )
     options = ", ".join(f"`{name}={value!r}`" for name, value in prior.sampling_options().items())
     score = None
@@ -105,6 +111,7 @@ def render_pipeline_card(
         sampling_options=options,
         score=score,
         training=list(training.items()),
+        origin=origin,
     )
 
 
