@@ -76,3 +76,120 @@ def test_generate_writes_the_grid_whole_where_a_folder_is_missing(tmp_path, pipe
     assert cli(argv) == 0
     assert sorted(p.name for p in output.parent.iterdir()) == ["grid.jpg"]  # no temporary file left
     assert output.read_bytes()[:2] == b"\xff\xd8"  # written as JPEG, as the extension says
+
+
+# ------------------------------------------------------------------------------------------------ tokenizer identity
+
+
+@pytest.fixture(scope="module")
+def tokenizers(tmp_path_factory):
+    """Three tiny VQ-GANs of one config: `original`, `retrained` (another seed: a second training run) and
+    `decoder_tuned` (`hf-vq train --init-from original --freeze-encoder --freeze-codebook`, one real step)."""
+    from helpers import write_random_images
+
+    root = tmp_path_factory.mktemp("tokenizers")
+    save_tokenizer(root / "original")
+    save_tokenizer(root / "retrained", seed=1)
+    write_random_images(root / "images", count=2, size=16)
+    argv = ["train", "--init-from", str(root / "original"), "--freeze-encoder", "--freeze-codebook"]
+    argv += ["--dataset-name", str(root / "images"), "--resolution", "16", "--train-batch-size", "2"]
+    argv += [
+        "--max-train-steps",
+        "1",
+        "--lr-warmup-steps",
+        "0",
+        "--checkpointing-steps",
+        "0",
+        "--eval-steps",
+        "0",
+        "--image-logging-steps",
+    ]
+    argv += ["0", "--perceptual-weight", "0", "--dataloader-num-workers", "0", "--report-to", "none"]
+    assert cli([*argv, "--output-dir", str(root / "decoder_tuned")]) == 0
+    return root
+
+
+def test_a_prior_refuses_a_same_config_tokenizer_with_other_weights_and_keeps_a_decoder_fine_tune(tokenizers, caplog):
+    from hf_vq import VQGANModel
+    from hf_vq.modeling import tokenizer_config_hash
+
+    original, retrained, tuned = (
+        VQGANModel.from_pretrained(tokenizers / n) for n in ("original", "retrained", "decoder_tuned")
+    )
+    assert tokenizer_config_hash(retrained) == tokenizer_config_hash(original)  # the config cannot tell them apart
+    assert not torch.equal(tuned.decoder.conv_out.weight, original.decoder.conv_out.weight)  # the decoder did train
+    prior = VQPriorForCausalLM(VQPriorConfig.from_tokenizer(original, num_classes=2, **TINY_TRANSFORMER)).eval()
+
+    ids = prior.generate_indices(class_labels=[0], num_images=1, tokenizer=tuned)  # a decoder fine-tune: accepted
+    assert tuple(ids.shape) == (1, 4, 4)
+    prior.check_tokenizer(tuned.to(torch.bfloat16))  # the same weights in half precision: the same ids
+    with pytest.raises(ValueError) as refused:
+        prior.generate_indices(class_labels=[0], num_images=1, tokenizer=retrained)
+    message = str(refused.value)
+    assert (
+        f"The tokenizer {tokenizers / 'retrained'} has the config of the tokenizer this prior was trained on "
+        in message
+    )
+    assert f"({tokenizers / 'original'}) but other encoder or codebook weights" in message
+    assert "Load the tokenizer the prior was trained with" in message
+
+    # A prior saved before the weights were recorded: the config alone is checked, and it says so once.
+    prior.config.tokenizer_weights_hash = None
+    with caplog.at_level("WARNING"):
+        prior.check_tokenizer(retrained)
+        prior.check_tokenizer(retrained)
+    warnings = [r.message for r in caplog.records if "not its weights" in r.message]
+    assert len(warnings) == 1 and "the encoder and codebook weights are not" in warnings[0]
+
+
+def labelled_images(root, per_class=2, size=16):
+    """An image folder with two class subfolders (`datasets`' imagefolder labels them)."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for name in ("boot", "shirt"):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(root / name / f"{i}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def token_set(tokenizers, tmp_path_factory):
+    """The `original` tokenizer's token set of 4 labelled images in two shards of 2, made by `hf-vq tokenize`."""
+    root = tmp_path_factory.mktemp("token_set")
+    images = labelled_images(root / "images")
+    argv = ["tokenize", str(tokenizers / "original"), "--dataset-name", str(images), "--shard-size", "2"]
+    assert cli([*argv, "--output", str(root / "tokens"), "--device", "cpu"]) == 0
+    return root / "tokens"
+
+
+def test_train_prior_and_tokenize_refuse_a_same_config_tokenizer_with_other_weights(tokenizers, token_set, capsys):
+    from hf_vq.data import tokens as token_files
+    from hf_vq.modeling import VQGANModel
+    from hf_vq.training.prior import check_token_set_tokenizer
+
+    before, output = listing(token_set), token_set.parent / "prior"
+    argv = ["train-prior", "--tokens", str(token_set), "--output-dir", str(output)]
+    assert cli([*argv, "--tokenizer", str(tokenizers / "retrained")]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert (
+        f"The tokenizer {tokenizers / 'retrained'} has the config of the one the token set {token_set} was made "
+        in err
+    )
+    assert f"with ({tokenizers / 'original'}) but other encoder or codebook weights" in err
+    assert "Pass that tokenizer with --tokenizer, or tokenize again with this one." in err
+    info = token_files.load_tokens_info(token_set)
+    tuned = VQGANModel.from_pretrained(tokenizers / "decoder_tuned")
+    check_token_set_tokenizer(tuned, str(tokenizers / "decoder_tuned"), info, str(token_set))  # accepted
+
+    images = token_set.parent / "images"
+    again = ["tokenize", str(tokenizers / "retrained"), "--dataset-name", str(images), "--shard-size", "2"]
+    assert cli([*again, "--output", str(token_set)]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert (
+        f"{token_set} already holds tokens of the tokenizer {tokenizers / 'original'}, which has the config of " in err
+    )
+    assert "but other encoder or codebook weights" in err and "or pass --overwrite to delete them" in err
+    assert listing(token_set) == before and not output.exists()

@@ -8,6 +8,8 @@ same command to continue an interrupted run. Prints the split's row count.
 
 from __future__ import annotations
 
+import sys
+
 from ..parsing import CommandParser
 from .common import DATASET_ALIASES, RESOLUTION_ALIASES, add_dataset_arguments, add_device_arguments
 
@@ -66,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         shard_size=args.shard_size,
         num_images=args.num_images,
         overwrite=args.overwrite,
+        report=lambda line: print(line, file=sys.stderr),  # beside the progress bar; stdout keeps the result line
     )
     entry = info["splits"][args.split]
     print(f"{args.output}\t{args.split}: {entry['num_rows']} rows of {info['sequence_length']} {info['dtype']} ids")

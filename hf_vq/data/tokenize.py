@@ -7,6 +7,7 @@ tokenizer over the images, one split at a time, in the source's order.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,7 @@ def tokenize_dataset(
     num_images: int | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    report: Callable[[str], None] | None = None,
 ) -> dict:
     """Encodes one split of an image dataset into a token set (see `hf_vq.data.tokens`); resumes a partial run.
 
@@ -67,13 +69,16 @@ def tokenize_dataset(
             Delete tokens made with other settings in `output` first.
         progress (`bool`, *optional*, defaults to `True`):
             A progress bar on stderr.
+        report (`Callable[[str], None]`, *optional*):
+            Told what a rerun keeps ("Resuming: 2 finished shards of train kept, ..."), e.g. `print` for a command
+            line; the line is logged as well.
 
     Returns:
         `dict`: the token set's info (`tokens_info.json`).
     """
     from tqdm.auto import tqdm
 
-    from ..modeling import tokenizer_config_hash
+    from ..modeling.tokenizer_identity import tokenizer_config_hash, tokenizer_weights_hashes
 
     layout = tokenizer.token_layout
     size = image_size or tokenizer.config.sample_size
@@ -99,6 +104,7 @@ def tokenize_dataset(
     info = token_files.new_tokens_info(
         tokenizer=str(local.resolve()) if local.is_dir() else tokenizer_name,
         tokenizer_config_hash=tokenizer_config_hash(tokenizer),
+        tokenizer_weights_hash=tokenizer_weights_hashes(tokenizer),
         tokenizer_class=type(tokenizer).__name__,
         token_levels=[level.to_dict() for level in layout.levels],
         image_size=[size, size],
@@ -123,10 +129,18 @@ def tokenize_dataset(
     total = splits[split].num_examples if split in splits and splits[split].num_examples else None
     total = min(total, num_images) if total and num_images else (total or num_images)
     start = done * shard_size
+    if done:
+        kept = f"Resuming: {done} finished shard{'s' if done > 1 else ''} of {split} kept in {output}"
+        if total is not None and start >= total:
+            message = f"{kept}: the split is complete (--overwrite starts it afresh)."
+        else:
+            message = f"{kept}, continuing at image {start} (--overwrite starts afresh)."
+        logger.info(message)
+        if report is not None:
+            report(message)
     if total is not None and start >= total:
         return token_files.finish_split(output, split, **_split_counts(output, split, label_column))
     if start:
-        logger.info("Resuming: %d finished shards of %s, continuing at image %d", done, split, start)
         dataset = dataset.skip(start)
     transform = ImageTransform(column, size, train=False, pixel_range=tuple(tokenizer.config.pixel_range))
     rows: dict[str, list] = {"tokens": [], "label": [], "flipped": []}

@@ -2,7 +2,8 @@
 
 `hf-vq tokenize` writes, and `hf-vq train-prior` reads, a folder (or a Hub dataset repository with the same files):
 
-    tokens_info.json                  what the ids mean: tokenizer (path / Hub id, config hash, class), token levels,
+    tokens_info.json                  what the ids mean: tokenizer (path / Hub id, config hash, weights digests,
+                                      class), token levels,
                                       image size, sequence length, dtype, class names, source dataset, and per split
                                       the settings and counts (see [`new_tokens_info`])
     data/{split}-{index:05d}.parquet  one shard per `shard_size` source images, in the source's order; columns
@@ -69,6 +70,7 @@ def new_tokens_info(
     *,
     tokenizer: str,
     tokenizer_config_hash: str,
+    tokenizer_weights_hash: dict[str, str] | None = None,
     tokenizer_class: str,
     token_levels: list[dict],
     image_size: list[int],
@@ -80,12 +82,16 @@ def new_tokens_info(
     """The top of `tokens_info.json`: what the ids mean. `splits` is filled in by [`start_split`] / [`finish_split`].
 
     `num_classes` is 0 for unlabelled data; `label_names` is None when the labels have no names (plain integers).
+    `tokenizer_weights_hash` is `hf_vq.modeling.tokenizer_identity.tokenizer_weights_hashes(tokenizer)`: with the
+    config hash, what `hf-vq train-prior` checks its tokenizer against (token sets made before it was recorded have
+    only the config hash, and only that is checked).
     """
     return {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
         "tokenizer": tokenizer,
         "tokenizer_config_hash": tokenizer_config_hash,
+        "tokenizer_weights_hash": tokenizer_weights_hash,
         "tokenizer_class": tokenizer_class,
         "token_levels": token_levels,
         "image_size": list(image_size),
@@ -170,6 +176,16 @@ def start_split(folder: str | os.PathLike, info: dict, split: str, settings: dic
     existing = json.loads(path.read_text()) if path.is_file() else None
     if existing is not None:
         differs = [k for k in INFO_KEYS if existing.get(k) != info.get(k)]
+        weights = existing.get("tokenizer_weights_hash"), info.get("tokenizer_weights_hash")
+        if not differs and all(weights) and weights[0] != weights[1]:
+            if not overwrite:
+                raise ValueError(
+                    f"{folder} already holds tokens of the tokenizer {existing.get('tokenizer')}, which has the "
+                    f"config of this run's tokenizer ({info.get('tokenizer')}) but other encoder or codebook weights: "
+                    "its ids mean other codes, and mixing them would corrupt the set. Write to another --output "
+                    "folder, or pass --overwrite to delete them."
+                )
+            differs = ["tokenizer_weights_hash"]
         old = existing.get("splits", {}).get(split)
         changed = [k for k in RESUME_KEYS if old is not None and old.get(k) != settings.get(k)]
         if (differs or changed) and not overwrite:
@@ -264,10 +280,14 @@ def load_tokens(path: str | os.PathLike, split: str = "train", revision: str | N
         )
     if _is_local(path):  # in memory, features from the shards' schema: no copy in the datasets cache
         import pyarrow as pa
-        import pyarrow.parquet as pq
+
+        from .token_checks import id_bounds, read_shard
 
         folder = Path(path).expanduser()
-        tables = [pq.read_table(shard_path(folder, split, i)) for i in finished_shards(folder, split)]
+        bounds = id_bounds(info)
+        tables = []
+        for i in finished_shards(folder, split):
+            tables.append(read_shard(folder, info, split, shard_path(folder, split, i), bounds, tables[:1]))
         return datasets.Dataset(pa.concat_tables(tables), split=datasets.NamedSplit(split))
     pattern = f"{DATA_FOLDER}/{split}-*.parquet"
     return datasets.load_dataset(str(path), data_files={split: pattern}, split=split, revision=revision)

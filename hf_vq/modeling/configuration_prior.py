@@ -16,41 +16,15 @@ subclass it under its own `model_type`.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any, Literal
 
 from huggingface_hub.dataclasses import strict
 from transformers import LlamaConfig
 
 from .token_layout import TokenLayout, TokenLevel
+from .tokenizer_identity import tokenizer_config_hash, tokenizer_weights_hashes
 
 POSITION_EMBEDDINGS = ("rope", "rope+2d", "rope2d")
-
-# Keys of a tokenizer's config that change when it is saved, loaded, cast or moved but do not change its ids.
-_VOLATILE_TOKENIZER_KEYS = {
-    "transformers_version",
-    "architectures",
-    "auto_map",
-    "dtype",
-    "torch_dtype",
-    "name_or_path",
-}
-
-
-def tokenizer_config_hash(tokenizer_or_config: Any) -> str:
-    """A stable hash of a tokenizer's config: equal for the same tokenizer after a save / load round trip, different
-    for any change to a field (codebook, architecture, quantizer) that could change its ids.
-
-    Args:
-        tokenizer_or_config (`PreTrainedModel`, `PreTrainedConfig` or `dict`):
-            The tokenizer (an hf-vq model), its config, or the config's `to_dict()`.
-    """
-    config = getattr(tokenizer_or_config, "config", tokenizer_or_config)
-    fields = config.to_dict() if hasattr(config, "to_dict") else dict(config)
-    fields = {k: v for k, v in fields.items() if k not in _VOLATILE_TOKENIZER_KEYS and not k.startswith("_")}
-    text = json.dumps(fields, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _error(field: str, expected: str, received: Any, fix: str) -> ValueError:
@@ -62,7 +36,8 @@ class VQPriorConfig(LlamaConfig):
     r"""
     A Llama decoder over the token ids of an hf-vq tokenizer, optionally class-conditional. Build it from the
     tokenizer with [`~VQPriorConfig.from_tokenizer`], which fills in the token layout, the image size and the
-    tokenizer's name and config hash (checked when sampling, so a prior never decodes with another tokenizer).
+    tokenizer's name, config hash and weights digests (checked when sampling, so a prior never decodes with another
+    tokenizer).
 
     Args:
         token_levels (`list[dict]`, *optional*):
@@ -86,6 +61,10 @@ class VQPriorConfig(LlamaConfig):
             Where the tokenizer the prior was trained on lives (Hub id or folder); recorded for users and cards.
         tokenizer_config_hash (`str`, *optional*):
             [`tokenizer_config_hash`] of that tokenizer; sampling with another tokenizer raises a `ValueError`.
+        tokenizer_weights_hash (`dict[str, str]`, *optional*):
+            [`tokenizer_weights_hashes`] of that tokenizer (its encoder side and codebooks, per dtype): sampling with
+            a tokenizer of the same config but other weights raises a `ValueError`; one whose decoder alone was
+            fine-tuned passes. Unset in priors saved before hf-vq recorded it: then only the config is checked.
         vocab_size (`int`, *optional*):
             Derived: `V + num_classes + 1`. Leave it unset (it is checked when given, e.g. by `from_pretrained`).
         max_position_embeddings (`int`, *optional*):
@@ -118,6 +97,7 @@ class VQPriorConfig(LlamaConfig):
     position_embedding: Literal["rope", "rope+2d", "rope2d"] = "rope"
     tokenizer_name_or_path: str | None = None
     tokenizer_config_hash: str | None = None
+    tokenizer_weights_hash: dict | None = None
     # Derived from the fields above (see `__post_init__`); Llama's text-model defaults would be wrong here.
     vocab_size: int | None = None
     max_position_embeddings: int | None = None
@@ -180,6 +160,7 @@ class VQPriorConfig(LlamaConfig):
             num_classes=num_classes,
             tokenizer_name_or_path=kwargs.pop("tokenizer_name_or_path", tokenizer.name_or_path or None),
             tokenizer_config_hash=tokenizer_config_hash(tokenizer),
+            tokenizer_weights_hash=tokenizer_weights_hashes(tokenizer),
             **kwargs,
         )
 

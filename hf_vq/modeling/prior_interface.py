@@ -15,21 +15,24 @@ that `VQImagePipeline` and `hf-vq generate` pass through (`sampling_options`, re
 
 The config of a family ([`VQPriorConfig`] or a subclass) provides what these read: `token_layout`, `image_size`,
 `latent_shapes`, `num_classes`, `image_vocab_size`, `null_class_token_id`, `id2label` / `has_class_names`,
-`tokenizer_name_or_path`, `tokenizer_config_hash`, and `from_tokenizer(tokenizer, image_size=..., num_classes=...,
-**fields)` to build a new one.
+`tokenizer_name_or_path`, `tokenizer_config_hash`, `tokenizer_weights_hash`, and `from_tokenizer(tokenizer,
+image_size=..., num_classes=..., **fields)` to build a new one.
 """
 
 from __future__ import annotations
 
 import inspect
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 
-from .configuration_prior import tokenizer_config_hash
 from .token_layout import Indices
+from .tokenizer_identity import tokenizer_config_hash, tokenizer_name, weights_hash_differs
+
+logger = logging.getLogger(__name__)
 
 ClassLabels = int | Sequence[int] | torch.Tensor
 
@@ -251,9 +254,13 @@ class VQPriorMixin:
         return (labels + config.image_vocab_size).repeat_interleave(num_images)
 
     def check_tokenizer(self, tokenizer) -> None:
-        """Raises a `ValueError` when `tokenizer` is not the one this prior models: another token layout, or
-        (when the config records one) another config hash."""
+        """Raises a `ValueError` naming both tokenizers when `tokenizer` is not the one this prior models: another
+        token layout, another config (`config.tokenizer_config_hash`), or the same config with other weights on the
+        side that gives ids their meaning (`config.tokenizer_weights_hash`: the encoder side and the codebooks; see
+        `tokenizer_identity.py`). A tokenizer whose decoder alone was fine-tuned passes. A prior saved before the
+        weights were recorded checks the layout and config only, and says so once."""
         config = self.config
+        trained_on = config.tokenizer_name_or_path or "its name was not recorded"
         theirs = getattr(tokenizer, "token_layout", None)
         if _shape_forms(theirs) != _shape_forms(config.token_layout):
             raise ValueError(
@@ -265,10 +272,29 @@ class VQPriorMixin:
             received = tokenizer_config_hash(tokenizer)
             if received != config.tokenizer_config_hash:
                 raise ValueError(
-                    f"The tokenizer's config hash is {received}; this prior was trained on a tokenizer with hash "
-                    f"{config.tokenizer_config_hash} ({config.tokenizer_name_or_path or 'name not recorded'}). Its "
-                    "ids mean other codes: load the tokenizer the prior was trained with."
+                    f"The tokenizer {tokenizer_name(tokenizer)} has config hash {received}; this prior was trained on "
+                    f"the tokenizer {trained_on}, config hash {config.tokenizer_config_hash}. Its ids mean other "
+                    "codes: load the tokenizer the prior was trained with."
                 )
+        recorded = getattr(config, "tokenizer_weights_hash", None)
+        if not recorded:
+            if not getattr(self, "_warned_unrecorded_weights", False):
+                self._warned_unrecorded_weights = True
+                logger.warning(
+                    "This prior records its tokenizer's config but not its weights (saved by an older hf-vq): the "
+                    "token layout and the config are checked, the encoder and codebook weights are not. Save it "
+                    "again with the tokenizer it was trained on to record them."
+                )
+            return
+        differs = weights_hash_differs(tokenizer, recorded)
+        if differs is not None:
+            raise ValueError(
+                f"The tokenizer {tokenizer_name(tokenizer)} has the config of the tokenizer this prior was trained on "
+                f"({trained_on}) but other encoder or codebook weights (digest {differs[0]}; recorded {differs[1]}): "
+                "its ids mean other codes, as after a second training run or a retrained codebook. Load the "
+                "tokenizer the prior was trained with; one whose decoder alone was fine-tuned (hf-vq train "
+                "--init-from ... --freeze-encoder --freeze-codebook) keeps the ids and works."
+            )
 
 
 def _shape_forms(layout) -> list[dict] | None:

@@ -37,7 +37,8 @@ from ..data.images import image_grid
 from ..evaluation.generation import held_out_score
 from ..hub.prior_cards import write_pipeline_card
 from ..loading import load_tokenizer
-from ..modeling import VQPriorMixin, tokenizer_config_hash
+from ..modeling import VQPriorMixin
+from ..modeling.tokenizer_identity import tokenizer_config_hash, weights_hash_differs
 from ..pipelines.sampling import sample_images
 from .arguments import parse_json_or_file
 from .loop import run_training
@@ -65,6 +66,33 @@ def _collate(rows: list[torch.Tensor]) -> dict:
 
 
 class PriorTask(Task):
+def check_token_set_tokenizer(tokenizer, source: str, info: dict, tokens: str) -> None:
+    """Raises a `ValueError` naming both tokenizers when `tokenizer` (loaded from `source`) is not the one the token
+    set `tokens` was made with: another config, or the same config with other encoder or codebook weights (a token
+    set made before the weights were recorded has its config checked only)."""
+    received = tokenizer_config_hash(tokenizer)
+    fix = "Pass that tokenizer with --tokenizer, or tokenize again with this one."
+    if received != info["tokenizer_config_hash"]:
+        raise ValueError(
+            f"The tokenizer {source} (config hash {received}) is not the one the token set {tokens} was made with "
+            f"({info['tokenizer']}, config hash {info['tokenizer_config_hash']}). {fix}"
+        )
+    differs = weights_hash_differs(tokenizer, info.get("tokenizer_weights_hash"))
+    if differs is not None:
+        raise ValueError(
+            f"The tokenizer {source} has the config of the one the token set {tokens} was made with "
+            f"({info['tokenizer']}) but other encoder or codebook weights (digest {differs[0]}; recorded "
+            f"{differs[1]}): its ids mean other codes. {fix} A tokenizer whose decoder alone was fine-tuned "
+            "(--freeze-encoder --freeze-codebook) keeps the ids and is accepted."
+        )
+    if not info.get("tokenizer_weights_hash"):
+        logger.warning(
+            "%s records its tokenizer's config but not its weights (made by an older hf-vq): the config is checked, "
+            "the encoder and codebook weights are not. Tokenize it again to record them.",
+            tokens,
+        )
+
+
     """Trains one prior on a token set with `hf-vq train-prior`'s arguments."""
 
     command = "hf-vq train-prior"
@@ -89,12 +117,7 @@ class PriorTask(Task):
         args, info = self.args, self.info
         source = args.tokenizer or info["tokenizer"]
         self.tokenizer = load_tokenizer(source, flag="--tokenizer" if args.tokenizer else "tokenizer")
-        if tokenizer_config_hash(self.tokenizer) != info["tokenizer_config_hash"]:
-            raise ValueError(
-                f"The tokenizer {source} (config hash {tokenizer_config_hash(self.tokenizer)}) is not the one the "
-                f"token set {args.tokens} was made with (hash {info['tokenizer_config_hash']}, {info['tokenizer']}). "
-                "Pass that tokenizer with --tokenizer, or tokenize again with this one."
-            )
+        check_token_set_tokenizer(self.tokenizer, source, info, args.tokens)
         if args.init_from is not None:  # checked, its class table fitted to the token set's (prior_init.py)
             self.model, self.class_table = load_prior_to_fine_tune(args, info, self.tokenizer, self.check_family)
         else:
