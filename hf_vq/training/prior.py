@@ -65,7 +65,6 @@ def _collate(rows: list[torch.Tensor]) -> dict:
     return {"input_ids": torch.stack([r[0] for r in rows])}
 
 
-class PriorTask(Task):
 def check_token_set_tokenizer(tokenizer, source: str, info: dict, tokens: str) -> None:
     """Raises a `ValueError` naming both tokenizers when `tokenizer` (loaded from `source`) is not the one the token
     set `tokens` was made with: another config, or the same config with other encoder or codebook weights (a token
@@ -93,6 +92,7 @@ def check_token_set_tokenizer(tokenizer, source: str, info: dict, tokens: str) -
         )
 
 
+class PriorTask(Task):
     """Trains one prior on a token set with `hf-vq train-prior`'s arguments."""
 
     command = "hf-vq train-prior"
