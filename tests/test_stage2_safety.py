@@ -193,3 +193,60 @@ def test_train_prior_and_tokenize_refuse_a_same_config_tokenizer_with_other_weig
     )
     assert "but other encoder or codebook weights" in err and "or pass --overwrite to delete them" in err
     assert listing(token_set) == before and not output.exists()
+
+
+# ------------------------------------------------------------------------------------------------ bad token sets
+
+
+def damaged_copy(token_set, tmp_path, damage):
+    """A copy of the token set whose second shard `damage(path)` changed."""
+    import shutil
+
+    copy = tmp_path / "tokens"
+    shutil.copytree(token_set, copy)
+    damage(copy / "data" / "train-00001.parquet")
+    return copy
+
+
+def rewrite(path, edit):
+    import pyarrow.parquet as pq
+
+    pq.write_table(edit(pq.read_table(path)), path)
+
+
+def out_of_range(table):
+    import pyarrow as pa
+
+    tokens = table.column("tokens").combine_chunks()
+    ids = tokens.values.to_numpy(zero_copy_only=False).copy()
+    ids[5] = 999  # row 0, position 5; the vocabulary has 16 ids
+    column = pa.FixedSizeListArray.from_arrays(pa.array(ids, type=tokens.type.value_type), tokens.type.list_size)
+    return table.set_column(table.schema.get_field_index("tokens"), "tokens", column)
+
+
+@pytest.mark.parametrize(
+    "damage, problem",
+    [
+        (lambda p: p.write_bytes(p.read_bytes()[:100]), "cannot be read as parquet ("),
+        (
+            lambda p: rewrite(p, out_of_range),
+            "holds ids outside the tokenizer's vocabulary (1 of them; row 0, position 5: 999",
+        ),
+        (
+            lambda p: rewrite(p, lambda t: t.drop_columns(["label"])),
+            "has the columns ['tokens', 'flipped'], while the split's first shard has ['tokens', 'label', 'flipped']",
+        ),
+    ],
+    ids=["truncated", "ids-out-of-range", "no-label-column"],
+)
+def test_a_bad_token_shard_is_one_paragraph_naming_the_set_the_shard_and_the_fix(
+    token_set, tmp_path, damage, problem, capsys
+):
+    tokens = damaged_copy(token_set, tmp_path, damage)
+    before, output = listing(tmp_path), tmp_path / "prior"
+    assert cli(["train-prior", "--tokens", str(tokens), "--output-dir", str(output), "--report-to", "none"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"The token set {tokens}: shard train-00001.parquet of the 'train' split {problem}" in err
+    assert "Delete the shard and tokenize the split again (`hf-vq tokenize " in err and "--split train --output" in err
+    assert f"--output {tokens} --overwrite`); the other splits are kept." in err
+    assert listing(tmp_path) == before  # nothing written: no output folder, the token set as it was
