@@ -174,14 +174,19 @@ def test_sampling_emits_only_valid_ids_reproduces_and_runs_one_forward_per_step(
         prior.generate_indices(class_labels=[0], decoding_order="raster")
 
 
-def test_save_load_through_auto_model(tmp_path):
-    prior = tiny_masked_prior(position_embedding="rope+2d", id2label={0: "a", 1: "b", 2: "c"})
+@pytest.mark.parametrize("position_embedding", ["rope+2d", "rope2d"])
+def test_save_load_through_auto_model(tmp_path, position_embedding):
+    prior = tiny_masked_prior(position_embedding=position_embedding, id2label={0: "a", 1: "b", 2: "c"})
     prior.save_pretrained(tmp_path)
     assert type(AutoConfig.from_pretrained(tmp_path)) is MaskedPriorConfig
     loaded = AutoModel.from_pretrained(tmp_path).eval()
     assert type(loaded) is VQPriorForMaskedLM and loaded.config.id2label == {0: "a", 1: "b", 2: "c"}
     expected, received = prior.state_dict(), loaded.state_dict()
     assert expected.keys() == received.keys() and all(torch.equal(expected[k], received[k]) for k in expected)
+    ids = prior.build_input_ids(torch.randint(0, 16, (2, 4, 4)), class_labels=[0, 2])
+    torch.testing.assert_close(loaded(input_ids=ids).logits, prior(input_ids=ids).logits)
+    if position_embedding == "rope2d":  # LlamaGen's 2-D rotary module replaced Llama's
+        assert type(loaded.model.rotary_emb).__name__ == "Rope2DEmbedding"
 
 
 @pytest.fixture(scope="module")
@@ -229,6 +234,9 @@ def test_train_prior_masked_resumes_exactly_and_generates(tmp_path, token_set, c
     assert cli([*argv, "--sampling-option", "decoding_order=halton", "--guidance-scale", "2"]) == 0 and grid.is_file()
     assert cli([*argv, "--temperature", "0.5", "--top-p", "0.9"]) == 2
     assert "'top_p' is not a sampling option of VQPriorForMaskedLM" in capsys.readouterr().err
+
+    argv = ["evaluate-prior", str(first), "--tokens", str(token_set), "--sampling-option", "top_p=0.9"]
+    assert cli(argv) == 2 and "'top_p' is not a sampling option" in capsys.readouterr().err
 
     # Editing from the command line: a row of 2 edits of the image per class label.
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(tmp_path / "in.png")

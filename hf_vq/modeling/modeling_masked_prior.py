@@ -33,6 +33,7 @@ from .masked_decoding import (
 )
 from .modeling_prior import GridPositionEmbedding, VQPriorForCausalLM
 from .prior_interface import ClassLabels, VQPriorMixin
+from .rope2d import Rope2DEmbedding
 from .token_layout import Indices
 
 
@@ -94,6 +95,8 @@ class VQPriorForMaskedLM(LlamaPreTrainedModel, VQPriorMixin):
         self.grid_position_embedding = None
         if config.position_embedding == "rope+2d":
             self.grid_position_embedding = GridPositionEmbedding(*self._finest_grid(), config.hidden_size)
+        if config.position_embedding == "rope2d":  # LlamaGen's 2-D rotary module in place of Llama's 1-D one
+            self.model.rotary_emb = Rope2DEmbedding(config)
         self._layout_tables: dict[torch.device, dict[str, torch.Tensor]] = {}
         self.post_init()
 
