@@ -245,8 +245,12 @@ def run_training(args: LoopArguments, task: Task) -> int:
             task.example_name,
             accelerator.num_processes,
         )
+    from tqdm.auto import tqdm
+
+    bar = dict(desc="train", dynamic_ncols=True, disable=not accelerator.is_main_process)
+    progress = tqdm(total=run.max_train_steps, initial=min(run.state.global_step, run.max_train_steps), **bar)
     try:
-        stop_message = train_loop(run)
+        stop_message = train_loop(run, progress)
     except (DataReadError, OSError) as error:
         stop_message = str(error)
     except NoFullBatchError:
@@ -257,6 +261,8 @@ def run_training(args: LoopArguments, task: Task) -> int:
     except KeyboardInterrupt:
         accelerator.end_training()
         raise interruption(args, run.state.global_step) from None
+    finally:
+        progress.close()  # the bar ends before anything is said about the run
     if stop_message is not None:
         accelerator.end_training()
         if accelerator.is_main_process:  # the loop configured logging: the message reaches stderr
@@ -269,14 +275,11 @@ def run_training(args: LoopArguments, task: Task) -> int:
     return 0
 
 
-def train_loop(run: Run) -> str | None:
-    """The steps, from the resumed position to the budget. Returns None, or why the run had to stop."""
-    from tqdm.auto import tqdm
-
+def train_loop(run: Run, progress) -> str | None:
+    """The steps, from the resumed position to the budget, counted on the `progress` bar. Returns None, or why the
+    run had to stop."""
     args, task, accelerator, state = run.args, run.task, run.accelerator, run.state
     epoch, replay = run.epoch, run.replay
-    bar = dict(desc="train", dynamic_ncols=True, disable=not accelerator.is_main_process)
-    progress = tqdm(total=run.max_train_steps, initial=min(state.global_step, run.max_train_steps), **bar)
     checkpoints = list_checkpoints(run.output_dir)
     last_checkpoint = checkpoints[-1] if checkpoints else None
     named_models = dict(zip(run.names, run.models))
@@ -357,7 +360,6 @@ def train_loop(run: Run) -> str | None:
             if batches_in_epoch == 0:
                 raise NoFullBatchError(no_full_batch_message(run))
             epoch += 1  # the stream ran out: next pass, reshuffled
-    progress.close()
     return stop_message
 
 
