@@ -107,6 +107,7 @@ def build_demo(
     device=None,
     trust_remote_code: bool = False,
     examples: list[str] | None = None,
+    title: str | None = None,
 ) -> gr.Blocks:
     """The demo of the tokenizer or pipeline in the folder or Hub repo `name`, as a `gr.Blocks` (not launched).
 
@@ -116,6 +117,7 @@ def build_demo(
         device (`str`, *optional*): where the models run (default: CUDA if available).
         trust_remote_code (`bool`, *optional*, defaults to `False`): allow models that ship their own code.
         examples (`list[str]`, *optional*): image files offered as examples; default: the built-in photos.
+        title (`str`, *optional*): the page's title; default: `hf-vq: ` and the folder's or repo's name.
 
     Example:
 
@@ -128,7 +130,7 @@ def build_demo(
     models = load_models(name, device, trust_remote_code)
     tokenizer_demo = TokenizerDemo(models.tokenizer, load_lpips_or_none(), models.card_results)
     kind = "pipeline" if models.pipeline is not None else "tokenizer"
-    title = f"hf-vq: {Path(name).name or name}"
+    title = title or f"hf-vq: {Path(name).name or name}"
     with gr.Blocks(title=title) as blocks:
         gr.Markdown(
             f"# {title}\n{type(models.tokenizer).__name__} {kind} from `{name}`: upload an image to see what its "

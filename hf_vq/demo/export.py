@@ -39,7 +39,7 @@ HERE = Path(__file__).resolve().parent
 MODEL = {model}
 EXAMPLES = sorted(str(path) for path in (HERE / "examples").glob("*") if path.is_file())
 
-demo = build_demo(MODEL, examples=EXAMPLES)
+demo = build_demo(MODEL, examples=EXAMPLES, title={title!r})
 
 if __name__ == "__main__":
     demo.launch()

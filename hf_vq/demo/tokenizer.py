@@ -81,9 +81,11 @@ def read_upload(path: str | os.PathLike | None) -> Image.Image:
     try:
         return decode_image(Path(path))
     except (OSError, ValueError) as error:
+        name = Path(path).name
+        detail = str(error).replace(str(path), name)  # the upload's temporary path means nothing to the user
         raise ValueError(
-            f"{Path(path).name} is not an image PIL can read ({type(error).__name__}: {error}). Upload a PNG, JPEG, "
-            "WebP or other image file."
+            f"{name} is not an image PIL can read ({type(error).__name__}: {detail}). Upload a PNG, JPEG, WebP or "
+            "other image file."
         ) from None
 
 
