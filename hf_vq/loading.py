@@ -8,6 +8,7 @@ gave it with. A missing local path is never sent to the Hub.
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -21,6 +22,37 @@ logger = logging.getLogger(__name__)
 def default_device(name: str | torch.device | None = None) -> torch.device:
     """`name`, else CUDA when available, else the CPU."""
     return torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+# Files of weights in pickle format: transformers would unpickle them (with torch's restricted unpickler).
+PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json", "diffusion_pytorch_model.bin", "model.ckpt")
+JSON_FILES = ("config.json", "generation_config.json", "model_index.json")
+
+
+def check_model_folder(folder: Path, flag: str, name: str) -> None:
+    """Raises a one-paragraph error naming the file when a local model folder holds a JSON file that does not parse
+    (`config.json`, `generation_config.json`, `model_index.json`: transformers names the first and silently ignores
+    the second), or weights in pickle format only, which hf-vq does not load."""
+    for json_name in JSON_FILES:
+        path = folder / json_name
+        if path.is_file():
+            try:
+                json.loads(path.read_text(encoding="utf-8"))
+            except (UnicodeDecodeError, ValueError) as error:
+                reason = " ".join(str(error).split())[:200]
+                raise ValueError(
+                    f"{flag} {name!r}: {path} is not valid JSON ({reason}). The file is damaged: restore it from "
+                    "where the model came from, or save the model again with save_pretrained."
+                ) from None
+    pickles = [folder / weights for weights in PICKLE_WEIGHTS if (folder / weights).is_file()]
+    if pickles and not any(folder.glob("*.safetensors")):
+        target = str(folder).replace("'", "\\'")
+        raise ValueError(
+            f"{flag} {name!r}: {pickles[0]}: weights in pickle format are not loaded (unpickling a crafted file "
+            "runs its author's code); convert to safetensors with `python -c \"import hf_vq.modeling, transformers; "
+            f"transformers.AutoModel.from_pretrained('{target}', use_safetensors=False).save_pretrained('{target}')\"`"
+            f" where you trust the file (it writes model.safetensors beside it), then delete {pickles[0].name}."
+        )
 
 
 def load_model(
@@ -69,9 +101,13 @@ def load_model(
         )
     if not path.exists() and looks_like_local_path(name_or_path):
         raise FileNotFoundError(missing_source_message(name_or_path, flag, "model"))
+    if path.exists():
+        check_model_folder(folder, flag, name_or_path)
     loader = getattr(transformers, auto_class)
     try:
-        model = loader.from_pretrained(name_or_path, subfolder=subfolder, trust_remote_code=trust_remote_code)
+        model = loader.from_pretrained(
+            name_or_path, subfolder=subfolder, trust_remote_code=trust_remote_code, use_safetensors=True
+        )
     except SafetensorError as error:
         raise OSError(
             f"{flag} {name_or_path!r}: a weights file in it is incomplete or corrupt (safetensors: {error}). Save or "
@@ -107,9 +143,13 @@ def load_pipeline(name: str, tokenizer: str | None = None, device: torch.device 
     from .pipelines import VQImagePipeline
 
     folder = Path(name).expanduser()
+    if (folder / "model_index.json").is_file():
+        check_model_folder(folder, "pipeline", name)
+        for part in ("vqvae", "transformer"):
+            check_model_folder(folder / part, "pipeline", name)
     if (folder / "model_index.json").is_file() or not folder.exists():
         try:
-            pipe = VQImagePipeline.from_pretrained(name)
+            pipe = VQImagePipeline.from_pretrained(name, use_safetensors=True)
         except (OSError, ValueError) as error:
             if folder.exists():
                 raise
@@ -126,4 +166,4 @@ def load_pipeline(name: str, tokenizer: str | None = None, device: torch.device 
     return VQImagePipeline(vqvae=load_tokenizer(source), transformer=prior.eval()).to(device)
 
 
-__all__ = ["default_device", "load_model", "load_pipeline", "load_tokenizer"]
+__all__ = ["check_model_folder", "default_device", "load_model", "load_pipeline", "load_tokenizer"]

@@ -250,3 +250,42 @@ def test_a_bad_token_shard_is_one_paragraph_naming_the_set_the_shard_and_the_fix
     assert "Delete the shard and tokenize the split again (`hf-vq tokenize " in err and "--split train --output" in err
     assert f"--output {tokens} --overwrite`); the other splits are kept." in err
     assert listing(tmp_path) == before  # nothing written: no output folder, the token set as it was
+
+
+# ------------------------------------------------------------------------------------------------ loading messages
+
+
+def test_loading_refuses_pickle_weights_and_names_a_damaged_json_file(pipeline_dir, tmp_path, capsys):
+    import re
+    import shutil
+
+    from hf_vq.loading import load_pipeline
+
+    pickled = tmp_path / "pickled"
+    shutil.copytree(pipeline_dir, pickled)
+    weights = pickled / "transformer" / "model.safetensors"
+    from safetensors.torch import load_file
+
+    torch.save(load_file(weights), weights.with_name("pytorch_model.bin"))
+    weights.unlink()
+    before = listing(tmp_path)
+    assert cli(["generate", str(pickled), "--output", str(tmp_path / "grid.png")]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    bin_file = pickled / "transformer" / "pytorch_model.bin"
+    assert f"pipeline '{pickled}': {bin_file}: weights in pickle format are not loaded" in err
+    assert listing(tmp_path) == before
+    # The conversion the message gives works (run here on a file we made, so trusted).
+    command = re.search(r'python -c \\?"(.*?)\\?"`', err).group(1).replace('\\"', '"')
+    exec(command, {})
+    bin_file.unlink()
+    assert load_pipeline(str(pickled)).transformer.config.num_classes == 2
+
+    for part, name in (("vqvae", "config.json"), ("transformer", "generation_config.json")):
+        damaged = tmp_path / f"damaged-{part}"
+        shutil.copytree(pipeline_dir, damaged)
+        (damaged / part / name).write_bytes(b"\xff\xfe{ not json")
+        assert cli(["generate", str(damaged), "--output", str(tmp_path / "grid.png")]) == 2
+        err = " ".join(capsys.readouterr().err.split())
+        assert f"pipeline '{damaged}': {damaged / part / name} is not valid JSON (" in err, err
+        assert "restore it from where the model came from, or save the model again" in err
+    assert not (tmp_path / "grid.png").exists()
