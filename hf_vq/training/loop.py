@@ -15,7 +15,8 @@ Read top to bottom, a run is a sequence of named steps; the task's hooks (a [`Ta
 The loop holds nothing task-specific: the NaN/inf guard (`train_step`), the empty-batch guard, clipping, EMA of the
 first model, exact resume and checkpoints (`checkpointing.py`), logs. Every check that can fail at start-up runs
 before anything is written, so a run that cannot start changes nothing on disk. It runs on one CPU, one GPU or many
-(`accelerate launch`).
+(`accelerate launch`). How a run stops other than by finishing (Ctrl-C, a fault on one rank, a shard that cannot be
+read, a split smaller than a batch) is `stopping.py`: always in one paragraph, on every rank together.
 """
 
 from __future__ import annotations
