@@ -185,7 +185,10 @@ def test_the_space_export_pins_this_hf_vq_and_carries_the_model(tmp_path, pipe):
     assert (space / "requirements.txt").read_text() == f"hf-vq[demo]=={__version__}\n"
     app = (space / "app.py").read_text()
     ast.parse(app)
-    assert 'MODEL = str(HERE / "model")' in app and "demo = build_demo(MODEL, examples=EXAMPLES)" in app
+    assert (
+        'MODEL = str(HERE / "model")' in app
+        and "demo = build_demo(MODEL, examples=EXAMPLES, title='hf-vq demo: pipeline')" in app
+    )
     readme = (space / "README.md").read_text()
     assert "sdk: gradio\n" in readme and "app_file: app.py" in readme and "generate images" in readme
 
