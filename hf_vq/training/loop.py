@@ -34,6 +34,7 @@ from torch import nn
 
 from .arguments import LoopArguments, resolve_max_train_steps
 from .checkpointing import (
+    TRAINING_STATE_NAME,
     check_checkpoint,
     check_output_dir,
     check_same_configs,
@@ -166,6 +167,12 @@ def set_up(args: LoopArguments, task: Task) -> Run:
     checkpoint = resolve_resume_checkpoint(args.resume_from_checkpoint, args.output_dir)
     if checkpoint is not None:
         check_checkpoint(checkpoint, trust=args.trust_checkpoint, rank=accelerator.process_index)
+    # A finished run resumed for no step is refused before anything is built (with --num-train-epochs, once counted).
+    budget_known = args.max_train_steps is not None or args.num_train_epochs is None
+    if checkpoint is not None and budget_known:
+        state_file = checkpoint / TRAINING_STATE_NAME
+        step = json.loads(state_file.read_text()).get("global_step", 0) if state_file.is_file() else 0
+        check_not_finished(args.output_dir, step, resolve_max_train_steps(args, None, 1))
 
     trainables = task.build_models()
     folders = {t.folder or t.name: t.module for t in trainables}
@@ -200,7 +207,7 @@ def set_up(args: LoopArguments, task: Task) -> Run:
     folders = {name: accelerator.unwrap_model(m) for name, m in zip(folders, models)}
     register_checkpoint_hooks(accelerator, folders, ema=run.ema, state=run.state, stateful=task.checkpointed())
     run.epoch, run.replay = resume(accelerator, run.state, checkpoint, max_train_steps, run.ema)
-    if checkpoint is not None:
+    if checkpoint is not None and not budget_known:
         check_not_finished(args.output_dir, run.state.global_step, max_train_steps)
     prepare_output_dir(args, accelerator, task.output_names)  # the run is valid: now, and only now, write
     return run
