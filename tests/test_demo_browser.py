@@ -181,7 +181,9 @@ def test_an_upload_is_reconstructed_measured_as_evaluate_does_and_its_cells_name
         page.set_input_files("#upload input[type=file]", str(photo))
         expect(page.locator("#metrics")).to_contain_text("PSNR")
         shown = page.inner_text("#metrics")
-        if os.environ.get("HF_VQ_DEMO_SCREENSHOT"):
+        if os.environ.get("HF_VQ_DEMO_SCREENSHOT"):  # the README's, once the three images have loaded
+            loaded = "[...document.images].filter(image => image.complete && image.naturalWidth > 0).length >= 3"
+            page.wait_for_function(loaded)
             page.screenshot(path=os.environ["HF_VQ_DEMO_SCREENSHOT"])
         assert re.search(r"PSNR\s+([\d.]+) dB", shown).group(1) == f"{evaluated['psnr']:.2f}"
         assert re.search(r"LPIPS \(AlexNet\)\s+([\d.]+)", shown).group(1) == f"{evaluated['lpips']:.4f}"
