@@ -357,6 +357,8 @@ def write_tokens(
         return
     from safetensors.torch import save_file
 
+    from ..modeling.saving_utils import follow_umask
+
     metadata = {
         "model": model_name or "",
         "image_size": str(image_size),
@@ -369,6 +371,7 @@ def write_tokens(
         metadata["images"] = json.dumps([Path(name).name for name in image_names])
     tensors = {name: ids.long().contiguous() for name, ids in zip(token_file_names(layout), levels)}
     save_file(tensors, str(path), metadata=metadata)
+    follow_umask(path)
 
 
 def read_tokens(path: str | Path) -> tuple[Any, list[str] | None]:

@@ -38,6 +38,7 @@ from .configuration_utils import BaseVQConfig
 from .loading_utils import corrupt_weights_error, read_card_info
 from .modeling_outputs import VQDecoderOutput, VQEncoderOutput, VQModelOutput
 from .quantizer_base import BaseQuantizer
+from .saving_utils import follow_umask
 from .tiling import TilingMixin
 from .token_layout import Indices, TokenLayout, TokenLevel
 
@@ -305,6 +306,7 @@ class VQPreTrainedModel(PreTrainedModel):
                 Render the card into the folder. An existing README.md is replaced.
         """
         super().save_pretrained(save_directory, *args, **kwargs)
+        follow_umask(save_directory)  # safetensors writes its files 0600 (saving_utils.py)
         writer = registered("write_model_card")
         if write_model_card and writer is not None and kwargs.get("is_main_process", True):
             writer(self, save_directory)
