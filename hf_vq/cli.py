@@ -124,7 +124,9 @@ def interrupted_message(command: str, argv: list[str], interrupt: BaseException)
         elif arg.split("=", 1)[0] not in names:
             kept.append(arg)
     again = [*kept, *(part for name, value in flags.items() for part in (name, str(value)))]
-    return f"{line} {shlex.join(['hf-vq', command, *again])}"
+    # Under `accelerate launch` (several processes), the same launcher continues.
+    launcher = "accelerate launch [its flags] -m hf_vq.cli" if int(os.environ.get("WORLD_SIZE", "1")) > 1 else "hf-vq"
+    return f"{line} {launcher} {shlex.join([command, *again])}"
 
 
 def is_user_error(error: BaseException) -> bool:

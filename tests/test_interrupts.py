@@ -116,6 +116,15 @@ def test_ctrl_c_before_the_first_checkpoint_and_in_commands_that_do_not_say_what
         "hf-vq train: stopped by Ctrl-C at step 3, before the first checkpoint: nothing was kept. Start again with: "
         f"hf-vq train --max-train-steps 9 --output-dir {tmp_path / 'run'}\n"
     )
+    monkeypatch.setenv("WORLD_SIZE", "2")  # under `accelerate launch`: rank 0 says it once, naming the launcher
+    monkeypatch.setenv("RANK", "1")
+    assert cli(["train"]) == 130 and capsys.readouterr().err == ""
+    monkeypatch.setenv("RANK", "0")
+    assert cli(["train"]) == 130
+    assert capsys.readouterr().err.endswith(
+        f"Start again with: accelerate launch [its flags] -m hf_vq.cli train --output-dir {tmp_path / 'run'}\n"
+    )
+    monkeypatch.delenv("WORLD_SIZE")
 
     # tokenize and generate: the command line says what was kept.
     def stopped(argv):
