@@ -176,6 +176,48 @@ def test_generated_images_are_the_pipelines_for_the_seed(pipe):
         demo.generate("boot", 0, 1.0, 0, options)
 
 
+def test_a_masked_prior_gets_its_steps_control_and_edits_the_painted_tokens_only():
+    """A masked prior's decoding steps appear as a control with no change to the demo, and its Edit regenerates the
+    tokens under the painted pixels as `VQImagePipeline(image=..., mask_image=...)` does, keeping the others."""
+    from hf_vq.modeling import MaskedPriorConfig, VQPriorForMaskedLM
+
+    torch.manual_seed(0)
+    vqvae = VQGANModel(tiny_vqgan_config(sample_size=8)).eval()  # 4x4 tokens
+    config = MaskedPriorConfig.from_tokenizer(
+        vqvae, num_classes=2, id2label={0: "boot", 1: "shirt"}, **TINY_TRANSFORMER
+    )
+    pipe = VQImagePipeline(vqvae=vqvae, transformer=VQPriorForMaskedLM(config).eval())
+    demo = GeneratorDemo(pipe)
+    steps = next(c for c in demo.controls if c.name == "num_inference_steps")
+    assert demo.can_edit and steps.maximum == 16 and demo.defaults["num_inference_steps"] == 12
+    assert not GeneratorDemo(pipe_of_causal_prior(vqvae)).can_edit
+
+    picture = Image.fromarray(np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8))
+    mask = Image.new("L", (16, 16), 0)
+    mask.paste(255, (0, 0, 8, 8))  # the top-left quarter: 2x2 of the 4x4 tokens once fitted to the 8-px canvas
+    options = {"num_inference_steps": 4, "temperature": 1.0, "top_k": 0}
+    passes = []
+    image, edits = demo.edit(picture, mask, "boot", 2, 1.0, 3, options, progress=passes.append)
+    assert image.size == (8, 8) and edits.shape == (2, 3, 8, 8) and passes == [1, 2, 3, 4]
+    region = demo.fit_to_canvas(mask, Image.NEAREST)
+    kwargs = dict(class_labels=["boot"], image=image, mask_image=region, num_images_per_prompt=2)
+    expected = pipe(**kwargs, generator=torch.Generator().manual_seed(3), output_type="pt", num_inference_steps=4)
+    assert torch.equal(edits, to_uint8(expected.images.float(), (0.0, 1.0)))
+    ids = pipe(**kwargs, generator=torch.Generator().manual_seed(3), output_type="latent", num_inference_steps=4)
+    with torch.no_grad():
+        kept = vqvae.encode_to_indices(from_uint8(torch.from_numpy(np.array(image)).permute(2, 0, 1)[None]))
+    outside = torch.ones(4, 4, dtype=torch.bool)
+    outside[:2, :2] = False  # the painted quarter's tokens
+    assert torch.equal(ids.images[:, outside], kept.expand(2, -1, -1)[:, outside])  # the others are kept
+    with pytest.raises(ValueError, match="Nothing is painted: paint over the region to regenerate"):
+        demo.edit(picture, Image.new("L", (16, 16), 0), "boot", 1, 1.0, 0, options)
+
+
+def pipe_of_causal_prior(vqvae):
+    config = VQPriorConfig.from_tokenizer(vqvae, **TINY_TRANSFORMER)
+    return VQImagePipeline(vqvae=vqvae, transformer=VQPriorForCausalLM(config).eval())
+
+
 def test_the_space_export_pins_this_hf_vq_and_carries_the_model(tmp_path, pipe):
     pipe.save_pretrained(tmp_path / "pipeline")
     files = export_space(str(tmp_path / "pipeline"), tmp_path / "space", examples=[])

@@ -16,7 +16,7 @@ import gradio as gr
 
 from ..loading import default_device, load_model, load_pipeline
 from .generator import GeneratorDemo
-from .generator_tabs import generate_tab
+from .generator_tabs import edit_tab, generate_tab
 from .tokenizer import TokenizerDemo, builtin_examples
 from .tokenizer_tabs import tokenizer_tabs
 
@@ -140,7 +140,10 @@ def build_demo(
             with gr.Tab("Tokenizer"):
                 tokenizer_tabs(tokenizer_demo, builtin_examples() if examples is None else examples)
             if models.pipeline is not None:
-                generate_tab(GeneratorDemo(models.pipeline))
+                generator_demo = GeneratorDemo(models.pipeline)
+                generate_tab(generator_demo)
+                if generator_demo.can_edit:
+                    edit_tab(generator_demo)
     return blocks
 
 

@@ -1,6 +1,7 @@
 """What the generator tabs compute, without Gradio: images from a `VQImagePipeline` for a class picked by name, with
 the prior family's own sampling options, through `hf_vq.pipelines.sample_images` (what `hf-vq generate` calls), so
-that a seed gives the demo the images the pipeline and the command give.
+that a seed gives the demo the images the pipeline and the command give; and, for a prior that can edit (a masked
+prior), a painted region of an image regenerated (`VQImagePipeline(image=..., mask_image=...)`).
 
 The sampling controls are read from the prior (`transformer.sampling_options()`): a family shows the controls of the
 options it takes, so the autoregressive prior shows temperature, top-k and top-p, and a masked prior its decoding
@@ -10,11 +11,14 @@ steps, with no change here.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
+from PIL import Image
 
+from ..data import center_crop, to_uint8
 from ..pipelines.sampling import sample_images
 
 UNCONDITIONAL = "(no class: unconditional)"
@@ -71,15 +75,23 @@ class GeneratorDemo:
         self.pipe = pipe
         self.config = pipe.transformer.config
         family = pipe.transformer.sampling_options()
-        self.controls = [control for control in CONTROLS if control.name in family]
-        # Top-k counts image ids: at most the prior's image vocabulary.
-        vocabulary = self.config.image_vocab_size
-        self.controls = [replace(c, maximum=vocabulary) if c.name == "top_k" else c for c in self.controls]
+        # Top-k counts image ids (at most the image vocabulary); a masked prior's steps reveal at least one id each.
+        limits = {"top_k": self.config.image_vocab_size, "num_inference_steps": self.config.sequence_length}
+        self.controls = [
+            replace(control, maximum=limits[control.name]) if control.name in limits else control
+            for control in CONTROLS
+            if control.name in family
+        ]
         self.defaults = {control.name: control.default(family[control.name]) for control in self.controls}
 
     @property
     def conditional(self) -> bool:
         return self.config.num_classes > 0
+
+    @property
+    def can_edit(self) -> bool:
+        """Whether the prior can regenerate a region of an image (a masked prior's `inpaint_indices`)."""
+        return hasattr(self.pipe.transformer, "inpaint_indices")
 
     def class_choices(self) -> list[str]:
         """The class picker's entries: the class names in id order (ids as text where a class has no name), then
@@ -137,19 +149,83 @@ class GeneratorDemo:
         labels = self.labels(picked)
         generator = torch.Generator(self.pipe.transformer.device).manual_seed(seed)
         sampling = self.sampling_options(options)
-        passes = 0
-
-        def counted(*_):
-            nonlocal passes
-            passes += 1
-            progress(passes)
-
-        hook = self.pipe.transformer.register_forward_hook(counted) if progress is not None else None
-        try:
+        with counting_forward_passes(self.pipe.transformer, progress):
             return sample_images(self.pipe, labels, num_images, float(guidance_scale), generator, **sampling).cpu()
-        finally:
-            if hook is not None:
-                hook.remove()
+
+    def fit_to_canvas(self, picture: Image.Image, resample=Image.BICUBIC) -> Image.Image:
+        """`picture` scaled to cover the prior's canvas (its image size), then center-cropped to it."""
+        height, width = self.config.image_size
+        scale = max(width / picture.width, height / picture.height)
+        size = (max(width, round(picture.width * scale)), max(height, round(picture.height * scale)))
+        return center_crop(picture.resize(size, resample), width, height)
+
+    def edit(
+        self,
+        picture: Image.Image,
+        mask: Image.Image,
+        picked: str | None,
+        num_images: int,
+        guidance_scale: float,
+        seed: int,
+        options: Mapping[str, float],
+        progress: Callable[[int], None] | None = None,
+    ) -> tuple[Image.Image, torch.Tensor]:
+        """`num_images` edits of `picture` where `mask` is white, by the masked prior (`VQImagePipeline(image=...,
+        mask_image=...)`): the tokens whose cells touch the mask are regenerated, the others kept.
+
+        Args:
+            picture (`PIL.Image`): the image to edit, fitted to the prior's canvas ([`fit_to_canvas`]).
+            mask (`PIL.Image`): white (>= 128) where to regenerate, of `picture`'s size (fitted the same way).
+            picked, num_images, guidance_scale, seed, options, progress: as in [`generate`].
+
+        Returns:
+            The fitted image and the edits, `uint8` `(B, C, H, W)`.
+        """
+        if not self.can_edit:
+            raise ValueError(f"{type(self.pipe.transformer).__name__} cannot edit images; a masked prior can.")
+        num_images, seed = int(num_images), int(seed)
+        if num_images < 1:
+            raise ValueError(f"The number of images must be at least 1; got {num_images}.")
+        image = self.fit_to_canvas(picture.convert("RGB"))
+        region = self.fit_to_canvas(mask.convert("L"), Image.NEAREST)
+        if region.getextrema()[1] < 128:
+            raise ValueError("Nothing is painted: paint over the region to regenerate, then edit.")
+        labels = self.labels(picked)
+        generator = torch.Generator(self.pipe.transformer.device).manual_seed(seed)
+        guidance = float(guidance_scale) if labels is not None else 1.0
+        with counting_forward_passes(self.pipe.transformer, progress):
+            edits = self.pipe(
+                class_labels=labels,
+                image=image,
+                mask_image=region,
+                num_images_per_prompt=num_images,
+                guidance_scale=guidance,
+                generator=generator,
+                output_type="pt",
+                **self.sampling_options(options),
+            ).images
+        return image, to_uint8(edits.float(), (0.0, 1.0)).cpu()
 
 
-__all__ = ["CONTROLS", "UNCONDITIONAL", "GeneratorDemo", "SamplingControl"]
+@contextmanager
+def counting_forward_passes(module: torch.nn.Module, progress: Callable[[int], None] | None):
+    """Calls `progress(n)` after the n-th forward pass of `module` inside the block (nothing when `progress` is
+    `None`): a prior family's sampling takes its own number of passes, each one a visible step."""
+    if progress is None:
+        yield
+        return
+    passes = 0
+
+    def counted(*_):
+        nonlocal passes
+        passes += 1
+        progress(passes)
+
+    hook = module.register_forward_hook(counted)
+    try:
+        yield
+    finally:
+        hook.remove()
+
+
+__all__ = ["CONTROLS", "UNCONDITIONAL", "GeneratorDemo", "SamplingControl", "counting_forward_passes"]
