@@ -133,3 +133,27 @@ def test_disk_full_during_the_main_process_final_save_stops_the_other_rank_too(t
     assert rank0.count(said) == 1 and "the folder is as it was before the save" in rank0, rank0[-3000:]
     assert "Could not write" not in rank1 and "Traceback" not in rank0 + rank1
     assert not [p.name for p in run.iterdir()]  # the staged save was removed; nothing else had been written
+
+
+def disk_full_under_the_sample_grid() -> None:
+    """The disk is full when PIL writes a file (the main process's sample grid, during training)."""
+    from PIL import Image
+
+    def full(self, fp, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(fp))
+
+    Image.Image.save = full
+
+
+def test_disk_full_under_the_main_process_sample_grid_stops_the_other_rank_at_the_next_step(tmp_path):
+    write_image_parquet_shards(tmp_path, num_images=8, step=20)
+    run = tmp_path / "run"
+
+    argv = flags(run, tmp_path / "data", "--max-train-steps", "3", "--image-logging-steps", "1")
+    codes, (rank0, rank1), seconds = run_job(tmp_path, argv, faults=(disk_full_under_the_sample_grid, None))
+
+    assert codes == [1, 1] and seconds < DEADLINE
+    said = f"hf-vq train: On process 0 of 2: No space left on device: '{run / 'samples' / 'step-0000001.png'}'"
+    assert rank0.count(said) == 1, rank0[-3000:]
+    assert "No space left" not in rank1 and "Traceback" not in rank0 + rank1
+    assert not (run / "config.json").exists()

@@ -53,6 +53,7 @@ from .stopping import (
     DataReadError,
     NoFullBatchError,
     interruption,
+    message_of,
     no_full_batch_message,
     read_batches,
     stop_if_any_rank_failed,
@@ -260,7 +261,7 @@ def run_training(args: LoopArguments, task: Task) -> int:
     try:
         stop_message = train_loop(run, progress)
     except (DataReadError, OSError) as error:
-        stop_message = str(error)
+        stop_message = message_of(error)
     except NoFullBatchError:
         accelerator.end_training()
         if accelerator.is_main_process and created:  # the output folder, else its logs/: nothing else was written
@@ -292,14 +293,14 @@ def train_loop(run: Run, progress) -> str | None:
     last_checkpoint = checkpoints[-1] if checkpoints else None
     named_models = dict(zip(run.names, run.models))
     window_ok, window_empty, window_start, window_examples = True, False, time.perf_counter(), 0
-    stop_message = None
+    stop_message, failed = None, None  # failed: what this rank could not write, shared at the next boundary
     while state.global_step < run.max_train_steps and stop_message is None:
         run.dataloader.set_epoch(epoch)
         # After a resume, replay this rank's stream to where the checkpoint left it (deterministic data: hf_vq.data).
         batches = accelerator.skip_first_batches(run.dataloader, replay) if replay else run.dataloader
         batches_in_epoch, replay = replay, 0
         for batch in read_batches(batches, run.data.description):
-            stop_if_any_rank_failed(accelerator, batch if isinstance(batch, DataReadError) else None)
+            stop_if_any_rank_failed(accelerator, batch if isinstance(batch, DataReadError) else failed)
             batches_in_epoch += 1
             with accelerator.accumulate(*run.models):
                 step_out = train_step(accelerator, task, run.models, batch, state.global_step)
@@ -357,7 +358,10 @@ def train_loop(run: Run, progress) -> str | None:
                 rate = window_examples / max(time.perf_counter() - window_start, 1e-9)
                 log_step(run, step_out, grad_norms, rate, progress)
                 window_start, window_examples = time.perf_counter(), 0
-            task.watch(run)
+            try:
+                task.watch(run)
+            except OSError as error:  # e.g. a full disk under the sample grid, which the main process alone writes
+                failed = error
             if args.checkpointing_steps and step % args.checkpointing_steps == 0:
                 state.epochs, state.batches_in_epoch = gather_positions(accelerator, epoch, batches_in_epoch)
                 last_checkpoint = save_checkpoint(accelerator, run.output_dir, step, args.checkpoints_total_limit)
@@ -368,6 +372,7 @@ def train_loop(run: Run, progress) -> str | None:
             if batches_in_epoch == 0:
                 raise NoFullBatchError(no_full_batch_message(run))
             epoch += 1  # the stream ran out: next pass, reshuffled
+    stop_if_any_rank_failed(accelerator, failed)  # after the last step
     return stop_message
 
 

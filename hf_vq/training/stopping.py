@@ -12,6 +12,8 @@ the output folder as it was or with a checkpoint to continue from:
 
 from __future__ import annotations
 
+import re
+
 import torch
 
 from .arguments import LoopArguments
@@ -74,6 +76,11 @@ def read_batches(batches, description: str):
         yield batch
 
 
+def message_of(error: Exception) -> str:
+    """What an error says, without an OSError's `[Errno N]` (its file name kept)."""
+    return re.sub(r"^\[Errno \d+\] ", "", str(error))
+
+
 def stop_if_any_rank_failed(accelerator, failure: Exception | None) -> None:
     """Raises `failure`, or on every rank the failure of any rank: a fault on one rank (a shard it alone reads, a
     full disk under its save) would otherwise leave the others waiting for it at their next collective. Every rank
@@ -90,9 +97,7 @@ def stop_if_any_rank_failed(accelerator, failure: Exception | None) -> None:
 
     reports = gather_object([(accelerator.process_index, failure)])
     rank, first = next((rank, error) for rank, error in reports if error is not None)
-    text = (
-        f"On process {rank} of {accelerator.num_processes}: {first.strerror if isinstance(first, OSError) else first}"
-    )
+    text = f"On process {rank} of {accelerator.num_processes}: {message_of(first)}"
     raise OSError(first.errno, text) if isinstance(first, OSError) and first.errno else type(first)(text)
 
 
@@ -120,6 +125,7 @@ __all__ = [
     "Interrupted",
     "NoFullBatchError",
     "interruption",
+    "message_of",
     "no_full_batch_message",
     "read_batches",
     "stop_if_any_rank_failed",
