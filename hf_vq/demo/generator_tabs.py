@@ -18,6 +18,7 @@ import gradio as gr
 from PIL import Image
 
 from ..data import to_pil
+from .drawing import display_scale
 from .generator import GeneratorDemo
 from .ui import user_errors
 
@@ -130,7 +131,8 @@ def edit_tab(demo: GeneratorDemo) -> None:
         options = dict(zip(names, values))
         step = progress_callback(progress)
         image, edits = demo.edit(picture, mask, picked, num_images, guidance_scale, seed or 0, options, step)
-        return image, [to_pil(edit) for edit in edits]
+        scale = display_scale(image.height, image.width)  # a small canvas, scaled up as the token maps are
+        return image.resize((image.width * scale, image.height * scale), Image.NEAREST), [to_pil(e) for e in edits]
 
     button.click(edit, [editor, *inputs.components()], [fitted, gallery])
 
