@@ -3,7 +3,10 @@ the token views of each layout, a click mapped to its cell's id, token edits dec
 the generator's images equal to the pipeline's for a seed, the messages for bad inputs, and the Space export."""
 
 import ast
+import re
+import shlex
 from importlib import resources
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +19,7 @@ pytest.importorskip("diffusers")
 
 from hf_vq import VQGANModel, VQVAE2Model
 from hf_vq._version import __version__
+from hf_vq.commands.demo import build_parser
 from hf_vq.data import from_uint8, to_uint8
 from hf_vq.demo.drawing import OVERLAY_ALPHA, code_colours
 from hf_vq.demo.export import export_space
@@ -257,3 +261,13 @@ def test_without_gradio_the_command_says_what_to_install(tmp_path, monkeypatch, 
     err = capsys.readouterr().err
     assert "hf-vq demo: error: hf-vq demo needs Gradio, which is not installed." in err
     assert "pip install 'hf-vq[demo]'" in err and "pip install -e '.[demo]'" in err and err.count("\n") == 1
+
+
+def test_the_readmes_demo_commands_parse():
+    """The commands of the README's Demo section are the command's real flags."""
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text.split("## Demo\n", 1)[1].split("\n## ", 1)[0]
+    commands = [shlex.split(line) for line in re.search(r"```bash\n(.*?)```", section, re.S).group(1).splitlines()]
+    assert [command[:2] for command in commands] == [["hf-vq", "demo"]] * 3
+    parsed = [build_parser().parse_args(command[2:]) for command in commands]
+    assert parsed[1].port == 7861 and parsed[1].share and parsed[2].export == "my-space"
