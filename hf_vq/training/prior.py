@@ -46,6 +46,7 @@ from .monitoring import log_grid
 from .prior_arguments import PriorArguments
 from .prior_init import ClassTable, load_prior_to_fine_tune
 from .prior_types import PRIOR_TYPES, prior_type_of
+from .sharding import is_sharded, unsharded_model
 from .task import Run, Task, TaskStep, Trainable, TrainData
 
 logger = logging.getLogger(__name__)
@@ -259,16 +260,23 @@ class PriorTask(Task):
 
     def watch(self, run: Run) -> None:
         args, step = self.args, run.state.global_step
-        if not run.accelerator.is_main_process:
-            return
-        if args.image_logging_steps and step % args.image_logging_steps == 0:
-            grid = self.sample_grid(run.sample_model())
-            path = run.output_dir / "samples" / f"step-{step:07d}.png"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            grid.save(path)
-            log_grid(run.accelerator, np.asarray(grid.convert("RGB")), step)
-        if args.eval_steps and step % args.eval_steps == 0:
-            self.evaluate(run)
+        grid_due = args.image_logging_steps and step % args.image_logging_steps == 0
+        eval_due = args.eval_steps and step % args.eval_steps == 0
+        if (grid_due or eval_due) and is_sharded(run.accelerator):  # every rank sends its shards (sharding.py)
+            run.unsharded = unsharded_model(run.accelerator, run.model)
+        try:
+            if not run.accelerator.is_main_process:
+                return
+            if grid_due:
+                grid = self.sample_grid(run.sample_model())
+                path = run.output_dir / "samples" / f"step-{step:07d}.png"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                grid.save(path)
+                log_grid(run.accelerator, np.asarray(grid.convert("RGB")), step)
+            if eval_due:
+                self.evaluate(run)
+        finally:
+            run.unsharded = None
 
     # -------------------------------------------------------------------------------------------- the end
 
