@@ -3,6 +3,7 @@ the token views of each layout, a click mapped to its cell's id, token edits dec
 the generator's images equal to the pipeline's for a seed, the messages for bad inputs, and the Space export."""
 
 import ast
+import json
 import re
 import shlex
 from importlib import resources
@@ -24,6 +25,7 @@ from hf_vq.data import from_uint8, to_uint8
 from hf_vq.demo.drawing import OVERLAY_ALPHA, code_colours
 from hf_vq.demo.export import export_space
 from hf_vq.demo.generator import UNCONDITIONAL, GeneratorDemo
+from hf_vq.demo.loading import load_models
 from hf_vq.demo.tokenizer import TokenizerDemo, read_upload
 from hf_vq.modeling.configuration_prior import VQPriorConfig
 from hf_vq.modeling.modeling_prior import VQPriorForCausalLM
@@ -220,6 +222,34 @@ def test_a_masked_prior_gets_its_steps_control_and_edits_the_painted_tokens_only
 def pipe_of_causal_prior(vqvae):
     config = VQPriorConfig.from_tokenizer(vqvae, **TINY_TRANSFORMER)
     return VQImagePipeline(vqvae=vqvae, transformer=VQPriorForCausalLM(config).eval())
+
+
+def test_a_tokenizer_pipeline_or_prior_folder_gives_what_the_demo_shows(tmp_path, pipe):
+    """A tokenizer folder gives the tokenizer tabs only; a pipeline folder, and a prior folder alone (its tokenizer
+    found through its config), the tokenizer tabs of its tokenizer and the generator tabs; the card's evaluations
+    come along."""
+    pipe.save_pretrained(tmp_path / "pipeline")
+    tokenizer_dir = tmp_path / "pipeline" / "vqvae"
+    recorded = {"dataset": "builtin", "num_images": 15, "metrics": {"codebook_usage": 0.5, "perplexity": 3.0}}
+    info = json.loads((tokenizer_dir / "card_info.json").read_text())
+    (tokenizer_dir / "card_info.json").write_text(json.dumps({**info, "results": recorded}))
+
+    alone = load_models(str(tokenizer_dir), device="cpu")
+    assert isinstance(alone.tokenizer, VQGANModel) and alone.pipeline is None and alone.card_results == [recorded]
+    whole = load_models(str(tmp_path / "pipeline"), device="cpu")
+    assert isinstance(whole.pipeline, VQImagePipeline) and whole.card_results == [recorded]
+    assert whole.tokenizer is whole.pipeline.vqvae and not whole.tokenizer.training
+    prior = pipe.transformer
+    recorded_tokenizer = prior.config.tokenizer_name_or_path
+    prior.config.tokenizer_name_or_path = str(tokenizer_dir)  # as `hf-vq train-prior` records it
+    try:
+        prior.save_pretrained(tmp_path / "prior")
+    finally:
+        prior.config.tokenizer_name_or_path = recorded_tokenizer  # the fixture is the module's
+    found = load_models(str(tmp_path / "prior"), device="cpu")
+    assert isinstance(found.pipeline.transformer, VQPriorForCausalLM) and found.card_results == [recorded]
+    with pytest.raises(FileNotFoundError, match="is not a model folder"):
+        load_models(str(tmp_path), device="cpu")
 
 
 def test_the_space_export_pins_this_hf_vq_and_carries_the_model(tmp_path, pipe):

@@ -7,7 +7,8 @@ One room per concern:
 - `tokenizer.py`, `generator.py`, `drawing.py`: what the tabs compute and draw, without Gradio (tested as plain
   calls);
 - `tokenizer_tabs.py`, `generator_tabs.py`, `ui.py`: the Gradio tabs over them;
-- `app.py`: loading a model or pipeline and putting its tabs together ([`build_demo`]);
+- `loading.py`: the tokenizer, pipeline and card results a source holds ([`load_models`]);
+- `app.py`: putting the tabs together for them ([`build_demo`]);
 - `export.py`: a Space folder (`app.py`, `requirements.txt` pinned to this hf-vq) ([`export_space`]).
 
 Names load on first use, so importing a computation module does not import Gradio.
@@ -21,7 +22,7 @@ from typing import Any
 _EXPORTS = {
     "build_demo": "app",
     "launch": "app",
-    "load_models": "app",
+    "load_models": "loading",
     "export_space": "export",
     "TokenizerDemo": "tokenizer",
     "GeneratorDemo": "generator",
