@@ -9,6 +9,8 @@ import argparse
 import fractions
 import json
 import math
+import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -403,3 +405,17 @@ def test_imagenet_names_and_resizing():
     names = imagenet_class_names()
     assert len(set(names)) == 1000 and names[0] == "tench" and names[207] == "golden retriever"
     assert llamagen.resize_images(torch.rand(2, 3, 24, 24), 16).shape == (2, 3, 16, 16)
+
+
+def test_readme_llamagen_example_runs(checkpoints, tmp_path, monkeypatch):
+    """The README's "LlamaGen checkpoints" Python block, on the tiny checkpoints converted where it looks."""
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text.split("## LlamaGen checkpoints\n", 1)[1].split("\n## ", 1)[0]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    folder = re.search(r'from_pretrained\("([^"]+)"\)', code).group(1)
+    root = checkpoints["root"]
+    convert_llamagen(root / "vq.pt", tmp_path / folder, root / "gpt.pt", GPT, IMAGE, VQ, CODES, CODE_DIM)
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert len(namespace["images"]) == 2 and namespace["images"][0].size == (IMAGE, IMAGE)
