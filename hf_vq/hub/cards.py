@@ -170,12 +170,45 @@ def update_model_card(folder: str | os.PathLike, *, model=None, **updates: Any) 
     recorded = load_card_info(folder)
     info = {**recorded, **{key: value for key, value in updates.items() if value is not None}}
     if updates.get("results") is not None:  # added to what earlier evaluations recorded, not replacing them
-        info["results"] = merge_results(recorded.get("results"), updates["results"])
+        new = updates["results"]
+        new = [public_results(r) for r in new] if isinstance(new, list) else public_results(new)
+        info["results"] = merge_results(recorded.get("results"), new)
     previous, model.card_info = model.card_info, info
     try:
         return write_model_card(model, folder, grid_path=grid_path)
     finally:
         model.card_info = previous
+
+
+def public_results(results: Mapping[str, Any]) -> dict[str, Any]:
+    """`results` as a card and a pushed folder may show them, without the paths of the machine they were measured
+    on: a local dataset (`/home/me/photos`) becomes `path/to/photos` wherever it appears (the "Reproduce with"
+    command, the protocol's description) and `photos (local)` as the `dataset`; any other value that is a local
+    absolute path (the model folder, a local FID network file) becomes its file or folder name. Hub ids, built-in
+    names and everything else are kept."""
+    dataset = str(results.get("dataset") or "")
+    text = json.dumps(dict(results))
+    name = None
+    if _is_local_path(dataset):
+        name = Path(dataset).expanduser().resolve().name or "data"
+        text = text.replace(json.dumps(dataset)[1:-1], f"path/to/{name}")
+
+    def strip(value):
+        if isinstance(value, dict):
+            return {key: strip(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [strip(item) for item in value]
+        if isinstance(value, str) and value.startswith("/") and Path(value).exists():
+            return Path(value).name
+        return value
+
+    public = strip(json.loads(text))
+    return {**public, "dataset": f"{name} (local)"} if name else public
+
+
+def _is_local_path(text: str) -> bool:
+    path = Path(text).expanduser()
+    return bool(text) and (path.is_absolute() or text.startswith((".", "~")) or path.exists())
 
 
 def merge_results(recorded: Any, new: Mapping[str, Any] | list) -> dict | list:
