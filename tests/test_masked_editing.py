@@ -3,6 +3,10 @@ regenerated (the others bit-identical), inpainting and outpainting through
 `VQImagePipeline(image=..., mask_image=...)`, and the autoregressive prior's error naming the prior type that can
 edit."""
 
+import re
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 
@@ -103,3 +107,31 @@ def test_an_autoregressive_prior_given_a_mask_names_the_prior_type_that_can_edit
         VQImagePipeline(vqvae=pipe.vqvae, transformer=causal)(
             image=torch.rand(1, 3, 16, 16), mask_image=torch.ones(16, 16)
         )
+
+
+def test_the_readme_masked_prior_example_runs(tmp_path, monkeypatch):
+    """The Python block of the README's "Masked prior" section, on a tiny stand-in for the pipeline it loads (a 32 px
+    tokenizer with an 8x8 grid, Fashion-MNIST's class names)."""
+    from hf_vq.data.fashion_mnist import CLASS_NAMES
+    from hf_vq.pipelines import VQImagePipeline
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Masked prior: fast sampling and editing\n", 1)[1].split("\n## ", 1)[0]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    folder = re.search(r'from_pretrained\("([^"]+)"\)', code).group(1)
+    torch.manual_seed(0)
+    vqvae = VQGANModel(tiny_vqgan_config(**{**TINY_TOKENIZER, "sample_size": 32})).eval()
+    names = dict(enumerate(CLASS_NAMES))
+    prior = VQPriorForMaskedLM(
+        MaskedPriorConfig.from_tokenizer(vqvae, num_classes=10, id2label=names, **TINY_TRANSFORMER)
+    )
+    VQImagePipeline(vqvae=vqvae, transformer=prior).save_pretrained(tmp_path / folder)
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert len(namespace["images"]) == 2 and len(namespace["edits"]) == 2 and namespace["wider"][0].size == (32, 32)
+    pixels = torch.from_numpy(np.asarray(namespace["images"][0], dtype=np.float32) / 127.5 - 1).permute(2, 0, 1)
+    original = namespace["pipe"].vqvae.encode_to_indices(pixels[None])
+    outside = torch.ones(8, 8, dtype=torch.bool)
+    outside[2:6, 2:6] = False  # the mask's 16x16 square, at f = 4
+    assert torch.equal(namespace["ids"][:, outside], original[:, outside])

@@ -127,10 +127,10 @@ def test_one_decoding_step_selects_the_tokens_amused_scheduler_selects():
 
 
 def test_halton_order_is_the_first_visits_of_the_halton_sequence():
-    qmc = pytest.importorskip("scipy.stats.qmc")
-    points = qmc.Halton(d=2, scramble=False).random(2000)[1:]  # (base 2, base 3), from index 1
-    cells = (points[:, 1] * 6).astype(int) * 8 + (points[:, 0] * 8).astype(int)  # a 6 x 8 grid: rows base 3
-    assert halton_grid_order(6, 8) == list(dict.fromkeys(cells.tolist()))[:48]
+    # Halton points from index 1: x in base 2 (1/2, 1/4, 3/4, 1/8, 5/8, 3/8, 7/8, 1/16), y in base 3 (1/3, 2/3, 1/9,
+    # 4/9, 7/9, 2/9, 5/9, 8/9); on a 4x4 grid, cell (4y, 4x): (1,2) (2,1) (0,3) (1,0) (3,2) (0,1) (2,3) (3,0).
+    assert halton_grid_order(4, 4)[:8] == [6, 9, 3, 4, 14, 1, 11, 12]
+    assert sorted(halton_grid_order(6, 8)) == list(range(48)) and halton_grid_order(1, 4) == [2, 1, 3, 0]
     order = halton_grid_order(4, 4)
     assert len({(cell // 8, cell % 4 // 2) for cell in order[:5]}) == 4  # 5 ids in 4 quadrants (raster: 2)
     ranks = halton_ranks([(2, 2), (4, 4)], [1, 2])  # TWO_LEVELS at 8 px: 4 + 16 * 2 positions
@@ -197,10 +197,12 @@ def token_set(tmp_path_factory):
     return folder / "tokens"
 
 
+@pytest.mark.slow  # two short runs, a pipeline, four CLI calls: ~6 s on a CPU
 def test_train_prior_masked_resumes_exactly_and_generates(tmp_path, token_set, capsys):
     first = tmp_path / "first"
     masked = ("--prior-type", "masked", "--class-dropout-prob", "0.5")
-    assert train_prior_main(flags(token_set, first, *masked)) == 0
+    quiet = ("--image-logging-steps", "0", "--eval-steps", "0")  # the final grid and score only; no RNG draws
+    assert train_prior_main(flags(token_set, first, *masked, *quiet)) == 0
     results = json.loads((first / "eval_results.json").read_text())
     assert results["metric"] == "masked_token_ce" and "not an NLL" in results["description"]
     assert results["num_tokens"] == 16 * 16 // 4 * (1 + 2 + 3 + 4)  # 16 images at ratios 0.25 ... 1.0
@@ -211,7 +213,6 @@ def test_train_prior_masked_resumes_exactly_and_generates(tmp_path, token_set, c
     second = tmp_path / "second"
     second.mkdir()
     shutil.copytree(first / "checkpoint-3", second / "checkpoint-3")
-    quiet = ("--image-logging-steps", "0", "--eval-steps", "0")  # neither draws from the global RNG
     assert train_prior_main(flags(token_set, second, *masked, *quiet, "--resume-from-checkpoint", "latest")) == 0
     expected, resumed = (
         load_file(first / "transformer/model.safetensors"),
@@ -235,8 +236,8 @@ def test_train_prior_masked_resumes_exactly_and_generates(tmp_path, token_set, c
     assert cli([*argv, "--temperature", "0.5", "--top-p", "0.9"]) == 2
     assert "'top_p' is not a sampling option of VQPriorForMaskedLM" in capsys.readouterr().err
 
-    argv = ["evaluate-prior", str(first), "--tokens", str(token_set), "--sampling-option", "top_p=0.9"]
-    assert cli(argv) == 2 and "'top_p' is not a sampling option" in capsys.readouterr().err
+    evaluate = ["evaluate-prior", str(first), "--tokens", str(token_set), "--sampling-option", "top_p=0.9"]
+    assert cli(evaluate) == 2 and "'top_p' is not a sampling option" in capsys.readouterr().err
 
     # Editing from the command line: a row of 2 edits of the image per class label.
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(tmp_path / "in.png")
