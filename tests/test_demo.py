@@ -278,6 +278,47 @@ def test_the_space_export_pins_this_hf_vq_and_carries_the_model(tmp_path, pipe):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hub", "pipeline", "space"]  # no staging folder left
 
 
+def test_push_space_uploads_the_exported_demo_as_a_gradio_space(tmp_path, pipe, monkeypatch, capsys):
+    """`hf-vq push MODEL REPO --space`: the Space folder `--export` writes goes up in one commit to a Gradio Space (the
+    Hub stood in for), `--dry-run` lists it, offline says so, and a model upload's flags are refused."""
+    from huggingface_hub import HfApi, constants
+
+    from hf_vq.cli import main
+
+    pipe.save_pretrained(tmp_path / "pipeline")
+    common = ["push", str(tmp_path / "pipeline"), "org/demo", "--space"]
+    assert main([*common, "--dry-run"]) == 0
+    listed = capsys.readouterr().out.split()
+    assert {"app.py", "requirements.txt", "README.md", "model/model_index.json"} <= set(listed)
+    assert main(common) == 2
+    assert "HF_HUB_OFFLINE is set, so nothing can be uploaded" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*common, "--create-pr"])
+    assert "--space uploads the demo as one new commit to a Space; --create-pr only apply" in capsys.readouterr().err
+
+    calls = {}
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(HfApi, "create_repo", record(calls, "repo"))
+    monkeypatch.setattr(HfApi, "create_commit", record(calls, "commit"))
+    assert main([*common, "--token", "hf_test"]) == 0
+    repo_id, repo = calls["repo"]
+    assert repo_id == "org/demo" and repo["repo_type"] == "space" and repo["space_sdk"] == "gradio"
+    _, commit = calls["commit"]
+    assert commit["repo_type"] == "space" and sorted(op.path_in_repo for op in commit["operations"]) == listed
+    assert capsys.readouterr().out.strip() == "https://huggingface.co/spaces/org/demo/commit/1"
+
+
+def record(calls: dict, name: str):
+    """A stand-in for an `HfApi` method that records its call under `name` and answers like the Hub."""
+
+    def method(api, repo_id, **kwargs):
+        calls[name] = (repo_id, kwargs)
+        answer = {"repo_id": repo_id, "commit_url": f"https://huggingface.co/spaces/{repo_id}/commit/1"}
+        return type("Answer", (), answer)()
+
+    return method
+
+
 def test_without_gradio_the_command_says_what_to_install(tmp_path, monkeypatch, capsys):
     import importlib.util
 

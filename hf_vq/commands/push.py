@@ -1,5 +1,6 @@
 """`hf-vq push FOLDER REPO_ID`: a saved model folder to the Hub in one commit (`hf_vq.hub.push_folder`), its card
-re-rendered first so its snippets name the repo. Prints the commit URL, or with `--dry-run` the files."""
+re-rendered first so its snippets name the repo. Prints the commit URL, or with `--dry-run` the files. With `--space`,
+the model's demo goes up as a Gradio Space instead (`hf-vq demo FOLDER --export`'s folder)."""
 
 from __future__ import annotations
 
@@ -26,12 +27,57 @@ def build_parser() -> CommandParser:
         help="also upload the modeling code (auto_map), so the model loads with transformers alone "
         "(AutoModel.from_pretrained(repo, trust_remote_code=True))",
     )
+    parser.add_argument(
+        "--space",
+        action="store_true",
+        help="upload the model's demo as a Gradio Space to REPO_ID instead (hf-vq demo FOLDER --export's folder: "
+        "app.py, requirements.txt pinned to this hf-vq, the model)",
+    )
     parser.add_argument("--dry-run", action="store_true", help="list the files that would be uploaded, upload nothing")
     return parser
 
 
+def push_space(args, parser) -> int:
+    """`--space`: the demo's Space folder, written to a temporary folder, then listed or uploaded."""
+    import tempfile
+    from pathlib import Path
+
+    from ..demo.export import export_space
+    from ..hub.push import push_space_folder
+
+    model_only = [flag for flag, given in MODEL_ONLY_FLAGS.items() if getattr(args, given)]
+    if model_only:
+        parser.error(
+            f"--space uploads the demo as one new commit to a Space; {', '.join(model_only)} only apply to a model's "
+            "upload. Leave them out."
+        )
+    with tempfile.TemporaryDirectory() as temporary:
+        folder = Path(temporary) / "space"
+        files = export_space(args.folder, folder)
+        if args.dry_run:
+            print("\n".join(files))
+            return 0
+        commit = push_space_folder(
+            folder, args.repo_id, commit_message=args.commit_message, private=args.private or None, token=args.token
+        )
+    print(commit.commit_url)
+    return 0
+
+
+# Flags of a model's upload that a Space's commit does not take: flag -> argparse name.
+MODEL_ONLY_FLAGS = {
+    "--revision": "revision",
+    "--create-pr": "create_pr",
+    "--no-card-update": "no_card_update",
+    "--remote-code": "remote_code",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.space:
+        return push_space(args, parser)
     from ..hub import push_folder, upload_file_list
 
     if args.dry_run:  # with --remote-code: the .py files it would add too (nothing is written)

@@ -41,12 +41,14 @@ def require_hub_token(token: str | bool | None = None) -> str:
     return found
 
 
-def _create_repo(api: HfApi, repo_id: str, private: bool | None) -> str:
-    """`api.create_repo`, with a network failure turned into a [`HubAccessError`] naming the Hub and the fix."""
+def _create_repo(api: HfApi, repo_id: str, private: bool | None, repo_type: str = "model") -> str:
+    """`api.create_repo` (a Gradio Space for `repo_type="space"`), with a network failure turned into a
+    [`HubAccessError`] naming the Hub and the fix."""
     from huggingface_hub import constants
 
+    space = {"space_sdk": "gradio"} if repo_type == "space" else {}
     try:
-        return api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model").repo_id
+        return api.create_repo(repo_id, private=private, exist_ok=True, repo_type=repo_type, **space).repo_id
     except Exception as error:
         if not _is_network_error(error):
             raise
@@ -206,6 +208,29 @@ def push_pipeline_folder(
     repo_id = _create_repo(api, repo_id, private)
     message = commit_message or f"Upload hf-vq pipeline ({len(files)} files)"
     return _commit_files(api, repo_id, Path(folder), files, commit_message=message)
+
+
+def push_space_folder(
+    folder: str | os.PathLike,
+    repo_id: str,
+    *,
+    commit_message: str | None = None,
+    private: bool | None = None,
+    token: str | bool | None = None,
+):
+    """Uploads a demo's Space folder (`hf-vq demo MODEL --export DIR`: `app.py`, `requirements.txt`, `README.md`, the
+    model) to the Hub as a Gradio Space in one commit, the token checked first ([`require_hub_token`]) and the Space
+    created if needed.
+
+    Returns:
+        `huggingface_hub.CommitInfo` of the commit.
+    """
+    folder = Path(folder)
+    files = sorted(path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.is_file())
+    api = HfApi(token=require_hub_token(token))
+    repo_id = _create_repo(api, repo_id, private, repo_type="space")
+    message = commit_message or f"Upload the hf-vq demo ({len(files)} files)"
+    return _commit_files(api, repo_id, folder, files, commit_message=message, repo_type="space")
 
 
 def push_model_to_hub(
