@@ -56,7 +56,8 @@ def configure_sharding(accelerator, args) -> None:
         plugin = getattr(state, "fsdp_plugin", None) or FullyShardedDataParallelPlugin()
         if args.mixed_precision != "no":
             plugin.set_mixed_precision(args.mixed_precision)
-        PartialState._shared_state["distributed_type"] = DistributedType.FSDP
+        for shared in (PartialState._shared_state, AcceleratorState._shared_state):  # both keep a copy
+            shared["distributed_type"] = DistributedType.FSDP
         state.fsdp_plugin = plugin
     if not is_sharded(accelerator):
         return
