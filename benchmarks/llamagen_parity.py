@@ -46,6 +46,7 @@ def parse(argv):
     parser.add_argument("--vq-models", nargs="+", default=["VQ-16", "VQ-8"], choices=["VQ-16", "VQ-8"])
     parser.add_argument("--large-layers", type=int, default=2, help="layers of XL, XXL and 3B (default 2)")
     parser.add_argument("--batch-size", type=int, default=2)
+    parser.add_argument("--vq-image-size", type=int, default=256, help="side of the tokenizers' random test images")
     parser.add_argument(
         "--greedy-grid",
         type=int,
@@ -61,7 +62,7 @@ def save_like_llamagen(model, path: Path, args: dict | None) -> None:
     torch.save(state if args is None else {"model": state, "args": argparse.Namespace(**args)}, path)
 
 
-def tokenizer_row(name: str, folder: Path, batch: int) -> dict:
+def tokenizer_row(name: str, folder: Path, batch: int, size: int) -> dict:
     from tokenizer.tokenizer_image.vq_model import VQ_models
 
     from hf_vq.integrations.llamagen import convert_llamagen_tokenizer
@@ -71,7 +72,7 @@ def tokenizer_row(name: str, folder: Path, batch: int) -> dict:
     path = folder / f"{name}.pt"
     save_like_llamagen(theirs, path, {"vq_model": name, "codebook_size": 16384, "codebook_embed_dim": 8})
     ours = convert_llamagen_tokenizer(path, name)
-    images = torch.rand(batch, 3, 256, 256, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    images = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(1)) * 2 - 1
     with torch.no_grad():
         _, _, (_, _, their_ids) = theirs.encode(images)
         our_ids = ours.encode_to_indices(images)
@@ -153,7 +154,7 @@ def main(argv: list[str]) -> int:
     started = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        vq_rows = [tokenizer_row(name, folder, args.batch_size) for name in args.vq_models]
+        vq_rows = [tokenizer_row(name, folder, args.batch_size, args.vq_image_size) for name in args.vq_models]
         from hf_vq.integrations.llamagen import convert_llamagen_tokenizer
 
         tokenizer = convert_llamagen_tokenizer(folder / "VQ-16.pt", "VQ-16") if "VQ-16" in args.vq_models else None
@@ -171,7 +172,7 @@ def main(argv: list[str]) -> int:
         "",
         f"{environment()}; LlamaGen checkout {repo.name}; batch {args.batch_size}; {time.time() - started:.0f} s.",
         "",
-        "### Tokenizers (codebook 16384 x 8, 256x256 random images)",
+        f"### Tokenizers (codebook 16384 x 8, {args.vq_image_size}x{args.vq_image_size} random images)",
         "",
         "| tokenizer | grid | ids | max pixel diff | within goal |",
         "|---|---|---|---:|---|",
