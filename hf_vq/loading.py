@@ -20,8 +20,18 @@ logger = logging.getLogger(__name__)
 
 
 def default_device(name: str | torch.device | None = None) -> torch.device:
-    """`name`, else CUDA when available, else the CPU."""
-    return torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
+    """`name`, else CUDA when available, else the CPU. A name torch does not know, or a CUDA device on a machine
+    without one, is a `ValueError` naming `--device` (commands pass their flag's value here before loading)."""
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError) as error:
+        reason = " ".join(str(error).split())
+        raise ValueError(f"--device {name!r} is not a device ({reason}). Use e.g. cpu, cuda or cuda:1.") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name!r}: no CUDA device is available here. Use --device cpu, or leave it unset.")
+    return device
 
 
 # Files of weights in pickle format: transformers would unpickle them (with torch's restricted unpickler).

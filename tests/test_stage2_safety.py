@@ -51,6 +51,11 @@ def test_generate_refuses_what_train_prior_refuses_in_the_same_words(tmp_path, p
         assert expected in capsys.readouterr().err
     assert cli(["generate", str(pipeline_dir), "--columns", "0", "--output", str(output)]) == 2
     assert "--columns must be an integer >= 1; got 0." in capsys.readouterr().err
+    assert cli(["generate", str(pipeline_dir), "--device", "gpu0", "--output", str(output)]) == 2
+    assert "--device 'gpu0' is not a device (" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert cli(["generate", str(pipeline_dir), "--device", "cuda", "--output", str(output)]) == 2
+        assert "--device 'cuda': no CUDA device is available here. Use --device cpu" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
 
