@@ -399,3 +399,20 @@ def test_evaluate_keeps_local_paths_out_of_the_card_and_no_card_leaves_the_folde
     before = listing(model)
     assert cli([*argv, "--no-card"]) == 0
     assert listing(model) == before  # --no-card: no card, no eval_results.json rewritten
+
+
+def test_a_resumed_tokenize_says_on_the_command_line_which_shards_it_kept(tokenizers, token_set, tmp_path, capsys):
+    import shutil
+
+    from hf_vq.data import tokens as token_files
+
+    tokens = tmp_path / "tokens"
+    shutil.copytree(token_set, tokens)
+    (tokens / "data" / "train-00001.parquet").unlink()  # as if killed while writing the second shard
+    images = token_set.parent / "images"
+    argv = ["tokenize", str(tokenizers / "original"), "--dataset-name", str(images), "--shard-size", "2"]
+    assert cli([*argv, "--output", str(tokens), "--device", "cpu"]) == 0
+    captured = capsys.readouterr()
+    assert f"Resuming: 1 finished shard of train kept in {tokens}, continuing at image 2 (--overwrite" in captured.err
+    assert captured.out.strip() == f"{tokens}\ttrain: 4 rows of 16 uint16 ids"
+    assert token_files.finished_shards(tokens, "train") == [0, 1]
