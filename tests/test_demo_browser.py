@@ -1,6 +1,6 @@
 """`hf-vq demo` used in a real browser, as a person would: the app is the Space folder `hf-vq demo PIPELINE --export`
 writes, started with `python app.py` on a free port (so the export is tested by running it), and Chromium is driven
-through playwright. One app start and one browser for the module.
+through playwright. One app start and one browser, for one test.
 
 - upload a photo, wait for its reconstruction, read the PSNR and LPIPS shown: they are `hf-vq evaluate`'s numbers
   for that image; a text file named .png gets a message, not a stack trace;
@@ -55,12 +55,15 @@ from hf_vq.pipelines import VQImagePipeline
 from hf_vq.pipelines.sampling import sample_images
 
 START_TIMEOUT = 180  # seconds for `python app.py` to serve: imports of torch, transformers, diffusers and Gradio
+# What the page is given to answer (a reconstruction, a message, sampling): playwright's default for `expect` is 5 s,
+# which a loaded 2-core machine exceeds.
+expect.set_options(timeout=60_000)
 
 
 @pytest.fixture(scope="module")
 def pipeline_dir(tmp_path_factory):
     """A 32-px tokenizer (an 8x8 grid of 16 codes) and a one-layer prior over it with two named classes."""
-    folder = tmp_path_factory.mktemp("pipeline")
+    folder = tmp_path_factory.mktemp("models") / "pipeline"
     torch.manual_seed(0)
     tokenizer = VQGANModel(tiny_vqgan_config(**{**TINY_TOKENIZER, "sample_size": 32})).eval()
     fields = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4)
@@ -169,9 +172,15 @@ def see_message(page, text: str) -> None:
     page.get_by_test_id("toast-close").first.click()
 
 
-def test_an_upload_is_reconstructed_measured_as_evaluate_does_and_its_cells_named(
-    evaluated, page, pipeline_dir, photo, tmp_path
-):
+def test_the_demo_in_a_browser(evaluated, page, pipeline_dir, photo, tmp_path):
+    """One test, so that `make test`'s two xdist workers do not each start the app and a browser: the tokenizer tabs
+    first, then the generator tab, each keeping a screenshot if it fails."""
+    check_reconstruct_and_token_map(page, evaluated, pipeline_dir, photo, tmp_path)
+    check_generate(page, pipeline_dir, tmp_path)
+
+
+def check_reconstruct_and_token_map(page, evaluated, pipeline_dir, photo, tmp_path):
+    """Upload a photo (after a text file, refused with a message), read PSNR and LPIPS, click a token cell."""
     notes = tmp_path / "notes.png"
     notes.write_text("not a picture")
     with screenshot_on_failure(page, tmp_path, "reconstruct"):
@@ -201,7 +210,8 @@ def test_an_upload_is_reconstructed_measured_as_evaluate_does_and_its_cells_name
         )
 
 
-def test_two_images_of_a_named_class_are_the_pipelines_for_the_seed(page, pipeline_dir, tmp_path):
+def check_generate(page, pipeline_dir, tmp_path):
+    """Generate 2 images of a class picked by name with a fixed seed (after an unknown name, refused)."""
     with screenshot_on_failure(page, tmp_path, "generate"):
         page.get_by_role("tab", name="Generate").click()
         picker = page.locator("#class input")

@@ -49,8 +49,8 @@ def build_demo(
     title = title or f"hf-vq: {Path(name).name or name}"
     with gr.Blocks(title=title) as blocks:
         gr.Markdown(
-            f"# {title}\n{type(models.tokenizer).__name__} {kind} from `{name}`: upload an image to see what its "
-            "tokens keep and lose" + (", or generate images with its prior." if models.pipeline is not None else ".")
+            f"# {title}\nA {type(models.tokenizer).__name__} {kind}: upload an image to see what its tokens keep and "
+            "lose" + (", or generate images with its prior." if models.pipeline is not None else ".")
         )
         with gr.Tabs():
             with gr.Tab("Tokenizer"):
