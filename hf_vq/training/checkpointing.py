@@ -10,14 +10,19 @@ A checkpoint folder `checkpoint-{step}/` holds:
   `task_state.safetensors`: the task's other state (`Task.checkpointed()`: e.g. the LeCam anchors);
 - `optimizer.bin`, `optimizer_1.bin`, `scheduler.bin`, `scheduler_1.bin`: optimizer and LR-schedule states;
 - `random_states_{rank}.pkl`: Python, NumPy and torch RNG states of every process;
+- sharded (FSDP2, `sharding.py`): `pytorch_model_fsdp_0/` and `optimizer_0/` (torch.distributed.checkpoint, each
+  process's part of the weights and of AdamW's state) in place of the model's weights and `optimizer.bin`; the model
+  folder then holds its `config.json` only;
 - `checkpoint_complete.json`: written last. A folder is only ever named `checkpoint-{step}` after everything
   in it was written (`checkpoint-{step}.tmp` is renamed), so a run killed mid-write leaves a `.tmp` folder that
   is never taken for a checkpoint, and the previous checkpoint intact. A checkpoint being deleted loses its
   marker first, so a half-deleted folder is never taken for one either.
 
 Nothing is unpickled on resume: hf-vq's own state is JSON and safetensors, and accelerate's optimizer, schedule and
-RNG files are read with `torch.load(weights_only=True)`, which rebuilds tensors and plain containers only. A
-checkpoint folder owned by another user is refused unless `--trust-checkpoint` (see `check_checkpoint`).
+RNG files are read with `torch.load(weights_only=True)`, which rebuilds tensors and plain containers only; the
+`.metadata` pickles of sharded checkpoints, which torch reads with a plain `pickle.load`, are first checked to name
+only torch.distributed.checkpoint's own classes (`sharding.check_sharded_checkpoint`). A checkpoint folder owned by
+another user is refused unless `--trust-checkpoint` (see `check_checkpoint`).
 """
 
 from __future__ import annotations
