@@ -416,3 +416,25 @@ def test_a_resumed_tokenize_says_on_the_command_line_which_shards_it_kept(tokeni
     assert f"Resuming: 1 finished shard of train kept in {tokens}, continuing at image 2 (--overwrite" in captured.err
     assert captured.out.strip() == f"{tokens}\ttrain: 4 rows of 16 uint16 ids"
     assert token_files.finished_shards(tokens, "train") == [0, 1]
+
+
+@pytest.mark.parametrize("model_type", ["vqgan", "vqvae", "vqvae2"])
+def test_the_identity_covers_exactly_what_a_decoder_only_fine_tune_freezes(model_type):
+    """The weights digest covers the modules `--freeze-encoder` freezes plus the quantizers (`--freeze-codebook`),
+    every stage of a residual codebook, and none of a quantizer's training statistics (EMA sums, usage counters)."""
+    from hf_vq.modeling import BaseQuantizer
+    from hf_vq.modeling.tokenizer_identity import identity_tensors
+    from hf_vq.training.tokenizer_types import TOKENIZER_TYPES
+
+    from helpers.training import TINY_MODELS
+
+    entry = TOKENIZER_TYPES[model_type]
+    quantizer = {"quantizer_type": "residual_vq", "num_quantizers": 2, "codebook_update": "ema"}
+    config = entry.config_class(**TINY_MODELS[model_type], **(quantizer if model_type == "vqgan" else {}))
+    model = entry.model_class(config)
+    names = identity_tensors(model)
+    quantizers = {name for name, module in model.named_children() if isinstance(module, BaseQuantizer)}
+    assert {name.split(".")[0] for name in names} == set(entry.encoder_modules) | quantizers
+    assert not any(part.startswith(("ema_", "usage", "code_")) for name in names for part in name.split("."))
+    if model_type == "vqgan":  # both residual stages' codebooks
+        assert len([name for name in names if name.endswith("embedding.weight")]) == 2
