@@ -272,7 +272,8 @@ def run_training(args: LoopArguments, task: Task) -> int:
         raise interruption(args, run.state.global_step) from None
     finally:
         progress.close()  # the bar ends before anything is said about the run
-    if stop_message is not None:
+    if stop_message is not None:  # every rank stops here together (the stop was agreed in a collective)
+        accelerator.wait_for_everyone()  # and tears down together: see `stop_if_any_rank_failed`
         accelerator.end_training()
         if accelerator.is_main_process:  # the loop configured logging: the message reaches stderr
             logger.error("%s: %s", task.command, stop_message)

@@ -78,7 +78,7 @@ def read_batches(batches, description: str):
 
 def message_of(error: Exception) -> str:
     """What an error says, without an OSError's `[Errno N]` (its file name kept)."""
-    return re.sub(r"^\[Errno \d+\] ", "", str(error))
+    return re.sub(r"^\[Errno [^\]]*\] ", "", str(error))
 
 
 def stop_if_any_rank_failed(accelerator, failure: Exception | None) -> None:
@@ -96,6 +96,10 @@ def stop_if_any_rank_failed(accelerator, failure: Exception | None) -> None:
     from accelerate.utils import gather_object
 
     reports = gather_object([(accelerator.process_index, failure)])
+    # Once more together before raising: a gloo worker thread frees the gathered tensors (which takes the GIL) after
+    # the gather returns; if the process group were torn down first, its destructor (holding the GIL) would wait
+    # for that thread forever. The barrier releases the GIL while it waits.
+    accelerator.wait_for_everyone()
     rank, first = next((rank, error) for rank, error in reports if error is not None)
     text = f"On process {rank} of {accelerator.num_processes}: {message_of(first)}"
     raise OSError(first.errno, text) if isinstance(first, OSError) and first.errno else type(first)(text)
