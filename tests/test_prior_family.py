@@ -186,7 +186,7 @@ def test_the_registry_refuses_a_model_without_the_interface():
 
 def test_an_unregistered_prior_type_is_named_with_the_registered_ones(tmp_path, token_set, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        train_prior_main([*flags(token_set[2], tmp_path / "out"), "--prior-type", "masked"])
+        train_prior_main([*flags(token_set[2], tmp_path / "out"), "--prior-type", "diffusion"])
     assert exit_info.value.code == 2
-    assert "--prior-type: invalid choice: 'masked' (choose from 'causal')" in capsys.readouterr().err
+    assert "--prior-type: invalid choice: 'diffusion' (choose from 'causal', 'masked')" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()

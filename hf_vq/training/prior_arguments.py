@@ -78,8 +78,9 @@ class PriorModelArguments(Arguments):
     prior_type: str = arg(
         "causal",
         "Prior family to train from scratch: `causal`, an autoregressive Llama decoder that samples one token per "
-        "forward (any key of hf_vq.training.prior_types.PRIOR_TYPES). With --init-from, the family of the prior "
-        "it loads.",
+        "forward, or `masked`, a bidirectional MaskGIT-style prior that decodes a whole grid in a few parallel "
+        "steps and can edit images (any key of hf_vq.training.prior_types.PRIOR_TYPES). With --init-from, the "
+        "family of the prior it loads.",
         choices=PRIOR_TYPES,  # the dict itself: argparse checks membership, so families registered later count
     )
     init_from: str | None = arg(
