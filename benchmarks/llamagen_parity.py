@@ -92,20 +92,20 @@ def tokenizer_row(name: str, folder: Path, batch: int, size: int) -> dict:
 
 def gpt_row(name: str, image_size: int, layers: int | None, folder: Path, tokenizer, batch: int, greedy_grid: int):
     from autoregressive.models.generate import generate
-    from autoregressive.models.gpt import GPT_models
+    from autoregressive.models.gpt import ModelArgs, Transformer
 
     from hf_vq.integrations.llamagen import convert_llamagen_gpt, load_llamagen_checkpoint
     from hf_vq.integrations.llamagen_gpt import GPT_MODELS
 
     grid = image_size // 16
     torch.manual_seed(0)
-    kwargs = {"n_layer": layers} if layers else {}
-    theirs = GPT_models[name](vocab_size=16384, block_size=grid * grid, num_classes=1000, **kwargs).eval()
+    sizes = {**GPT_MODELS[name], **({"n_layer": layers} if layers else {})}
+    theirs = Transformer(ModelArgs(vocab_size=16384, block_size=grid * grid, num_classes=1000, **sizes)).eval()
     torch.nn.init.normal_(theirs.output.weight, std=0.02)  # LlamaGen zero-initialises the head
     path = folder / f"{name}.pt"
     args = None if name in FSDP else {"gpt_model": name, "image_size": image_size, "downsample_size": 16}
     save_like_llamagen(theirs, path, args)
-    spec = GPT_MODELS[name] if not layers else {**GPT_MODELS[name], "n_layer": layers}
+    spec = sizes
     checkpoint = load_llamagen_checkpoint(path)
     ours = convert_llamagen_gpt(checkpoint.state_dict, tokenizer, spec, image_size, source=checkpoint.source)
 
