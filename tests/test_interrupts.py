@@ -15,6 +15,7 @@ import types
 from pathlib import Path
 
 import pytest
+import torch
 
 from hf_vq.cli import main as cli
 from hf_vq.commands.train import repeat_main_job
@@ -42,6 +43,7 @@ def run_in_child(argv: list[str], log: Path) -> None:
     """`hf-vq ARGV` in a forked child (this process has imported everything already), its output in `log`."""
     status = 3
     try:
+        torch.set_num_threads(1)  # as DataLoader workers do: OpenMP's thread pool does not survive a fork
         with open(log, "w", buffering=1) as stream:
             os.dup2(stream.fileno(), 1)
             os.dup2(stream.fileno(), 2)

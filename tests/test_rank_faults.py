@@ -12,6 +12,7 @@ sets the environment `accelerate launch` would give it and runs `hf_vq.cli.main`
 from __future__ import annotations
 
 import errno
+import faulthandler
 import logging
 import multiprocessing
 import os
@@ -21,6 +22,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from helpers import tiny_train_flags, write_image_parquet_shards
 
@@ -36,6 +38,7 @@ def run_rank(rank: int, port: int, argv: list[str], log: str, fault=None) -> Non
         env = dict(RANK=rank, LOCAL_RANK=rank, WORLD_SIZE=2, LOCAL_WORLD_SIZE=2, MASTER_ADDR="127.0.0.1")
         os.environ.update({key: str(value) for key, value in env.items()}, MASTER_PORT=str(port))
         os.environ.update(ACCELERATE_USE_CPU="1", OMP_NUM_THREADS="1")
+        torch.set_num_threads(1)  # as DataLoader workers do: OpenMP's thread pool does not survive a fork
         with open(log, "w", buffering=1) as stream:
             os.dup2(stream.fileno(), 1)
             os.dup2(stream.fileno(), 2)
@@ -49,6 +52,7 @@ def run_rank(rank: int, port: int, argv: list[str], log: str, fault=None) -> Non
             PartialState._reset_state()
             if fault is not None:
                 fault()
+            faulthandler.dump_traceback_later(DEADLINE - 5, file=stream)  # where a rank waits, should one hang
 
             from hf_vq.cli import main
 
