@@ -18,7 +18,13 @@ import torch.nn.functional as F
 
 from hf_vq.cli import main as cli_main
 from hf_vq.integrations import llamagen, llamagen_gpt
-from hf_vq.integrations.llamagen import convert_llamagen, imagenet_class_names, load_llamagen_checkpoint
+from hf_vq.integrations.llamagen import (
+    check_trainer_args,
+    convert_llamagen,
+    imagenet_class_names,
+    load_llamagen_checkpoint,
+)
+from hf_vq.integrations.llamagen_gpt import convert_llamagen_gpt
 from hf_vq.modeling import VQPriorConfig
 from hf_vq.modeling.rope2d import Rope2DEmbedding, grid_positions
 from hf_vq.pipelines import VQImagePipeline
@@ -358,22 +364,22 @@ def test_checkpoint_layouts(checkpoints, tmp_path, layout):
     assert load_llamagen_checkpoint(checkpoints["root"] / "gpt.pt").args["gpt_model"] == "GPT-B"  # the Namespace
 
 
-def test_refuses_pickled_objects_and_names_the_mismatch(checkpoints, tmp_path):
-    root = checkpoints["root"]
+def test_refuses_pickled_objects_and_names_the_mismatch(pipe, checkpoints, tmp_path):
+    root, tokenizer = checkpoints["root"], pipe.vqvae
     torch.save({"model": checkpoints["gpt"], "args": fractions.Fraction(1, 3)}, tmp_path / "evil.pt")
     with pytest.raises(ValueError, match="does not unpickle"):
         load_llamagen_checkpoint(tmp_path / "evil.pt")
+    args = load_llamagen_checkpoint(root / "gpt.pt").args
     with pytest.raises(ValueError, match=r"trained with --gpt-model GPT-B \(given GPT-L\)"):  # its recorded args
-        convert_llamagen(root / "vq.pt", None, root / "gpt.pt", "GPT-L", IMAGE, VQ, CODES, CODE_DIM)
-    torch.save(checkpoints["gpt"], tmp_path / "bare.pt")  # no args: the shapes tell
-    with pytest.raises(ValueError, match=r"not a LlamaGen GPT-L: .* width 32 and 2 layers"):
-        convert_llamagen(root / "vq.pt", None, tmp_path / "bare.pt", "GPT-L", IMAGE, VQ, CODES, CODE_DIM)
+        check_trainer_args(args, "GPT-L", IMAGE, tokenizer)
+    with pytest.raises(ValueError, match=r"trained with --image-size 8 \(given 16\)"):
+        check_trainer_args(args, GPT, 16, tokenizer)
+    with pytest.raises(ValueError, match=r"not a LlamaGen GPT-L: .* width 32 and 2 layers"):  # no args: the shapes
+        convert_llamagen_gpt(checkpoints["gpt"], tokenizer, "GPT-L", IMAGE)
+    with pytest.raises(ValueError, match="is not a LlamaGen GPT checkpoint"):
+        convert_llamagen_gpt(checkpoints["vq"], tokenizer, GPT, IMAGE)
     with pytest.raises(ValueError, match=r"not a LlamaGen VQ-8 .* 2 encoder levels .* --codebook-size 16"):
         convert_llamagen(root / "vq.pt", vq_model="VQ-8", codebook_size=CODES)
-    with pytest.raises(ValueError, match=r"trained with --image-size 8 \(given 16\)"):
-        convert_llamagen(root / "vq.pt", None, root / "gpt.pt", GPT, 16, VQ, CODES, CODE_DIM)
-    with pytest.raises(ValueError, match="is not a LlamaGen GPT checkpoint"):
-        convert_llamagen(root / "vq.pt", None, root / "vq.pt", GPT, IMAGE, VQ, CODES, CODE_DIM)
 
 
 def test_cli_converts_a_pipeline_that_samples_by_class_name(checkpoints, tmp_path, monkeypatch):
@@ -407,14 +413,13 @@ def test_imagenet_names_and_resizing():
     assert llamagen.resize_images(torch.rand(2, 3, 24, 24), 16).shape == (2, 3, 16, 16)
 
 
-def test_readme_llamagen_example_runs(checkpoints, tmp_path, monkeypatch):
+def test_readme_llamagen_example_runs(pipe, tmp_path, monkeypatch):
     """The README's "LlamaGen checkpoints" Python block, on the tiny checkpoints converted where it looks."""
     text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     section = text.split("## LlamaGen checkpoints\n", 1)[1].split("\n## ", 1)[0]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     folder = re.search(r'from_pretrained\("([^"]+)"\)', code).group(1)
-    root = checkpoints["root"]
-    convert_llamagen(root / "vq.pt", tmp_path / folder, root / "gpt.pt", GPT, IMAGE, VQ, CODES, CODE_DIM)
+    pipe.save_pretrained(tmp_path / folder)  # a converted pipeline (the CLI test checks what the converter writes)
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
     exec(compile(code, "README.md", "exec"), namespace)
