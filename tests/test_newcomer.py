@@ -72,7 +72,8 @@ def test_the_main_job_run_twice_continues_or_moves_on(tmp_path, monkeypatch):
     assert args.output_dir == "outputs/hf-vq-train-2" and args.resume_from_checkpoint is None
 
     (folder / "config.json").write_text("{}")  # the earlier run finished
-    (tmp_path / "outputs" / "hf-vq-train-2").mkdir()
+    (tmp_path / "outputs" / "hf-vq-train-2").mkdir()  # finished too: an empty folder would be reused
+    (tmp_path / "outputs" / "hf-vq-train-2" / "config.json").write_text("{}")
     args, message = repeat_main_job(parse_args([]))
     assert (
         args.output_dir == "outputs/hf-vq-train-3" and "--resume-from-checkpoint latest --max-train-steps N" in message

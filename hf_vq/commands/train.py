@@ -66,6 +66,8 @@ def repeat_main_job(args: TrainArguments) -> tuple[TrainArguments, str | None]:
                 )
                 return dataclasses.replace(args, output_dir=str(folder), resume_from_checkpoint="latest"), message
         reasons.append("a finished run" if finished else "an unfinished run of another model")
+    if not reasons:
+        return args, None  # a first run: nothing to decide
     output_dir = str(folder)
     if len(reasons) == 1:
         message = f"{default} holds {reasons[0]}: this run writes to {output_dir} and leaves it as it is."

@@ -42,7 +42,7 @@ from ..modeling.tokenizer_identity import tokenizer_config_hash, weights_hash_di
 from ..pipelines.sampling import sample_images
 from .arguments import parse_json_or_file
 from .loop import run_training
-from .monitoring import log_grid
+from .monitoring import counted, log_grid
 from .prior_arguments import PriorArguments
 from .prior_init import ClassTable, load_prior_to_fine_tune
 from .prior_types import PRIOR_TYPES, prior_type_of
@@ -318,7 +318,7 @@ class PriorTask(Task):
         score = self.last_eval
         measured = f", {_score_name(score)} {score['nats_per_token']:.4f} nats/token" if score else ""
         lines = [
-            f"Done: {run.state.global_step} steps in {seconds / 60:.1f} min{measured}.",
+            f"Done: {counted(run.state.global_step, 'step')} in {seconds / 60:.1f} min{measured}.",
             f"Pipeline: {output_dir} (sample grid {output_dir / SAMPLES_NAME})",
             f"Generate: hf-vq generate {output_dir} --num-images 8 --guidance-scale 2 --output grid.png",
             f"TensorBoard: tensorboard --logdir {output_dir / 'logs'}",
@@ -337,7 +337,8 @@ def train_prior(args: PriorArguments) -> int:
     finished = (output_dir / "model_index.json").is_file()
     if finished and args.resume_from_checkpoint is None and not args.overwrite_output_dir:
         raise FileExistsError(
-            f"{output_dir} already holds a trained pipeline. Continue its run with --resume-from-checkpoint "
-            "latest, start afresh with --overwrite-output-dir, or pick another --output-dir."
+            f"{output_dir} already holds a trained pipeline. Train it further with --resume-from-checkpoint "
+            "latest and a larger --max-train-steps, start afresh with --overwrite-output-dir, or pick another "
+            "--output-dir."
         )
     return run_training(args, PriorTask(args))
