@@ -54,6 +54,13 @@ def build_parser() -> CommandParser:
         "outpaint around it",
     )
     parser.add_argument("--mask", default=None, help="with --image: white where to regenerate, black where to keep")
+    parser.add_argument(
+        "--output-size",
+        type=int,
+        default=None,
+        help="side of the images in pixels, bicubic-resized (e.g. 256 for a 384-px LlamaGen model; default: the "
+        "prior's image size)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--columns", type=int, default=None, help="grid columns (default: --num-images, at most 16)")
     parser.add_argument("--output", default="grid.png", help="grid PNG (default: grid.png)")
@@ -83,7 +90,7 @@ def check_arguments(args) -> None:
     """Refuses, before any model is loaded, every value `hf-vq generate` cannot use, in `hf-vq train-prior`'s words
     where it has the same flag (`--sample-guidance-scale` there): a `ValueError` naming the flag, what it must be, the
     value received and, for `--output`, the path in the way."""
-    for name in ("num_images", "columns"):
+    for name in ("num_images", "columns", "output_size"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise ValueError(_flag_error(name, "an integer >= 1", value))
@@ -174,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
 
         sampling["image"] = [decode_image(args.image)] * (len(labels) if labels else 1)
         sampling["mask_image"] = decode_image(args.mask).convert("L") if args.mask else None
+    if args.output_size is not None:
+        sampling["output_size"] = args.output_size
     images = sample_images(pipe, labels, args.num_images, args.guidance_scale, generator, **sampling)
     columns = args.columns or min(args.num_images, 16)
     output = Path(args.output)

@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from ..modeling.configuration_vqgan import VQGANConfig
 from ..modeling.modeling_vqgan import VQGANModel
@@ -266,15 +265,6 @@ def convert_llamagen_tokenizer(
 # ---------------------------------------------------------------------------------------------------- writing
 
 
-def resize_images(images: torch.Tensor, size: int) -> torch.Tensor:
-    """Bicubic resizing of `(B, C, H, W)` images to `size` x `size`, as LlamaGen evaluates its 384-px models at 256 px
-    (`--image-size-eval`); values are clamped back to the input's range."""
-    if images.shape[-1] == size and images.shape[-2] == size:
-        return images
-    resized = F.interpolate(images.float(), size=(size, size), mode="bicubic")
-    return resized.clamp(float(images.min()), float(images.max())).to(images.dtype)
-
-
 def _write_atomically(output_dir: Path, write) -> None:
     """Calls `write(folder)` on a sibling staging folder and renames it to `output_dir`: a reader never sees half a
     conversion, and a failed one leaves nothing."""
@@ -415,6 +405,5 @@ __all__ = [
     "llamagen_to_taming_names",
     "llamagen_vq_config",
     "load_llamagen_checkpoint",
-    "resize_images",
     "vq_spec",
 ]

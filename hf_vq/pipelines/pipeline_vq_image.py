@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from diffusers import DiffusionPipeline
 from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
 
@@ -100,6 +101,7 @@ class VQImagePipeline(DiffusionPipeline):
         return_dict: bool = True,
         image: ImageInput | None = None,
         mask_image: ImageInput | None = None,
+        output_size: int | None = None,
         **sampling_options,
     ) -> ImagePipelineOutput | tuple:
         r"""
@@ -127,6 +129,9 @@ class VQImagePipeline(DiffusionPipeline):
             mask_image (same types as `image`, *optional*):
                 White where to regenerate, black where to keep. The tokens whose cells touch a white pixel are
                 regenerated; the others keep their ids bit-identical (`output_type="latent"` returns them).
+            output_size (`int`, *optional*):
+                Side in pixels of the returned images, bicubic-resized from the prior's `image_size` (e.g. 256 for a
+                384-px LlamaGen model, as LlamaGen evaluates them). Default: the prior's own size.
             sampling_options:
                 The prior family's own sampling options, passed to its `generate_indices`;
                 `pipe.transformer.sampling_options()` lists them with their defaults. An autoregressive prior takes
@@ -135,6 +140,10 @@ class VQImagePipeline(DiffusionPipeline):
         """
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"`output_type` must be one of {OUTPUT_TYPES}; got {output_type!r}.")
+        if output_size is not None and (
+            isinstance(output_size, bool) or not isinstance(output_size, int) or output_size < 1
+        ):
+            raise ValueError(f"`output_size` must be a positive int (pixels) or None; got {output_size!r}.")
         self.transformer.check_sampling_options(sampling_options)
         labels = None if class_labels is None else self.get_label_ids(class_labels)
         if image is not None or mask_image is not None:
@@ -157,6 +166,8 @@ class VQImagePipeline(DiffusionPipeline):
             indices = indices.to(device) if isinstance(indices, torch.Tensor) else tuple(i.to(device) for i in indices)
             low, high = self.vqvae.config.pixel_range
             images = ((self.vqvae.decode_indices(indices).float() - low) / (high - low)).clamp(0, 1)
+            if output_size is not None and tuple(images.shape[-2:]) != (output_size, output_size):
+                images = F.interpolate(images, size=(output_size, output_size), mode="bicubic").clamp(0, 1)
             if output_type != "pt":
                 images = images.permute(0, 2, 3, 1).cpu().numpy()
                 if output_type == "pil":
