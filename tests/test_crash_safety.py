@@ -310,3 +310,17 @@ def test_checkpoints_of_earlier_versions_still_resume_without_unpickling(tmp_pat
     assert main(["train", *resume[:-1], "4"]) == 2
     assert "cannot be read with torch.load(weights_only=True)" in capsys.readouterr().err
     assert not (tmp_path / "code-ran").exists()
+
+
+def test_checkpoints_and_the_final_model_follow_the_umask(tmp_path, images):
+    """safetensors writes owner-only files; under a umask of 022 every weights file of a run (the checkpoints
+    accelerate writes, the final model) is 0644 like the folder's other files, so a teammate can load it."""
+    run = tmp_path / "run"
+    previous = os.umask(0o022)
+    try:
+        assert train(parse_args(flags(run, images))) == 0
+    finally:
+        os.umask(previous)
+    modes = {str(p.relative_to(run)): oct(p.stat().st_mode & 0o777) for p in run.rglob("*.safetensors")}
+    assert "model.safetensors" in modes and any(name.startswith("checkpoint-") for name in modes), modes
+    assert set(modes.values()) == {"0o644"}, modes

@@ -327,7 +327,6 @@ def test_tokenizer_saves_and_token_files_follow_the_umask(tokenizers, tmp_path, 
     assert found["ids.safetensors"] == "0o644"
 
 
-@pytest.mark.xfail(strict=True, reason="the prior's save_pretrained and checkpointing.py do not call follow_umask yet")
 def test_prior_and_pipeline_saves_follow_the_umask(pipeline_dir, tmp_path, umask_022):
     from hf_vq.loading import load_pipeline
 

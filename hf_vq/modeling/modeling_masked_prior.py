@@ -34,6 +34,7 @@ from .masked_decoding import (
 from .modeling_prior import GridPositionEmbedding, VQPriorForCausalLM
 from .prior_interface import ClassLabels, VQPriorMixin
 from .rope2d import Rope2DEmbedding
+from .saving_utils import follow_umask
 from .token_layout import Indices
 
 
@@ -99,6 +100,12 @@ class VQPriorForMaskedLM(LlamaPreTrainedModel, VQPriorMixin):
             self.model.rotary_emb = Rope2DEmbedding(config)
         self._layout_tables: dict[torch.device, dict[str, torch.Tensor]] = {}
         self.post_init()
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """`PreTrainedModel.save_pretrained`, with the weights given the process umask's mode like the folder's other
+        files (safetensors writes them owner-only; see `saving_utils.py`)."""
+        super().save_pretrained(save_directory, *args, **kwargs)
+        follow_umask(save_directory)
 
     def _init_weights(self, module: nn.Module) -> None:
         if isinstance(module, GridPositionEmbedding):

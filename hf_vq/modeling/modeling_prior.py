@@ -30,6 +30,7 @@ from transformers.utils.deprecation import deprecate_kwarg
 from .configuration_prior import VQPriorConfig
 from .prior_interface import ClassLabels, VQPriorMixin
 from .rope2d import Rope2DEmbedding
+from .saving_utils import follow_umask
 from .token_layout import Indices
 
 
@@ -136,6 +137,12 @@ class VQPriorForCausalLM(LlamaForCausalLM, VQPriorMixin):
             self.model.rotary_emb = Rope2DEmbedding(config)
         self._layout_tables: dict[torch.device, dict[str, torch.Tensor]] = {}
         self.post_init()  # again: Llama's own post_init ran before the grid embedding existed
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """`PreTrainedModel.save_pretrained`, with the weights given the process umask's mode like the folder's other
+        files (safetensors writes them owner-only; see `saving_utils.py`)."""
+        super().save_pretrained(save_directory, *args, **kwargs)
+        follow_umask(save_directory)
 
     def _init_weights(self, module: nn.Module) -> None:
         if isinstance(module, GridPositionEmbedding):
