@@ -227,7 +227,7 @@ def test_resuming_with_another_model_config_names_the_differing_fields(tmp_path,
     other = {**TINY_VQGAN, "num_vq_embeddings": 32, "latent_channels": 8}
     fails(
         capsys,
-        train_argv(run, "--resume-from-checkpoint", "latest", model_config=other),
+        train_argv(run, "--resume-from-checkpoint", "latest", "--max-train-steps", "2", model_config=other),
         "its model was trained with another config",
         "`latent_channels` 4 in the checkpoint, 8 now",
         "`num_vq_embeddings` 16 in the checkpoint, 32 now",

@@ -199,10 +199,10 @@ def test_any_sampling_option_of_the_family_passes_through(tmp_path, pipeline_dir
     capsys.readouterr()
 
     refused = tmp_path / "refused.png"
-    assert generate_main([*common, "--sampling-option", "cfg_interval=10", "--output", str(refused)]) == 2
+    assert generate_main([*common, "--sampling-option", "decoding_order=halton", "--output", str(refused)]) == 2
     err = capsys.readouterr().err
-    assert "'cfg_interval' is not a sampling option of VQPriorForCausalLM" in err
-    assert "its options are temperature, top_k, top_p" in err
+    assert "'decoding_order' is not a sampling option of VQPriorForCausalLM" in err
+    assert "its options are temperature, top_k, top_p, cfg_interval" in err
     assert generate_main([*common, "--sampling-option", "top_k", "--output", str(refused)]) == 2
     assert "--sampling-option expects NAME=VALUE (e.g. top_k=50); got 'top_k'" in capsys.readouterr().err
     assert generate_main([*common, "--top-k", "2", "--sampling-option", "top_k=3", "--output", str(refused)]) == 2

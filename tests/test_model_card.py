@@ -277,15 +277,15 @@ def test_a_new_evaluation_is_added_beside_the_recorded_one(model, tmp_path):
     text = (tmp_path / "README.md").read_text()
     assert text.count("Reproduce with:") == 2
     assert f"hf-vq evaluate {tmp_path} --dataset builtin --num-images 16 --image-size 32" in text
-    assert f"hf-vq evaluate {tmp_path} --dataset ./my_images --num-images 5" in text
+    assert f"hf-vq evaluate {tmp_path} --dataset path/to/my_images --num-images 5" in text  # no local path
     assert "### built-in photos (held-out) (16 images, 32×32 px)" in text
-    assert "### `./my_images` (train, 5 images, 32×32 px)" in text
+    assert "### `my_images (local)` (train, 5 images, 32×32 px)" in text
     card = ModelCard.load(tmp_path / "README.md")
-    assert {r.dataset_type for r in card.data.eval_results} == {"builtin", "./my_images"}
+    assert {r.dataset_type for r in card.data.eval_results} == {"builtin", "my_images (local)"}
     remeasured = {**RESULTS, "metrics": {**RESULTS["metrics"], "psnr": 23.0}}
     update_model_card(tmp_path, model=model, results=remeasured)
     recorded = load_card_info(tmp_path)["results"]
-    assert [r["dataset"] for r in recorded] == ["builtin", "./my_images"]
+    assert [r["dataset"] for r in recorded] == ["builtin", "my_images (local)"]
     assert recorded[0]["metrics"]["psnr"] == 23.0
 
 

@@ -138,14 +138,16 @@ def test_loss_is_image_tokens_only_and_ignores_the_class_position():
 def test_the_causal_prior_implements_the_prior_interface():
     prior = tiny_prior()
     assert isinstance(prior, VQPriorMixin) and prior.held_out_metric == "nll"
-    assert prior.sampling_options() == {"temperature": 1.0, "top_k": None, "top_p": None}
+    assert prior.sampling_options() == {"temperature": 1.0, "top_k": None, "top_p": None, "cfg_interval": None}
     ids = prior.build_input_ids(torch.randint(0, 16, (2, 4, 4)), class_labels=[0, 2])
     assert set(prior.training_inputs(ids)) == {"input_ids", "labels"}
     torch.testing.assert_close(prior.training_loss(ids), prior(input_ids=ids, labels=ids).loss)  # eval: no dropout
     nats, count = prior.score_input_ids(ids)
     assert count == 2 * 16 and prior.held_out_score(ids[:, 1:], [0, 2])["nats_per_token"] == pytest.approx(nats / 32)
     prior.check_sampling_options({"temperature": 0.5, "top_k": 3})
-    with pytest.raises(ValueError, match="'num_inference_steps' is not a sampling option.*temperature, top_k, top_p"):
+    with pytest.raises(
+        ValueError, match="'num_inference_steps' is not a sampling option.*temperature, top_k, top_p, cfg_interval"
+    ):
         prior.check_sampling_options({"num_inference_steps": 8})
 
 

@@ -62,7 +62,7 @@ class VQPriorMixin:
     ...     token_levels=[{"name": "tokens", "downsampling_factor": 4, "codebook_size": 16}], image_size=16,
     ...     num_classes=3, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4))
     >>> prior.held_out_metric, prior.sampling_options()
-    ('nll', {'temperature': 1.0, 'top_k': None, 'top_p': None})
+    ('nll', {'temperature': 1.0, 'top_k': None, 'top_p': None, 'cfg_interval': None})
     >>> ids = prior.build_input_ids(torch.randint(0, 16, (2, 4, 4)), class_labels=[0, 2])  # (2, 1 + 16)
     >>> prior.training_loss(ids).shape
     torch.Size([])
@@ -191,9 +191,11 @@ class VQPriorMixin:
         unknown = sorted(set(options) - set(known))
         if unknown:
             what = "is not a sampling option" if len(unknown) == 1 else "are not sampling options"
+            article = "an" if self.model_card_name[:1].lower() in "aeiou" else "a"
             raise ValueError(
-                f"{', '.join(map(repr, unknown))} {what} of {type(self).__name__} (a {self.model_card_name}); its "
-                f"options are {', '.join(known) or 'none'}. Leave the others out for this prior."
+                f"{', '.join(map(repr, unknown))} {what} of {type(self).__name__} ({article} "
+                f"{self.model_card_name}); its options are {', '.join(known) or 'none'}. Leave the others out for "
+                "this prior."
             )
 
     def model_card_details(self) -> str:

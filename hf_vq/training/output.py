@@ -94,7 +94,11 @@ def check_not_finished(output_dir: str | os.PathLike, resumed_step: int, max_tra
         return  # an unfinished run, even at its budget: resuming saves the final model that a kill stopped
     args_file = Path(output_dir) / "training_args.json"
     budget = json.loads(args_file.read_text()).get("max_train_steps") if args_file.is_file() else None
-    trained = max(resumed_step, budget if isinstance(budget, int) else 0)
+    # The budget the final model was saved with (training_args.json is moved in with it): a checkpoint past it was
+    # written by a later run whose own final save failed or was killed, and resuming it saves that final model.
+    trained = budget if isinstance(budget, int) else resumed_step
+    if resumed_step > trained:
+        return
     if max_train_steps <= trained:
         raise ValueError(
             f"{output_dir} holds a finished run, trained for {trained} steps, and --max-train-steps "
