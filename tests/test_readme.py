@@ -65,8 +65,8 @@ def test_vqvae2_example_runs(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_generation_commands_run_in_order(tmp_path, monkeypatch):
-    """The four commands of "Generate images", as written, with tiny budgets appended (flags given twice: the last
-    one wins), run in a fresh folder."""
+    """The commands of "Generate images" (the flow benchmarks/generation_quality.py measures), as written, with tiny
+    budgets appended (flags given twice: the last one wins), run in a fresh folder."""
     from hf_vq.cli import main as cli
     from hf_vq.data.fashion_mnist import is_available
 
@@ -75,7 +75,8 @@ def test_generation_commands_run_in_order(tmp_path, monkeypatch):
     text = (REPO_ROOT / "README.md").read_text()
     section = text.split("## Generate images: a prior over the tokens\n", 1)[1].split("\n## ", 1)[0]
     commands = [line.split()[1:] for line in re.search(r"```bash\n(.*?)```", section, re.S).group(1).splitlines()]
-    assert [c[0] for c in commands] == ["train", "tokenize", "train-prior", "generate"]
+    assert [c[0] for c in commands] == ["train", "tokenize", "tokenize", "train-prior", "generate"]
+    assert commands[2][commands[2].index("--split") + 1] == "test"  # the held-out split train-prior scores
     tiny = {
         "train": [
             "--max-train-steps",
@@ -108,4 +109,5 @@ def test_generation_commands_run_in_order(tmp_path, monkeypatch):
     for command in commands:
         assert cli([*command, *tiny[command[0]]]) == 0, command
     assert (tmp_path / "outputs/fm-prior/model_index.json").is_file()
+    assert {p.name.split("-")[0] for p in (tmp_path / "outputs/fm-tokens/data").iterdir()} == {"train", "test"}
     assert (tmp_path / "samples.png").is_file()
