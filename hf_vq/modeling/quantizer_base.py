@@ -108,6 +108,16 @@ class BaseQuantizer(nn.Module):
     # Whether ids carry a last axis of `num_quantizers` stages, `(B, h, w, Q)`, even for Q = 1: a residual
     # quantizer's ids keep one rank whatever its depth, so `ids[..., 0]` is the coarse stage for every Q.
     stacks_stages: bool = False
+    # Set by `freeze_codebook`: training then changes no code (no gradient, no EMA, no restart, no k-means), so the
+    # ids keep their meaning; the health counters still run.
+    codebook_frozen: bool = False
+
+    def freeze_codebook(self) -> None:
+        """Keeps every code as it is through training (`hf-vq train --freeze-codebook`): no gradient reaches the
+        quantizer's parameters and its training-time updates of the codes (EMA, dead-code restarts, k-means) are
+        skipped, so the ids a frozen encoder gives keep their meaning and a prior trained on them keeps working."""
+        self.requires_grad_(False)
+        self.codebook_frozen = True
 
     def register_health_buffers(self, codebook_size: int, usage_window: int) -> None:
         self.usage_window = usage_window

@@ -147,7 +147,7 @@ class VectorQuantizer(BaseQuantizer):
             flat = flatten_latents(latents, getattr(self, "project_in", None))  # -> (N, code_dim)
             if self.l2_norm:
                 flat = F.normalize(flat, dim=-1)
-            if self.training and self.kmeans_init and not bool(self.kmeans_done):
+            if self.training and self.kmeans_init and not self.codebook_frozen and not bool(self.kmeans_done):
                 self._kmeans_init(flat.detach())
             weight = self.embedding.weight.float()
             if self.training and (self.use_ema or self.dead_code_restart):
@@ -202,6 +202,8 @@ class VectorQuantizer(BaseQuantizer):
         """Health counters, EMA codebook and dead-code restarts; every sum is over all processes."""
         first_step = self.usage_step == 0  # a tensor: no host sync, and no graph break under torch.compile
         counts = self.update_health(indices)
+        if self.codebook_frozen:
+            return
         if self.use_ema:
             self._ema_update(flat, indices.reshape(-1), counts, first_step)
         if self.dead_code_restart:

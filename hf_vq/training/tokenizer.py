@@ -156,7 +156,7 @@ def build_models(args: TrainArguments) -> tuple[nn.Module, nn.Module | None]:
     if args.freeze_codebook:
         for module in model.modules():
             if isinstance(module, BaseQuantizer):
-                module.requires_grad_(False)
+                module.freeze_codebook()
     if not any(p.requires_grad for p in model.parameters()):
         raise ValueError("Every parameter is frozen: drop --freeze-encoder or --freeze-codebook.")
     if args.gradient_checkpointing:
