@@ -324,3 +324,15 @@ def test_checkpoints_and_the_final_model_follow_the_umask(tmp_path, images):
     modes = {str(p.relative_to(run)): oct(p.stat().st_mode & 0o777) for p in run.rglob("*.safetensors")}
     assert "model.safetensors" in modes and any(name.startswith("checkpoint-") for name in modes), modes
     assert set(modes.values()) == {"0o644"}, modes
+
+
+def test_a_damaged_training_state_is_named_and_nothing_changes(tmp_path, images, capsys):
+    run = tmp_path / "run"
+    assert train(parse_args(flags(run, images))) == 0
+    (run / "checkpoint-2" / "training_state.json").write_bytes(b"\xff\xfe not json")
+    before = snapshot(run)
+    assert main(["train", *flags(run, images, "--resume-from-checkpoint", "latest", "--max-train-steps", "3")]) == 2
+    err = capsys.readouterr().err
+    assert f"{run / 'checkpoint-2' / 'training_state.json'} is damaged (UnicodeDecodeError" in err
+    assert "--resume-from-checkpoint" in err and "Traceback" not in err
+    assert snapshot(run) == before

@@ -102,6 +102,31 @@ def _readable(value) -> bool:
         return False
 
 
+def test_ctrl_c_in_tokenize_says_which_shards_were_kept_and_the_command_continues(
+    tmp_path, tokenizer_dir, capsys, monkeypatch
+):
+    source, output = class_folder(tmp_path / "images"), tmp_path / "tokens"
+    argv = ["tokenize", str(tokenizer_dir), "--dataset", str(source), "--output", str(output), "--shard-size", "2"]
+    real_write = token_files.write_shard
+    written = []
+
+    def write_then_ctrl_c(*args, **kwargs):
+        if len(written) == 2:
+            raise KeyboardInterrupt
+        written.append(real_write(*args, **kwargs))
+
+    monkeypatch.setattr(token_files, "write_shard", write_then_ctrl_c)
+    assert cli([*argv, "--device", "cpu"]) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (
+        f"hf-vq tokenize: stopped by Ctrl-C; kept 2 finished shards of train in {output} (the last: "
+        f"train-00001.parquet). The same command continues after them: hf-vq {' '.join(argv)} --device cpu"
+    )
+    monkeypatch.setattr(token_files, "write_shard", real_write)
+    assert cli([*argv, "--device", "cpu"]) == 0  # that command finishes the split after the two shards kept
+    assert len(list((output / "data").iterdir())) == 4
+
+
 def test_a_killed_tokenize_run_resumes_after_its_finished_shards(tmp_path, tokenizer_dir, capsys):
     source, output = class_folder(tmp_path / "images"), tmp_path / "tokens"
     argv = [

@@ -172,22 +172,32 @@ def tokenize_dataset(
 
     remaining = None if total is None else total - start
     bar = tqdm(total=remaining, desc=f"tokenize {split}", unit="img", disable=not progress, dynamic_ncols=True)
-    for index, record in enumerate(dataset, start=start):
-        if num_images is not None and index >= num_images:
-            break
-        out = transform(record, index)  # None: an unreadable record, dropped (counted in the shard's rows)
-        if out["pixel_values"] is not None:
-            batch["pixels"].append(out["pixel_values"])
-            batch["label"].append(int(record[label_column]) if label_column is not None else -1)
-        if len(batch["pixels"]) == batch_size:
-            encode_batch()
-        in_shard += 1
-        bar.update(1)
-        if in_shard == shard_size:
+    try:
+        for index, record in enumerate(dataset, start=start):
+            if num_images is not None and index >= num_images:
+                break
+            out = transform(record, index)  # None: an unreadable record, dropped (counted in the shard's rows)
+            if out["pixel_values"] is not None:
+                batch["pixels"].append(out["pixel_values"])
+                batch["label"].append(int(record[label_column]) if label_column is not None else -1)
+            if len(batch["pixels"]) == batch_size:
+                encode_batch()
+            in_shard += 1
+            bar.update(1)
+            if in_shard == shard_size:
+                write_shard()
+                shard, in_shard = shard + 1, 0
+        if in_shard:
             write_shard()
-            shard, in_shard = shard + 1, 0
-    if in_shard:
-        write_shard()
+    except KeyboardInterrupt as interrupt:  # what Ctrl-C kept, for the one line `hf-vq` prints (cli.py)
+        bar.close()
+        last = f" (the last: {token_files.shard_path(output, split, shard - 1).name})" if shard else ""
+        interrupt.message = (
+            f"; kept {shard} finished shard{'' if shard == 1 else 's'} of {split} in {output}{last}. The same "
+            "command continues after them:"
+        )
+        interrupt.continue_flags = {}
+        raise
     bar.close()
     return token_files.finish_split(output, split, **_split_counts(output, split, label_column))
 

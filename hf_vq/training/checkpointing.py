@@ -156,6 +156,18 @@ def _any_rank(accelerator, flag: bool) -> bool:
     return float(accelerator.reduce(torch.tensor([float(flag)], device=accelerator.device), "sum")[0]) > 0
 
 
+def _read_training_state(path: Path) -> dict:
+    """A checkpoint's `training_state.json`, or a `ValueError` naming the file when it does not parse."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(
+            f"{path} is damaged ({type(error).__name__}: {error}); its checkpoint cannot be resumed. Resume from "
+            f"an earlier checkpoint with --resume-from-checkpoint {path.parent.parent / 'checkpoint-N'}, or delete "
+            f"{path.parent} and resume with --resume-from-checkpoint latest."
+        ) from None
+
+
 def save_checkpoint(accelerator, output_dir: str | os.PathLike, step: int, total_limit: int | None) -> Path:
     """Writes `checkpoint-{step}` atomically (see the module docstring) and deletes the oldest beyond `total_limit`.
 
@@ -310,7 +322,7 @@ def register_checkpoint_hooks(accelerator, models: dict[str, nn.Module], ema=Non
         legacy = not (folder / TRAINING_STATE_NAME).is_file()  # written by hf-vq before the JSON state
         if state is not None:
             path = folder / ("legacy_state_0.pkl" if legacy else TRAINING_STATE_NAME)
-            state.load_state_dict(_safe_torch_load(path) if legacy else json.loads(path.read_text()))
+            state.load_state_dict(_safe_torch_load(path) if legacy else _read_training_state(path))
         if legacy:
             for i, module in enumerate(stateful):
                 module.load_state_dict(_safe_torch_load(folder / f"legacy_state_{i + 1}.pkl"))
