@@ -156,7 +156,7 @@ def _any_rank(accelerator, flag: bool) -> bool:
     return float(accelerator.reduce(torch.tensor([float(flag)], device=accelerator.device), "sum")[0]) > 0
 
 
-def _read_training_state(path: Path) -> dict:
+def read_training_state(path: Path) -> dict:
     """A checkpoint's `training_state.json`, or a `ValueError` naming the file when it does not parse."""
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -322,7 +322,7 @@ def register_checkpoint_hooks(accelerator, models: dict[str, nn.Module], ema=Non
         legacy = not (folder / TRAINING_STATE_NAME).is_file()  # written by hf-vq before the JSON state
         if state is not None:
             path = folder / ("legacy_state_0.pkl" if legacy else TRAINING_STATE_NAME)
-            state.load_state_dict(_safe_torch_load(path) if legacy else _read_training_state(path))
+            state.load_state_dict(_safe_torch_load(path) if legacy else read_training_state(path))
         if legacy:
             for i, module in enumerate(stateful):
                 module.load_state_dict(_safe_torch_load(folder / f"legacy_state_{i + 1}.pkl"))
@@ -478,6 +478,7 @@ __all__ = [
     "list_checkpoints",
     "load_pretrained_weights",
     "prepare_output_dir",
+    "read_training_state",
     "register_checkpoint_hooks",
     "resolve_resume_checkpoint",
     "resume",

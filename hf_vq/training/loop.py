@@ -41,6 +41,7 @@ from .checkpointing import (
     gather_positions,
     list_checkpoints,
     prepare_output_dir,
+    read_training_state,
     register_checkpoint_hooks,
     resolve_resume_checkpoint,
     resume,
@@ -172,7 +173,7 @@ def set_up(args: LoopArguments, task: Task) -> Run:
     budget_known = args.max_train_steps is not None or args.num_train_epochs is None
     if checkpoint is not None and budget_known:
         state_file = checkpoint / TRAINING_STATE_NAME
-        step = json.loads(state_file.read_text()).get("global_step", 0) if state_file.is_file() else 0
+        step = read_training_state(state_file).get("global_step", 0) if state_file.is_file() else 0
         check_not_finished(args.output_dir, step, resolve_max_train_steps(args, None, 1))
 
     trainables = task.build_models()
