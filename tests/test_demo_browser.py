@@ -199,9 +199,20 @@ def check_reconstruct_and_token_map(page, evaluated, pipeline_dir, photo, tmp_pa
 
         page.get_by_role("tab", name="Token map").click()
         token_map = page.locator("#token-map img")
+        # The picture is drawn inside its element's box with `object-fit: contain` (centred, letterboxed when the
+        # box is wider than the picture), so a cell is found in the drawn picture, not in the element's box.
+        page.wait_for_function(
+            "() => { const i = document.querySelector('#token-map img'); "
+            "return i && i.complete && i.naturalWidth > 0; }"
+        )
+        natural = token_map.evaluate("image => [image.naturalWidth, image.naturalHeight]")
         box = token_map.bounding_box()
+        scale = min(box["width"] / natural[0], box["height"] / natural[1])
+        drawn = (natural[0] * scale, natural[1] * scale)
+        left, top = (box["width"] - drawn[0]) / 2, (box["height"] - drawn[1]) / 2
         row, column = 2, 5
-        token_map.click(position={"x": (column + 0.5) * box["width"] / 8, "y": (row + 0.5) * box["height"] / 8})
+        x, y = left + (column + 0.5) * drawn[0] / 8, top + (row + 0.5) * drawn[1] / 8
+        token_map.click(position={"x": x, "y": y})
         tokenizer = VQGANModel.from_pretrained(pipeline_dir / "vqvae").eval()
         with torch.no_grad():
             ids = tokenizer.encode_to_indices(from_uint8(prepare_image(decode_image(photo), 32, 4)[None]))[0]
