@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import math
+import os
 import platform
 import sys
 import time
@@ -52,16 +53,37 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def tokens_dir(args) -> Path:
-    """The workdir's Fashion-MNIST tokens, made first (data, tokenizer, `hf-vq tokenize`) when absent."""
+    """The workdir's Fashion-MNIST tokens, made first when absent by the README's generation commands up to the
+    prior (train, tokenize both splits), run as generation_quality.py runs them, in the workdir."""
+    from hf_vq.cli import main as cli
+
     work = Path(args.workdir)
-    tokens = work / "tokens"
+    commands = gq.readme_flow()
+    tokens = work / gq.flow_outputs(commands)["tokens"]
     if not (tokens / "tokens_info.json").is_file():
-        dataset = gq.export_fashion_mnist(work / "fashion_mnist", args.train_images)
-        tokenizer = work / "tokenizer"
-        if not (tokenizer / "config.json").is_file():
-            gq.train_tokenizer(argparse.Namespace(**{**vars(args), "seed": 0}), dataset, tokenizer)
-        gq.tokenize(dataset, tokenizer, tokens, args.test_images)
+        work.mkdir(parents=True, exist_ok=True)
+        here = Path.cwd()
+        os.chdir(work)
+        try:
+            for command in (c for c in commands if c[0] in ("train", "tokenize")):
+                if cli(command) != 0:
+                    raise RuntimeError(f"hf-vq {' '.join(command)} failed")
+        finally:
+            os.chdir(here)
     return tokens
+
+
+def train_prior(args, tokens: Path, output: Path) -> None:
+    """`hf-vq train-prior` on `tokens` with this benchmark's sizes, seed and position embedding."""
+    from hf_vq.cli import main as cli
+
+    argv = ["train-prior", "--tokens", str(tokens), "--output-dir", str(output), "--overwrite-output-dir"]
+    argv += ["--max-train-steps", str(args.prior_steps), "--train-batch-size", str(args.prior_batch_size)]
+    argv += ["--hidden-size", str(args.prior_hidden_size), "--num-hidden-layers", str(args.prior_layers)]
+    argv += ["--learning-rate", str(args.prior_learning_rate), "--seed", str(args.seed)]
+    argv += ["--position-embedding", args.position_embedding, "--report-to", "none"]
+    if cli(argv) != 0:
+        raise RuntimeError(f"hf-vq {' '.join(argv)} failed")
 
 
 def held_out_nll(prior_dir: Path, tokens: Path) -> float:
@@ -134,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         for arm in ARMS:
             output = Path(args.workdir) / f"prior_positions_{arm.replace('+', '_')}_seed{seed}"
             run_args = argparse.Namespace(**{**vars(args), "seed": seed, "position_embedding": arm})
-            gq.train_prior(run_args, tokens, output)
+            train_prior(run_args, tokens, output)
             nll[arm].append(held_out_nll(output, tokens))
             runs += 1
             print(f"seed {seed} {arm}: held-out NLL {nll[arm][-1]:.4f} nats/token", flush=True)

@@ -98,11 +98,12 @@ class PriorModelArguments(Arguments):
     num_hidden_layers: int = arg(4, "Transformer blocks.")
     num_attention_heads: int = arg(4, "Attention heads (hidden_size must be divisible by it).")
     intermediate_size: int | None = arg(None, "Width of the SwiGLU MLP. Unset: 3 x hidden_size.")
-    position_embedding: Literal["rope", "rope+2d"] = arg(
+    position_embedding: Literal["rope", "rope+2d", "rope2d"] = arg(
         "rope+2d",
         "`rope+2d`: Llama's 1-D rotary positions plus learned row + column embeddings, which measured 0.18 "
         "nats/token lower held-out NLL than `rope` alone on Fashion-MNIST (3 seeds, p = 0.02; "
-        "benchmarks/results/prior_positions.md); `rope`: the rotary positions only.",
+        "benchmarks/results/prior_positions.md); `rope`: the rotary positions only; `rope2d`: LlamaGen's 2-D "
+        "rotary positions (half of each head's pairs turn with the row, half with the column).",
     )
     class_dropout_prob: float = arg(0.1, "Probability of training on the null class (for classifier-free guidance).")
     unconditional: bool = arg(False, "Ignore the labels of the token set: an unconditional prior.")
