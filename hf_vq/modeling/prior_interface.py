@@ -278,7 +278,7 @@ class VQPriorMixin:
                     f"the tokenizer {trained_on}, config hash {config.tokenizer_config_hash}. Its ids mean other "
                     "codes: load the tokenizer the prior was trained with."
                 )
-        recorded = getattr(config, "tokenizer_weights_hash", None)
+        recorded = config.tokenizer_weights_hash
         if not recorded:
             if not getattr(self, "_warned_unrecorded_weights", False):
                 self._warned_unrecorded_weights = True

@@ -78,7 +78,7 @@ class Rope2DEmbedding(nn.Module):
 
     def __init__(self, config, num_prefix_tokens: int = 1):
         super().__init__()
-        self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        self.head_dim = config.head_dim
         if self.head_dim % 4:
             raise ValueError(
                 f"2-D rotary positions split each head into row and column pairs, so the head size must be divisible "
