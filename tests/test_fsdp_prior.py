@@ -1,5 +1,6 @@
-"""Sharded `hf-vq train-prior` (FSDP2, `hf_vq/training/sharding.py`) on two CPU processes with gloo, launched as a
-user launches it: `accelerate launch --use_fsdp --fsdp_version 2`. One run is killed with SIGKILL while it writes the
+"""Sharded `hf-vq train-prior` (FSDP2, `hf_vq/training/sharding.py`) on two CPU processes with gloo, each given the
+environment that `accelerate launch --use_fsdp --fsdp_version 2` computes (the ranks are forked from this process:
+`helpers.ranks`). One run is killed with SIGKILL while it writes the
 checkpoint of step 4, then resumed: the resumed run recomputes that checkpoint bit for bit (model and AdamW shards),
 ends within fp tolerance of the same training on one process, and leaves a normal, unsharded pipeline folder. A
 sharded checkpoint whose pickled metadata names anything else than DCP's own classes is refused before torch reads
@@ -8,9 +9,7 @@ it."""
 import os
 import pickle
 import shutil
-import socket
-import subprocess
-import sys
+import signal
 from pathlib import Path
 
 import pytest
@@ -21,27 +20,32 @@ from hf_vq.commands.train_prior import main as train_prior_main
 from hf_vq.training.sharding import check_sharded_checkpoint
 
 from helpers import save_tokenizer, tiny_prior_flags, write_token_set
+from helpers.ranks import run_job
 
 pytest.importorskip("diffusers")
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = Path(__file__).parent / "scripts" / "fsdp_prior.py"
+FSDP2 = ("--use_fsdp", "--fsdp_version", "2")
 # 6 steps, checkpoints at 2, 4, 6; no EMA (refused with FSDP) and no class dropout (its draws follow the batch size,
 # which differs between one process of 8 and two of 4).
 RUN = ("--use-ema", "false", "--class-dropout-prob", "0", "--checkpointing-steps", "2", "--report-to", "none")
 RUN += ("--learning-rate", "1e-3", "--lr-warmup-steps", "0")  # steps that move the weights well past fp noise
 
 
-def launch(*argv: str) -> subprocess.CompletedProcess:
-    with socket.socket() as probe:  # a free port: other tests may run a process group at the same time (xdist)
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--use_fsdp", "--fsdp_version", "2"]
-    command += ["--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
-    command += ["--main_process_port", str(port), str(SCRIPT), *argv]
-    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    env.update(PYTHONPATH=str(REPO_ROOT), HF_VQ_TEST_DEADLINE="240")
-    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300, check=False)
+def die_while_saving_step_4() -> None:
+    """Once every rank has written its shards into `checkpoint-4.tmp`, and before the checkpoint is marked complete
+    and renamed, the rank sends itself SIGKILL, as a `kill -9` of the job would."""
+    from accelerate import Accelerator
+
+    save_state = Accelerator.save_state
+
+    def save_then_die(self, output_dir=None, **kwargs):
+        result = save_state(self, output_dir, **kwargs)
+        if str(output_dir).endswith("checkpoint-4.tmp"):
+            self.wait_for_everyone()  # both ranks' shards are on disk, the marker is not
+            os.kill(os.getpid(), signal.SIGKILL)
+        return result
+
+    Accelerator.save_state = save_then_die
 
 
 def dcp_tensors(folder: Path) -> dict:
@@ -63,7 +67,7 @@ def dcp_tensors(folder: Path) -> dict:
     return flat
 
 
-@pytest.mark.slow  # two 2-process launches and a one-process run
+@pytest.mark.slow  # two 2-process runs and a one-process run
 def test_sharded_run_killed_mid_checkpoint_resumes_exactly_and_matches_one_process(tmp_path):
     from hf_vq.pipelines import VQImagePipeline
 
@@ -71,9 +75,9 @@ def test_sharded_run_killed_mid_checkpoint_resumes_exactly_and_matches_one_proce
     write_token_set(tmp_path / "tokens", tokenizer, tmp_path / "tok")
     sharded = tmp_path / "sharded"
     # Two processes of 4 sequences each: the same 8 per step as one process of 8 (accelerate's sharded sampler).
-    flags = [*tiny_prior_flags(tmp_path / "tokens", sharded, *RUN), "--train-batch-size", "4"]
-    killed = launch("--kill-at-step-4", *flags)
-    assert killed.returncode != 0, killed.stdout[-2000:] + killed.stderr[-4000:]
+    argv = ["train-prior", *tiny_prior_flags(tmp_path / "tokens", sharded, *RUN), "--train-batch-size", "4"]
+    killed = run_job(tmp_path, argv, faults=(die_while_saving_step_4,) * 2, launch_flags=FSDP2, deadline=120)
+    assert killed[0] == [-signal.SIGKILL] * 2, "\n".join(killed[1])
     # The kill left the checkpoint of step 2 and an unfinished one of step 4, never taken for a checkpoint.
     assert (sharded / "checkpoint-2" / "checkpoint_complete.json").is_file()
     partial = sharded / "checkpoint-4.tmp"
@@ -84,8 +88,8 @@ def test_sharded_run_killed_mid_checkpoint_resumes_exactly_and_matches_one_proce
     assert {p.name for p in (partial / "transformer").iterdir()} == {"config.json"}
     shutil.copytree(partial, tmp_path / "killed-at-4")  # the resume clears what the kill left
 
-    resumed = launch(*flags, "--resume-from-checkpoint", "latest")
-    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-4000:]
+    resumed = run_job(tmp_path, [*argv, "--resume-from-checkpoint", "latest"], launch_flags=FSDP2, deadline=120)
+    assert resumed[0] == [0, 0], "\n".join(text[-3000:] for text in resumed[1])
     assert not partial.exists()
     # From checkpoint 2, the resumed run reaches step 4 with the very state the killed run had written.
     for name in ("pytorch_model_fsdp_0", "optimizer_0"):

@@ -4,85 +4,21 @@ which only the main process writes) stops both ranks within seconds, with the fa
 rank 0.
 
 Without the shared error flag, the healthy rank waits for the faulty one at its next collective until the process
-group times out (30 minutes with gloo). The two ranks are forked from this test process, which has already imported
-torch, transformers and accelerate (an `accelerate launch` spends ~10 s of CPU per process on imports alone); each
-sets the environment `accelerate launch` would give it and runs `hf_vq.cli.main`, as the launched command would.
+group times out (30 minutes with gloo). The two ranks are forked from this test process (`helpers.ranks`), with the
+environment `accelerate launch` would give them.
 """
 
 from __future__ import annotations
 
 import errno
-import faulthandler
-import logging
-import multiprocessing
-import os
-import socket
-import sys
-import time
-from pathlib import Path
 
 import pytest
-import torch
 
 from helpers import tiny_train_flags, write_image_parquet_shards
+from helpers.ranks import run_job
 
 pytestmark = pytest.mark.slow
 DEADLINE = 60  # seconds for the whole job to end; it takes a few
-
-
-def run_rank(rank: int, port: int, argv: list[str], log: str, fault=None) -> None:
-    """One rank of a 2-process job, in a forked child: the launcher's environment, fresh accelerate state and
-    logging, stdout and stderr to `log`, then `fault()` if given; exits with `hf-vq`'s status."""
-    status = 3
-    try:
-        env = dict(RANK=rank, LOCAL_RANK=rank, WORLD_SIZE=2, LOCAL_WORLD_SIZE=2, MASTER_ADDR="127.0.0.1")
-        os.environ.update({key: str(value) for key, value in env.items()}, MASTER_PORT=str(port))
-        os.environ.update(ACCELERATE_USE_CPU="1", OMP_NUM_THREADS="1")
-        torch.set_num_threads(1)  # as DataLoader workers do: OpenMP's thread pool does not survive a fork
-        with open(log, "w", buffering=1) as stream:
-            os.dup2(stream.fileno(), 1)
-            os.dup2(stream.fileno(), 2)
-            sys.stdout = sys.stderr = stream
-            root = logging.getLogger()
-            for handler in list(root.handlers):  # pytest's capture handlers: the run configures its own logging
-                root.removeHandler(handler)
-            from accelerate.state import AcceleratorState, PartialState
-
-            AcceleratorState._reset_state(reset_partial_state=True)  # the test process may have built one
-            PartialState._reset_state()
-            if fault is not None:
-                fault()
-            faulthandler.dump_traceback_later(DEADLINE - 5, file=stream)  # where a rank waits, should one hang
-
-            from hf_vq.cli import main
-
-            status = main(argv)
-    finally:
-        os._exit(status)
-
-
-def run_job(tmp_path, argv: list[str], faults=(None, None)) -> tuple[list[int], list[str], float]:
-    """Both ranks of `hf-vq ARGV` (`faults`: what each rank injects first); their exit statuses, what each printed,
-    and the seconds until both ended."""
-    with socket.socket() as probe:  # a free port: another test may run a process group at the same time (xdist)
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    logs = [str(tmp_path / f"rank{rank}.log") for rank in range(2)]
-    context = multiprocessing.get_context("fork")
-    start = time.perf_counter()
-    ranks = [context.Process(target=run_rank, args=(rank, port, argv, logs[rank], faults[rank])) for rank in range(2)]
-    for process in ranks:
-        process.start()
-    for process in ranks:
-        process.join(timeout=max(1.0, DEADLINE - (time.perf_counter() - start)))
-    seconds = time.perf_counter() - start
-    hung = [process for process in ranks if process.is_alive()]
-    for process in hung:
-        process.kill()
-        process.join()
-    texts = [Path(log).read_text() for log in logs]
-    assert not hung, f"a rank was still waiting after {DEADLINE} s:\n" + "\n".join(t[-2000:] for t in texts)
-    return [process.exitcode for process in ranks], texts, seconds
 
 
 def flags(output_dir, data, *extra):
