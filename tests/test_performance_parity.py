@@ -90,7 +90,7 @@ def test_in_place_inference_path_equals_autograd_path():
 # ----------------------------------------------------------------------------------------- code search
 
 
-# Plain VQ is covered by `residual_vq`, whose stages are plain VQs (one case less: compiling costs ~8 s a case).
+# Plain VQ is covered by `residual_vq`, whose stages are plain VQs.
 COMPILE_CASES = {
     "ema+kmeans+l2+entropy+rotation": dict(
         codebook_update="ema",
@@ -106,30 +106,78 @@ COMPILE_CASES = {
 }
 
 
-@pytest.mark.slow  # torch.compile: 8-11 s a case on 2 cores
-@pytest.mark.parametrize("name", COMPILE_CASES)
-def test_compiles_as_one_graph_and_trains_as_eager(name):
-    """`torch.compile(fullgraph=True)` traces the whole training forward (an error on any graph break) and three
-    compiled steps leave the same weights and codebook state as eager ones. Dead-code restarts are the one option
-    left out: how many codes to restart is data, so that check breaks the graph (and syncs with the host)."""
-    states = []
+def compiled_and_eager_training(module, inputs, step_loss) -> list[dict[str, torch.Tensor]]:
+    """Three SGD steps of `module` (a fresh copy each time), eager then compiled with `fullgraph=True` (an error on
+    any graph break): for each, the state dict at the end plus the gradient of each input that requires one."""
+    results = []
     for compiled in (False, True):
         torch._dynamo.reset()
-        torch.manual_seed(0)
-        model = VQGANModel(VQGANConfig(**TINY, **COMPILE_CASES[name])).train()
+        model = module()
         forward = torch.compile(model, fullgraph=True, backend="eager") if compiled else model
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-        torch.manual_seed(1)
-        for _ in range(3):
-            forward(torch.rand(2, 3, 32, 32) * 2 - 1).loss.backward()
-            optimizer.step()
-            optimizer.zero_grad()
-        states.append(model.state_dict())
+        parameters = list(model.parameters())
+        optimizer = torch.optim.SGD(parameters, lr=0.1) if parameters else None
+        state = {}
+        for step, batch in enumerate(inputs):
+            batch = batch.detach().requires_grad_(batch.requires_grad)
+            step_loss(forward(batch)).backward()
+            if batch.requires_grad:
+                state[f"input_grad_{step}"] = batch.grad
+            if optimizer is not None:
+                optimizer.step()
+                optimizer.zero_grad()
+        results.append({**model.state_dict(), **state})
+    return results
+
+
+def assert_same_state(states):
+    assert states[0].keys() == states[1].keys()
     for key, value in states[0].items():
         torch.testing.assert_close(states[1][key], value, rtol=1e-5, atol=1e-6, msg=key)
+
+
+@pytest.mark.slow  # torch.compile of the whole model, training then inference: ~8 s on 2 cores
+def test_the_whole_model_compiles_as_one_graph_and_trains_as_eager():
+    """The whole training forward (encoder, the most involved quantizer, decoder, losses) traces as one graph and
+    three compiled steps leave the same weights and codebook state as eager ones; inference compiles too. The other
+    quantizers share every other layer: `test_each_quantizer_compiles_as_one_graph_and_trains_as_eager`."""
+    name = next(iter(COMPILE_CASES))
+    torch.manual_seed(1)
+    inputs = [torch.rand(2, 3, 32, 32) * 2 - 1 for _ in range(3)]
+
+    def build():
+        torch.manual_seed(0)
+        return VQGANModel(VQGANConfig(**TINY, **COMPILE_CASES[name])).train()
+
+    assert_same_state(compiled_and_eager_training(build, inputs, lambda output: output.loss))
     with torch.no_grad():
-        model.eval()
+        model = build().eval()
         torch.compile(model, fullgraph=True, backend="eager")(torch.rand(1, 3, 32, 32))
+
+
+@pytest.mark.slow  # torch.compile: 1-3 s a case on 2 cores (and dynamo's first-use cost for whichever runs first)
+@pytest.mark.parametrize("name", COMPILE_CASES)
+def test_each_quantizer_compiles_as_one_graph_and_trains_as_eager(name):
+    """Each quantizer, on the latents the encoder would give it: its training forward traces as one graph, three
+    compiled steps (its loss plus a stand-in for the decoder's) give the latents the same gradients and leave the
+    same codebook state as eager ones, and its inference forward compiles. Dead-code restarts are the one option
+    left out: how many codes to restart is data, so that check breaks the graph (and syncs with the host)."""
+    config = VQGANConfig(**TINY, **COMPILE_CASES[name])
+    torch.manual_seed(1)
+    inputs = [torch.randn(2, config.vq_embed_dim, 8, 8, requires_grad=True) for _ in range(3)]
+
+    def build():
+        torch.manual_seed(0)
+        return VQGANModel(config).quantize.train()
+
+    def step_loss(output):
+        quantized, loss, _ = output
+        return loss + quantized.square().mean()  # the decoder's gradient reaches the latents through `quantized`
+
+    states = compiled_and_eager_training(build, inputs, step_loss)
+    assert_same_state(states)
+    assert states[0]["input_grad_0"].abs().sum() > 0
+    with torch.no_grad():
+        torch.compile(build().eval(), fullgraph=True, backend="eager")(inputs[0])
 
 
 @pytest.mark.parametrize("chunk_size", [1, 7, 333, 8192])
