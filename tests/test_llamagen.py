@@ -6,6 +6,7 @@ SwiGLU; for the tokenizer, taming's conv net on l2-normalised 8-dim codes. `benc
 same against LlamaGen's own modules at every published size."""
 
 import argparse
+import copy
 import fractions
 import json
 import math
@@ -350,6 +351,19 @@ def test_tokenizer_ids_and_pixels_equal_llamagen_and_export_to_diffusers(pipe, c
             exported.decode(codes, force_not_quantize=True).sample, pixels, atol=1e-5, rtol=1e-5
         )
     assert tokenizer.config.codebook_l2_norm and tokenizer.config.vq_embed_dim == CODE_DIM
+
+
+def test_tokenizer_conversion_is_exact_in_float64(pipe, checkpoints):
+    """In fp32 two implementations of the same decoder differ by their sums' rounding (each of LlamaGen's and hf-vq's
+    fp32 decoders is ~3e-5 from LlamaGen's fp64 one on 256-px outputs: `benchmarks/llamagen_parity.py`); in float64
+    what is left must be rounding of the order of 1e-14. A float64 model keeps float64 codes (fp16/bf16 go to fp32)."""
+    images = torch.rand(2, 3, IMAGE, IMAGE, dtype=torch.float64) * 2 - 1
+    ids, pixels = reference_vq({k: v.double() for k, v in checkpoints["vq"].items()}, images)
+    tokenizer = copy.deepcopy(pipe.vqvae).double()
+    with torch.no_grad():
+        assert tokenizer.quantize.codebook().dtype == torch.float64
+        assert torch.equal(tokenizer.encode_to_indices(images), ids)
+        torch.testing.assert_close(tokenizer.decode_indices(ids), pixels, atol=1e-12, rtol=0)
 
 
 # ---------------------------------------------------------------------------------------------- files and errors

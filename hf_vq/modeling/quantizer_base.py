@@ -65,17 +65,23 @@ def entropy_loss(logits: torch.Tensor, temperature: float) -> torch.Tensor:
     return sample_entropy - codebook_entropy
 
 
+def at_least_fp32(tensor: torch.Tensor) -> torch.Tensor:
+    """The quantizer computes in fp32 whatever the model dtype: fp16 and bf16 tensors are cast up, fp64 ones (a
+    model converted to float64 to check a conversion, say) keep their precision."""
+    return tensor if tensor.dtype == torch.float64 else tensor.float()
+
+
 def project(linear: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Applies an optional `nn.Linear` projection in fp32 (the quantizer runs in fp32 whatever the model dtype)."""
+    """Applies an optional `nn.Linear` projection in the quantizer's precision (`at_least_fp32`)."""
     if isinstance(linear, nn.Linear):
-        bias = linear.bias.float() if linear.bias is not None else None
-        return F.linear(x, linear.weight.float(), bias)
+        bias = at_least_fp32(linear.bias) if linear.bias is not None else None
+        return F.linear(x, at_least_fp32(linear.weight), bias)
     return x
 
 
 def flatten_latents(latents: torch.Tensor, project_in: nn.Module | None = None) -> torch.Tensor:
-    """(B, D, h, w) latents -> (B*h*w, code_dim) fp32 vectors, through the optional input projection."""
-    flat = latents.float().permute(0, 2, 3, 1).reshape(-1, latents.shape[1])
+    """(B, D, h, w) latents -> (B*h*w, code_dim) vectors (`at_least_fp32`), through the optional input projection."""
+    flat = at_least_fp32(latents).permute(0, 2, 3, 1).reshape(-1, latents.shape[1])
     return project(project_in, flat)
 
 

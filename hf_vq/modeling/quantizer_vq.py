@@ -13,6 +13,7 @@ from .modeling_outputs import QuantizerOutput
 from .quantizer_base import (
     BaseQuantizer,
     all_reduce_sum_,
+    at_least_fp32,
     broadcast_from_main_,
     channels_first,
     entropy_loss,
@@ -129,8 +130,8 @@ class VectorQuantizer(BaseQuantizer):
     # ------------------------------------------------------------------------------------------------- lookup
 
     def codebook(self) -> torch.Tensor:
-        """The (K, code_dim) codes in fp32 as the search sees them (l2-normalised if `l2_norm`)."""
-        weight = self.embedding.weight.float()
+        """The (K, code_dim) codes as the search sees them (`at_least_fp32`, l2-normalised if `l2_norm`)."""
+        weight = at_least_fp32(self.embedding.weight)
         return F.normalize(weight, dim=-1) if self.l2_norm else weight
 
     def indices_to_codes(self, indices: torch.LongTensor) -> torch.Tensor:
@@ -149,10 +150,10 @@ class VectorQuantizer(BaseQuantizer):
                 flat = F.normalize(flat, dim=-1)
             if self.training and self.kmeans_init and not self.codebook_frozen and not bool(self.kmeans_done):
                 self._kmeans_init(flat.detach())
-            weight = self.embedding.weight.float()
+            weight = at_least_fp32(self.embedding.weight)
             if self.training and (self.use_ema or self.dead_code_restart):
                 # EMA and restarts write the codebook in place after this step's graph is built; the graph must
-                # keep the values it was built from (`.float()` of an fp32 weight is the weight itself)
+                # keep the values it was built from (the cast of an fp32 weight is the weight itself)
                 weight = weight.clone()
             codebook = F.normalize(weight, dim=-1) if self.l2_norm else weight
             indices = nearest_code(flat.detach(), codebook.detach(), self.chunk_size)
@@ -184,7 +185,7 @@ class VectorQuantizer(BaseQuantizer):
             else:
                 # inference: the codes exactly (the same lookup as `indices_to_codes`), so decoding ids and
                 # decoding latents agree bit for bit
-                quantized = self.indices_to_codes(indices.view(batch, height, width)).float()
+                quantized = at_least_fp32(self.indices_to_codes(indices.view(batch, height, width)))
             return self.output_with_statistics(
                 quantized,
                 indices.view(batch, height, width),
