@@ -17,11 +17,11 @@ from torch import nn
 
 # diffusers finds a known base class (PreTrainedModel) in a component's module when loading a pipeline.
 from transformers import LlamaModel, LlamaPreTrainedModel, PreTrainedModel  # noqa: F401
-from transformers import initialization as init
 from transformers.masking_utils import create_bidirectional_mask
 from transformers.modeling_outputs import MaskedLMOutput
 
 from .configuration_masked_prior import MaskedPriorConfig
+from .llama_prior import LlamaPriorMixin
 from .masked_decoding import (
     DECODING_ORDERS,
     GUIDANCE_SCHEDULES,
@@ -31,14 +31,11 @@ from .masked_decoding import (
     masking_fraction,
     num_left_masked,
 )
-from .modeling_prior import GridPositionEmbedding, VQPriorForCausalLM
 from .prior_interface import ClassLabels, VQPriorMixin
-from .rope2d import Rope2DEmbedding
-from .saving_utils import follow_umask
 from .token_layout import Indices
 
 
-class VQPriorForMaskedLM(LlamaPreTrainedModel, VQPriorMixin):
+class VQPriorForMaskedLM(LlamaPriorMixin, LlamaPreTrainedModel, VQPriorMixin):
     r"""
     A class-conditional (or unconditional) masked prior over the ids of an hf-vq tokenizer: the `"masked"` prior
     family (see [`VQPriorMixin`]). Training masks a cosine-scheduled share of each image's ids and scores the
@@ -82,37 +79,14 @@ class VQPriorForMaskedLM(LlamaPreTrainedModel, VQPriorMixin):
     model_card_name = "masked (MaskGIT) Llama prior"
     model_card_tag = "maskgit"
 
-    # The layout tables are the autoregressive prior's: rows / columns of each position and its id range.
-    _finest_grid = VQPriorForCausalLM._finest_grid
-    _position_tables = VQPriorForCausalLM._position_tables
-    _build_position_tables = VQPriorForCausalLM._build_position_tables
-
     def __init__(self, config: MaskedPriorConfig):
         super().__init__(config)
         self.model = LlamaModel(config)
         for layer in self.model.layers:  # bidirectional, also for attention kernels that read the flag (flash)
             layer.self_attn.is_causal = False
         self.lm_head = nn.Linear(config.hidden_size, config.image_vocab_size, bias=False)
-        self.grid_position_embedding = None
-        if config.position_embedding == "rope+2d":
-            self.grid_position_embedding = GridPositionEmbedding(*self._finest_grid(), config.hidden_size)
-        if config.position_embedding == "rope2d":  # LlamaGen's 2-D rotary module in place of Llama's 1-D one
-            self.model.rotary_emb = Rope2DEmbedding(config)
-        self._layout_tables: dict[torch.device, dict[str, torch.Tensor]] = {}
+        self._init_position_modules()
         self.post_init()
-
-    def save_pretrained(self, save_directory, *args, **kwargs):
-        """`PreTrainedModel.save_pretrained`, with the weights given the process umask's mode like the folder's other
-        files (safetensors writes them owner-only; see `saving_utils.py`)."""
-        super().save_pretrained(save_directory, *args, **kwargs)
-        follow_umask(save_directory)
-
-    def _init_weights(self, module: nn.Module) -> None:
-        if isinstance(module, GridPositionEmbedding):
-            init.normal_(module.row, mean=0.0, std=self.config.initializer_range)
-            init.normal_(module.col, mean=0.0, std=self.config.initializer_range)
-        else:
-            super()._init_weights(module)
 
     def get_input_embeddings(self) -> nn.Module:
         return self.model.embed_tokens
