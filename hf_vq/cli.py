@@ -66,20 +66,19 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     debug = "--debug" in rest
     rest = [arg for arg in rest if arg != "--debug"]
-    module_name = f"hf_vq.commands.{COMMANDS[command][0]}"
     try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as error:
-        if (error.name or "").split(".")[0] == "hf_vq":
-            raise  # our own bug, not a missing extra
+        return int(importlib.import_module(f"hf_vq.commands.{COMMANDS[command][0]}").main(rest) or 0)
+    except ModuleNotFoundError as error:  # an optional dependency, imported by the command or on first use
+        missing = (error.name or "").split(".")[0]
+        if debug or missing in ("", "hf_vq") or not extras_providing(missing):
+            raise  # our own bug, or a module no extra of hf-vq provides
+        extras = ",".join(extras_providing(missing))
         print(
-            f"hf-vq {command} needs an optional dependency that is not installed ({error}). "
-            "Install the extras from your hf-vq checkout with `pip install -e '.[training,metrics,diffusers]'`.",
+            f"hf-vq {command} needs {missing}, an optional dependency that is not installed. Install it with "
+            f"`pip install 'hf-vq[{extras}]'` (in an hf-vq checkout: `pip install -e '.[{extras}]'`).",
             file=sys.stderr,
         )
         return 1
-    try:
-        return int(module.main(rest) or 0)
     except KeyboardInterrupt as interrupt:
         if debug:
             raise
@@ -92,6 +91,30 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("RANK", "0") == "0":  # under `accelerate launch`, every rank fails alike: say it once
             print(f"hf-vq {command}: error: {error_message(error)} (Add --debug for the traceback.)", file=sys.stderr)
         return 2
+
+
+# Import names whose distribution on PyPI is named otherwise.
+DISTRIBUTIONS = {"skimage": "scikit-image", "sklearn": "scikit-learn", "yaml": "pyyaml", "PIL": "pillow"}
+
+
+def extras_providing(module: str) -> list[str]:
+    """The extras of hf-vq's installed metadata that list the distribution of top-level module `module`, sorted
+    (`yaml` -> `["diffusers", "training"]`); empty where none does or the metadata cannot be read."""
+    from importlib.metadata import PackageNotFoundError, metadata
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    top = module.split(".")[0]
+    wanted = canonicalize_name(DISTRIBUTIONS.get(top, top))
+    try:
+        project = metadata("hf-vq")
+    except PackageNotFoundError:
+        return []
+    requirements = [Requirement(line) for line in project.get_all("Requires-Dist") or []]
+    listing = [r for r in requirements if canonicalize_name(r.name) == wanted and r.marker is not None]
+    extras = project.get_all("Provides-Extra") or []
+    return sorted(extra for extra in extras if any(r.marker.evaluate({"extra": extra}) for r in listing))
 
 
 # What a command keeps when Ctrl-C stops it, when the command itself does not say (the trainers do: the loop raises

@@ -53,6 +53,36 @@ def test_an_unknown_command_is_named_with_a_suggestion(capsys):
     assert "unknown command 'evalute'" in err and "Did you mean evaluate?" in err
 
 
+@pytest.mark.parametrize(
+    "missing, extras",
+    [("diffusers", "diffusers"), ("skimage", "training"), ("yaml", "diffusers,training"), ("gradio", "demo")],
+)
+def test_a_missing_optional_dependency_names_the_extra_that_provides_it(monkeypatch, capsys, missing, extras):
+    """Read from hf-vq's installed metadata (its `Requires-Dist` lines and their `extra == ...` markers), so the
+    hint follows pyproject.toml; import names that differ from the distribution's (skimage) are mapped."""
+    from hf_vq.commands import generate
+
+    def import_fails(argv):
+        raise ModuleNotFoundError(f"No module named '{missing}'", name=missing)
+
+    monkeypatch.setattr(generate, "main", import_fails)
+    assert main(["generate", "folder"]) == 1
+    err = capsys.readouterr().err
+    assert f"hf-vq generate needs {missing}, an optional dependency that is not installed" in err
+    assert f"`pip install 'hf-vq[{extras}]'`" in err and f"`pip install -e '.[{extras}]'`" in err
+
+
+def test_a_missing_module_that_no_extra_provides_is_not_hidden(monkeypatch):
+    from hf_vq.commands import generate
+
+    def import_fails(argv):
+        raise ModuleNotFoundError("No module named 'mytypo'", name="mytypo")
+
+    monkeypatch.setattr(generate, "main", import_fails)
+    with pytest.raises(ModuleNotFoundError, match="mytypo"):
+        main(["generate", "folder"])
+
+
 def test_the_public_names_load_on_first_use():
     assert set(hf_vq.__all__) <= set(dir(hf_vq))
     assert hf_vq.VQGANModel is importlib.import_module("hf_vq.modeling").VQGANModel
