@@ -309,3 +309,23 @@ def test_help_shows_one_name_per_concept_and_the_old_spellings_once(capsys):
 def test_debug_shows_the_traceback_instead(tmp_path, photo):
     with pytest.raises(FileNotFoundError, match="there is no file or folder"):
         main(["reconstruct", str(tmp_path / "no_model"), str(photo), "--debug"])
+
+
+def test_a_folder_of_another_model_type_is_refused_naming_the_class_to_use(tmp_path, saved_model):
+    """transformers only warns on a model_type mismatch: `VQPriorForCausalLM.from_pretrained(a_tokenizer)` used to
+    return a prior of random weights behind a page-long load report."""
+    from hf_vq.modeling import MaskedPriorConfig, VQPriorForCausalLM, VQPriorForMaskedLM, VQVAEModel
+
+    from helpers import TINY_TRANSFORMER
+
+    message = "not the `hf_vq_prior` that VQPriorConfig reads. Load it with `VQGANModel.from_pretrained`"
+    with pytest.raises(ValueError, match=message):
+        VQPriorForCausalLM.from_pretrained(saved_model)
+    with pytest.raises(ValueError, match="holds a `hf_vq_vqgan` model \\(VQGANModel\\), not the `hf_vq_vqvae`"):
+        VQVAEModel.from_pretrained(saved_model)
+    level = {"name": "tokens", "downsampling_factor": 4, "codebook_size": 16}
+    config = MaskedPriorConfig(token_levels=[level], image_size=16, num_classes=3, **TINY_TRANSFORMER)
+    VQPriorForMaskedLM(config).save_pretrained(tmp_path / "masked")
+    with pytest.raises(ValueError, match="`hf_vq_masked_prior` model \\(VQPriorForMaskedLM\\), not the `hf_vq_prior`"):
+        VQPriorForCausalLM.from_pretrained(tmp_path / "masked")
+    assert type(VQGANModel.from_pretrained(saved_model)) is VQGANModel  # the right class still loads

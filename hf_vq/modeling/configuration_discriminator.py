@@ -7,13 +7,13 @@ from typing import Literal
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
-from .configuration_utils import check_field_types, config_error
+from .configuration_utils import ModelTypeCheckMixin, check_field_types, config_error
 
 DISCRIMINATOR_NORM_TYPES = ("batch", "group", "instance", "none")
 
 
 @strict(accept_kwargs=True)
-class VQGANDiscriminatorConfig(PreTrainedConfig):
+class VQGANDiscriminatorConfig(ModelTypeCheckMixin, PreTrainedConfig):
     r"""
     Configuration of a [`VQGANDiscriminator`]: the N-layer PatchGAN discriminator of pix2pix and taming
     (`NLayerDiscriminator`). It maps an image to a grid of real/fake *logits*, one per overlapping patch; with

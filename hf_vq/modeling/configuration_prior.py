@@ -21,6 +21,7 @@ from typing import Any, Literal
 from huggingface_hub.dataclasses import strict
 from transformers import LlamaConfig
 
+from .configuration_utils import ModelTypeCheckMixin
 from .token_layout import TokenLayout, TokenLevel
 from .tokenizer_identity import tokenizer_config_hash, tokenizer_weights_hashes
 
@@ -32,7 +33,7 @@ def _error(field: str, expected: str, received: Any, fix: str) -> ValueError:
 
 
 @strict(accept_kwargs=True)
-class VQPriorConfig(LlamaConfig):
+class VQPriorConfig(ModelTypeCheckMixin, LlamaConfig):
     r"""
     A Llama decoder over the token ids of an hf-vq tokenizer, optionally class-conditional. Build it from the
     tokenizer with [`~VQPriorConfig.from_tokenizer`], which fills in the token layout, the image size and the

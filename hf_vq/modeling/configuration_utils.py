@@ -92,8 +92,28 @@ def check_field_types(config: PreTrainedConfig) -> None:
             raise config_error(name, _expected_type(hint), value, fix or "Give a value of that type.") from None
 
 
+class ModelTypeCheckMixin:
+    """Refuses a stored config of another model type. transformers only warns and goes on, so that
+    `VQGANModel.from_pretrained(a_prior_folder)` returned a VQ-GAN of random weights behind a page-long load report.
+    List it before the transformers config base."""
+
+    @classmethod
+    def from_dict(cls, config_dict: dict[str, Any], **kwargs):
+        stored = config_dict.get("model_type")
+        if stored is not None and stored != cls.model_type:
+            architectures = list(config_dict.get("architectures") or [])
+            holds = f"`{stored}` model" + (f" ({', '.join(architectures)})" if architectures else "")
+            load = f"`{architectures[0]}.from_pretrained`" if architectures else "its own class"
+            raise ValueError(
+                f"The config holds a {holds}, not the `{cls.model_type}` that {cls.__name__} reads. Load it with "
+                f"{load}, or with `transformers.AutoModel.from_pretrained` after `import hf_vq.modeling` (it picks the "
+                "class from the config)."
+            )
+        return super().from_dict(config_dict, **kwargs)
+
+
 @strict(accept_kwargs=True)
-class BaseVQConfig(PreTrainedConfig):
+class BaseVQConfig(ModelTypeCheckMixin, PreTrainedConfig):
     r"""
     Fields common to all hf-vq image tokenizers. Not used on its own: see [`VQGANConfig`] and [`VQVAEConfig`].
 
