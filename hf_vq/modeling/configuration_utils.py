@@ -106,8 +106,8 @@ class ModelTypeCheckMixin:
             load = f"`{architectures[0]}.from_pretrained`" if architectures else "its own class"
             raise ValueError(
                 f"The config holds a {holds}, not the `{cls.model_type}` that {cls.__name__} reads. Load it with "
-                f"{load}, or with `transformers.AutoModel.from_pretrained` after `import hf_vq.modeling` (it picks the "
-                "class from the config)."
+                f"{load}, or with `transformers.AutoModel.from_pretrained` after `import hf_vq.modeling` (it picks "
+                "the class from the config)."
             )
         return super().from_dict(config_dict, **kwargs)
 
