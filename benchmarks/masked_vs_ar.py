@@ -49,8 +49,9 @@ GUIDANCE = (1.0, 3.0)
 T_95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571}  # two-sided 95% t quantiles by degrees of freedom
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def build_parser(description: str = __doc__.split("\n")[0]) -> argparse.ArgumentParser:
+    """The options of this benchmark (`masked_steps.py` adds its own)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--workdir", default="outputs/masked_vs_ar")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--tokenizer-steps", type=int, default=1000)
@@ -74,7 +75,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--reuse", action="store_true")
     parser.add_argument("--note", default="", help="a line for the result, e.g. that the cores were shared")
     parser.add_argument("--output", default=str(RESULTS / "masked_vs_ar.md"))
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
 
 
 # ------------------------------------------------------------------------------------------------ stages
@@ -205,6 +210,46 @@ class CachedInception(torch.nn.Module):
         if key not in self.cache:
             self.cache[key] = self.network(images)
         return self.cache[key]
+
+
+def make_evaluator(args, tokens: Path, device):
+    """`evaluate(folder, seed) -> (evaluate_prior's entry, parameter count)` for a trained pipeline folder, with
+    this benchmark's protocol (real held-out set, class probe, cached Inception); also returns those three and the
+    real labels, which the editing benchmark reuses."""
+    from hf_vq.data.tokenize import real_images
+    from hf_vq.data.tokens import load_tokens, load_tokens_info, token_arrays
+    from hf_vq.evaluation import evaluate_prior, train_class_probe
+    from hf_vq.evaluation.fid import InceptionFeatureExtractor
+    from hf_vq.loading import load_pipeline
+
+    info = load_tokens_info(str(tokens))
+    train_ids, train_labels = token_arrays(load_tokens(str(tokens), "train"), unflipped_only=True)
+    test_ids, test_labels = token_arrays(load_tokens(str(tokens), "test"), unflipped_only=True)
+    real, real_labels = real_images(info, "test", args.num_images)
+    probe_images, probe_labels = real_images(info, "train", args.probe_images)
+    probe = train_class_probe(probe_images, probe_labels, epochs=args.probe_epochs, seed=0)
+    inception = CachedInception(InceptionFeatureExtractor.from_source(args.fid_network).to(device))
+
+    def evaluate(folder: Path, seed: int) -> tuple[dict, int]:
+        pipe = load_pipeline(str(folder), device=device)
+        prior, tokenizer = pipe.transformer.eval(), pipe.vqvae.eval()
+        entry = evaluate_prior(
+            prior,
+            tokenizer,
+            train_tokens=train_ids,
+            train_labels=train_labels,
+            held_out_tokens=test_ids,
+            held_out_labels=test_labels,
+            held_out_images=real,
+            class_probe=probe,
+            guidance_scales=GUIDANCE,
+            num_images=args.num_images,
+            seed=seed,
+            inception=inception,
+        )
+        return entry, sum(p.numel() for p in prior.parameters())
+
+    return evaluate, real, real_labels, probe, inception
 
 
 def interval(values: list[float]) -> tuple[float, float]:
@@ -350,10 +395,6 @@ def editing(args, pipe, real, labels, probe, inception) -> dict[str, dict]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from hf_vq.data.tokenize import real_images
-    from hf_vq.data.tokens import load_tokens, load_tokens_info, token_arrays
-    from hf_vq.evaluation import evaluate_prior, train_class_probe
-    from hf_vq.evaluation.fid import InceptionFeatureExtractor
     from hf_vq.evaluation.generation import prior_row
     from hf_vq.loading import load_pipeline
 
@@ -374,34 +415,12 @@ def main(argv: list[str] | None = None) -> int:
     seconds["priors"] = time.perf_counter() - clock - seconds["tokens"]
 
     clock = time.perf_counter()
-    info = load_tokens_info(str(tokens))
-    train_ids, train_labels = token_arrays(load_tokens(str(tokens), "train"), unflipped_only=True)
-    test_ids, test_labels = token_arrays(load_tokens(str(tokens), "test"), unflipped_only=True)
-    real, real_labels = real_images(info, "test", args.num_images)
-    probe_images, probe_labels = real_images(info, "train", args.probe_images)
-    probe = train_class_probe(probe_images, probe_labels, epochs=args.probe_epochs, seed=0)
-    inception = CachedInception(InceptionFeatureExtractor.from_source(args.fid_network).to(device))
+    evaluate, real, real_labels, probe, inception = make_evaluator(args, tokens, device)
     results = {family: [] for family in FAMILIES}
     params = {}
     for seed in args.seeds:
         for family in FAMILIES:
-            pipe = load_pipeline(str(work / f"{family}-{seed}"), device=device)
-            prior, tokenizer = pipe.transformer.eval(), pipe.vqvae.eval()
-            params[family] = sum(p.numel() for p in prior.parameters())
-            entry = evaluate_prior(
-                prior,
-                tokenizer,
-                train_tokens=train_ids,
-                train_labels=train_labels,
-                held_out_tokens=test_ids,
-                held_out_labels=test_labels,
-                held_out_images=real,
-                class_probe=probe,
-                guidance_scales=GUIDANCE,
-                num_images=args.num_images,
-                seed=seed,
-                inception=inception,
-            )
+            entry, params[family] = evaluate(work / f"{family}-{seed}", seed)
             results[family].append(entry)
     seconds["evaluation"] = time.perf_counter() - clock
 
