@@ -35,14 +35,18 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def reference_rows(path: Path, seeds: list[int]) -> dict[str, list[dict]]:
-    """Per family, the `masked_vs_ar.py` entries of `seeds` (its JSON lists them in the order of its `--seeds`)."""
+    """Per family, the `masked_vs_ar.py` entries of `seeds`, from the JSON at the end of its result (each entry
+    records the seed it sampled with)."""
     text = path.read_text()
     data = json.loads(text[text.index("```json") + len("```json") : text.rindex("```")])
-    ran = [int(s) for s in text.split("seeds [", 1)[1].split("]", 1)[0].split(",")]
-    missing = sorted(set(seeds) - set(ran))
-    if missing:
-        raise SystemExit(f"{path} has no run of seeds {missing} (it ran {ran}): give --seeds among those.")
-    return {family: [entries[ran.index(seed)] for seed in seeds] for family, entries in data["quality"].items()}
+    rows = {}
+    for family, entries in data["quality"].items():
+        by_seed = {entry["sampling"]["seed"]: entry for entry in entries}
+        missing = sorted(set(seeds) - set(by_seed))
+        if missing:
+            raise SystemExit(f"{path} has no {family} run of seeds {missing} (it ran {sorted(by_seed)}).")
+        rows[family] = [by_seed[seed] for seed in seeds]
+    return rows
 
 
 def row(label: str, entries: list[dict]) -> str:

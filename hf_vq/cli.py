@@ -70,9 +70,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(importlib.import_module(f"hf_vq.commands.{COMMANDS[command][0]}").main(rest) or 0)
     except ModuleNotFoundError as error:  # an optional dependency, imported by the command or on first use
         missing = (error.name or "").split(".")[0]
-        if debug or missing in ("", "hf_vq") or not extras_providing(missing):
+        extras = ",".join(extras_providing(missing)) if missing not in ("", "hf_vq") else ""
+        if debug or not extras:
             raise  # our own bug, or a module no extra of hf-vq provides
-        extras = ",".join(extras_providing(missing))
         print(
             f"hf-vq {command} needs {missing}, an optional dependency that is not installed. Install it with "
             f"`pip install 'hf-vq[{extras}]'` (in an hf-vq checkout: `pip install -e '.[{extras}]'`).",
@@ -98,15 +98,14 @@ DISTRIBUTIONS = {"skimage": "scikit-image", "sklearn": "scikit-learn", "yaml": "
 
 
 def extras_providing(module: str) -> list[str]:
-    """The extras of hf-vq's installed metadata that list the distribution of top-level module `module`, sorted
+    """The extras of hf-vq's installed metadata that list the distribution of the top-level module `module`, sorted
     (`yaml` -> `["diffusers", "training"]`); empty where none does or the metadata cannot be read."""
     from importlib.metadata import PackageNotFoundError, metadata
 
     from packaging.requirements import Requirement
     from packaging.utils import canonicalize_name
 
-    top = module.split(".")[0]
-    wanted = canonicalize_name(DISTRIBUTIONS.get(top, top))
+    wanted = canonicalize_name(DISTRIBUTIONS.get(module, module))
     try:
         project = metadata("hf-vq")
     except PackageNotFoundError:

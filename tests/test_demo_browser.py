@@ -21,7 +21,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -33,7 +32,7 @@ import pytest
 import torch
 from PIL import Image
 
-from helpers import TINY_TOKENIZER, tiny_feature_network, tiny_vqgan_config
+from helpers import TINY_TOKENIZER, free_port, tiny_feature_network, tiny_vqgan_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -70,12 +69,6 @@ def pipeline_dir(tmp_path_factory):
     config = VQPriorConfig.from_tokenizer(tokenizer, num_classes=2, id2label={0: "boot", 1: "shirt"}, **fields)
     VQImagePipeline(vqvae=tokenizer, transformer=VQPriorForCausalLM(config).eval()).save_pretrained(folder)
     return folder
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -39,7 +39,9 @@ def test_a_shard_only_rank_1_reads_stops_both_ranks_with_its_message_once(tmp_pa
     shard.write_bytes(bytes(data))
     run = tmp_path / "run"
 
-    codes, (rank0, rank1), seconds = run_job(tmp_path, flags(run, tmp_path / "data", "--max-train-steps", "20"))
+    codes, (rank0, rank1), seconds = run_job(
+        tmp_path, flags(run, tmp_path / "data", "--max-train-steps", "20"), deadline=DEADLINE
+    )
 
     assert codes == [1, 1] and seconds < DEADLINE
     said = f"hf-vq train: On process 1 of 2: Reading the training data ({tmp_path / 'data'} (train)) failed"
@@ -66,7 +68,9 @@ def test_disk_full_during_the_main_process_final_save_stops_the_other_rank_too(t
     run = tmp_path / "run"
 
     argv = flags(run, tmp_path / "data", "--max-train-steps", "1")
-    codes, (rank0, rank1), seconds = run_job(tmp_path, argv, faults=(disk_full_during_the_final_save, None))
+    codes, (rank0, rank1), seconds = run_job(
+        tmp_path, argv, (disk_full_during_the_final_save, None), deadline=DEADLINE
+    )
 
     assert codes == [2, 2] and seconds < DEADLINE
     said = f"hf-vq train: error: On process 0 of 2: Could not write the final model into {run} (No space left"
@@ -90,7 +94,9 @@ def test_disk_full_under_the_main_process_sample_grid_stops_the_other_rank_at_th
     run = tmp_path / "run"
 
     argv = flags(run, tmp_path / "data", "--max-train-steps", "3", "--image-logging-steps", "1")
-    codes, (rank0, rank1), seconds = run_job(tmp_path, argv, faults=(disk_full_under_the_sample_grid, None))
+    codes, (rank0, rank1), seconds = run_job(
+        tmp_path, argv, (disk_full_under_the_sample_grid, None), deadline=DEADLINE
+    )
 
     assert codes == [1, 1] and seconds < DEADLINE
     said = f"hf-vq train: On process 0 of 2: No space left on device: '{run / 'samples' / 'step-0000001.png'}'"

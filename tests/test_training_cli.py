@@ -5,7 +5,6 @@ import json
 import logging
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import textwrap
@@ -18,7 +17,7 @@ from safetensors.torch import load_file
 
 from hf_vq.cli import main as cli_main
 
-from helpers import TINY_DISCRIMINATOR
+from helpers import TINY_DISCRIMINATOR, free_port
 from helpers import TINY_VQGAN as TINY_MODEL
 
 pytestmark = pytest.mark.slow
@@ -243,9 +242,7 @@ def test_two_cpu_processes_sync_codebooks_see_each_example_once_and_train(tmp_pa
         "--discriminator-start",
         "0",
     )
-    with socket.socket() as probe:  # a free port: other tests may run a process group at the same time (xdist)
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
     launch += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
     launch += ["--main_process_port", str(port)]

@@ -1,4 +1,5 @@
-"""Fields shared by every hf-vq tokenizer config: the quantizer, its losses and the pixel range.
+"""Fields shared by every hf-vq tokenizer config: the quantizer, its losses and the pixel range; and the model-type
+check every hf-vq config makes on load (`ModelTypeCheckMixin`).
 
 `VQGANConfig` and `VQVAEConfig` inherit from `BaseVQConfig`; the architecture fields live in each of them.
 """

@@ -6,6 +6,7 @@
 - `training`: the flags of a tiny training run (`tiny_train_flags`);
 - `token_sets`: a tiny tokenizer and token set as `hf-vq tokenize` leaves them, and tiny `train-prior` flags;
 - `evaluation`: a tiny stand-in for the FID network;
+- `ranks`: a 2-process job whose ranks are forked from the test process, and a free local port (`free_port`);
 - `model_testers`: the shared ModelTester set, one tester per tokenizer family, that `test_modeling.py` and
   `test_transformers_conventions.py` run their checks over.
 
@@ -33,6 +34,7 @@ from .images import (
     write_mixed_folder,
     write_random_images,
 )
+from .ranks import free_port
 from .token_sets import NAMES, TINY_PRIOR_FLAGS, save_tokenizer, tiny_prior_flags, write_token_set
 from .training import tiny_train_flags
 
@@ -46,6 +48,7 @@ __all__ = [
     "TINY_VQGAN",
     "TINY_VQVAE",
     "TINY_VQVAE2",
+    "free_port",
     "photo_batch",
     "png_16bit_gray",
     "save_tokenizer",
